@@ -1,0 +1,46 @@
+# The two commands of the README: `make bench` (the benchmark suite) and `make test` (our tests).
+# Both create .venv and install everything first when needed.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.llmbench-installed
+# Extra pytest arguments, e.g. make bench ARGS="--llmbench-precision=bf16"
+ARGS ?=
+
+.PHONY: bench test install lint typecheck clean-venv
+
+$(STAMP): pyproject.toml scripts/install.sh
+	VENV=$(VENV) bash scripts/install.sh
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Saves every run under .benchmarks/ and compares with the previous saved run when there is one.
+bench: $(STAMP)
+	@if ls .benchmarks/*/*.json >/dev/null 2>&1; then compare=--benchmark-compare; fi; \
+	set -x; $(PY) -m pytest benchmarks --benchmark-autosave $$compare $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest tests $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests fixtures benchmarks conftest.py
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+clean-venv:
+	rm -rf $(VENV)
+
+# What the pull-request job runs, on this machine: the matrix, saved under .benchmarks/, compared with
+# the latest saved run (the gate), the verdict written to results/verdict.md and the HTML report to
+# llmbench-report/. The first run has nothing to compare with: it only saves.
+.PHONY: bench-compare
+bench-compare: $(STAMP)
+	@mkdir -p results; \
+	if ls .benchmarks/*/*.json >/dev/null 2>&1; then compare=--benchmark-compare; \
+	else echo "bench-compare: no saved run yet: this run becomes the baseline"; fi; \
+	set -x; $(PY) -m pytest benchmarks --benchmark-autosave $$compare \
+	  --llmbench-verdict=results/verdict.md --llmbench-report=llmbench-report $(ARGS); \
+	status=$$?; set +x; \
+	echo "bench-compare: verdict in results/verdict.md, report in llmbench-report/ (exit status $$status)"; \
+	exit $$status

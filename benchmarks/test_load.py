@@ -1,0 +1,48 @@
+"""Load time: from nothing in memory to a model ready on its device, once per model, precision, device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmbench.backends import LoadedModel, get_backend
+from llmbench.probes import MemoryReading, probes_for
+from llmbench.results import METRICS_KEY, Metric, MetricSet
+from llmbench.settings import Settings
+from llmbench.spec import Combination
+from llmbench.speed import load_s_metric
+
+#: Loads are slow (seconds) and vary less than generation: three timed loads after one warm-up
+#: (which fills the page cache, so every timed load reads the weights from memory, not disk).
+LOAD_ROUNDS = 3
+
+
+def test_load(benchmark: Any, llm_load_combination: Combination, llmbench_settings: Settings) -> None:
+    backend = get_backend(llm_load_combination.backend, llmbench_settings.threads)
+    probes = probes_for(llm_load_combination.device)
+    readings: list[MemoryReading] = []
+
+    def load() -> LoadedModel:
+        with probes.memory.measure() as reading:
+            model = backend.load(llm_load_combination, llmbench_settings.cache_dir)
+        readings.append(reading)
+        return model
+
+    loaded: list[LoadedModel] = []
+    benchmark.pedantic(
+        lambda: loaded.append(load()),
+        teardown=lambda: loaded.pop().close(),
+        rounds=LOAD_ROUNDS,
+        warmup_rounds=1,
+    )
+    seconds = list(benchmark.stats.stats.data)
+    metrics = MetricSet()
+    metrics.add(load_s_metric(seconds, note="from the local cache (converted weights or GGUF file), page cache warm"))
+    added = [r.added_bytes() for r in readings[-LOAD_ROUNDS:]]
+    metrics.add(
+        Metric("load_added_bytes", float(max(added)), "bytes", "lower", tuple(float(a) for a in added),
+               note="memory the loaded model holds: after the load minus before")
+    )  # fmt: skip
+    benchmark.extra_info.update(
+        {key: value for key, value in llm_load_combination.as_info().items() if key != "batch_size"}
+    )
+    benchmark.extra_info[METRICS_KEY] = metrics.to_json()

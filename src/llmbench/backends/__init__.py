@@ -1,0 +1,25 @@
+"""Model backends behind one interface (:class:`llmbench.backends.base.Backend`)."""
+
+from __future__ import annotations
+
+from llmbench.backends.base import Backend, BackendUnavailable, Generation, LoadedModel
+from llmbench.spec import BackendName
+
+__all__ = ["Backend", "BackendUnavailable", "Generation", "LoadedModel", "get_backend"]
+
+
+def get_backend(name: BackendName, threads: int | None = None) -> Backend:
+    """The backend object for a name; imports its heavy libraries lazily.
+
+    ``threads``: CPU threads for llama.cpp (transformers uses torch's global setting, which the
+    plugin sets from ``--llmbench-threads``).
+    """
+    if name == "transformers":
+        from llmbench.backends.transformers_backend import TransformersBackend
+
+        return TransformersBackend()
+    if name == "llama_cpp":
+        from llmbench.backends.llama_cpp_backend import LlamaCppBackend
+
+        return LlamaCppBackend(n_threads=threads)
+    raise ValueError(f"unknown backend {name!r}; known: transformers, llama_cpp")

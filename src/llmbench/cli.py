@@ -1,0 +1,44 @@
+"""The ``llmbench`` command: work on saved runs outside pytest (compare, merge, report, export).
+
+Each subcommand lives in the module that owns its job; this file only dispatches. A module
+provides ``add_arguments(parser)`` and ``main(args) -> int`` (the exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from llmbench import __version__
+
+#: subcommand -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "compare": ("llmbench.gate", "compare a run with a baseline and give the gate's verdict"),
+    "merge": ("llmbench.shards", "merge the saved runs of matrix shards into one run"),
+    "report": ("llmbench.report", "write the HTML and markdown report of saved runs"),
+    "export": ("llmbench.report", "write saved runs as a CSV or Parquet table, one row per combination and run"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmbench", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"pytest-llmbench {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        getattr(module, f"add_{name}_arguments")(sub)
+        sub.set_defaults(handler=getattr(module, f"{name}_main"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    status: int = args.handler(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Measured figures as values with units, direction and raw samples, and their place in saved runs.
+
+Each benchmark's ``extra_info`` in the pytest-benchmark JSON holds, next to the identifying fields
+(model, precision, device, batch_size, backend), a ``metrics`` object::
+
+    "metrics": {
+        "decode_tok_s_total": {"value": 41.8, "unit": "tok/s", "direction": "higher",
+                               "samples": [41.2, 41.9, ...]},
+        "rouge1": {"value": 0.61, "unit": "F1", "direction": "higher", "ci": [0.57, 0.65],
+                   "samples": [...per item...]},
+        ...
+    }
+
+``value`` is null where a figure cannot be computed (zero generated tokens, no KV cache in the
+config, ...): reports show it as n/a. Only reporting code formats these values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Direction = Literal["higher", "lower", "none"]
+Unit = Literal["s", "tok/s", "bytes", "tokens", "ratio", "F1", "count", "bytes/s", "%"]
+
+METRICS_KEY = "metrics"
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One figure of one combination: the value, its unit, which way is better, and raw samples."""
+
+    name: str
+    value: float | None
+    unit: Unit
+    direction: Direction
+    samples: tuple[float, ...] = ()
+    #: A confidence interval of ``value`` (e.g. a bootstrap 95% interval), where one was computed.
+    ci: tuple[float, float] | None = None
+    #: One line on how it was measured, where that is not obvious from the name.
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "value": _finite_or_none(self.value),
+            "unit": self.unit,
+            "direction": self.direction,
+        }
+        if self.samples:
+            out["samples"] = [_finite_or_none(s) for s in self.samples]
+        if self.ci is not None:
+            out["ci"] = [_finite_or_none(self.ci[0]), _finite_or_none(self.ci[1])]
+        if self.note:
+            out["note"] = self.note
+        return out
+
+    @classmethod
+    def from_json(cls, name: str, data: Mapping[str, Any]) -> Metric:
+        """Read a saved metric; tolerant of older runs (missing fields become defaults)."""
+        ci = data.get("ci")
+        return cls(
+            name=name,
+            value=_float_or_none(data.get("value")),
+            unit=data.get("unit", "count"),
+            direction=data.get("direction", "none"),
+            samples=tuple(x for x in (_float_or_none(s) for s in data.get("samples", ()) or ()) if x is not None),
+            ci=(float(ci[0]), float(ci[1])) if ci and None not in ci else None,
+            note=str(data.get("note", "")),
+        )
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return result if math.isfinite(result) else None
+
+
+@dataclass
+class MetricSet:
+    """The metrics of one benchmark, in the order they were added."""
+
+    metrics: dict[str, Metric] = field(default_factory=dict)
+
+    def add(self, metric: Metric) -> None:
+        self.metrics[metric.name] = metric
+
+    def extend(self, metrics: Iterable[Metric]) -> None:
+        for metric in metrics:
+            self.add(metric)
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: metric.to_json() for name, metric in self.metrics.items()}
+
+
+def metrics_of(benchmark_json: Mapping[str, Any]) -> dict[str, Metric]:
+    """The metrics saved in one benchmark entry of a pytest-benchmark run (empty for older runs)."""
+    extra = benchmark_json.get("extra_info") or {}
+    saved = extra.get(METRICS_KEY) or {}
+    if not isinstance(saved, Mapping):
+        return {}
+    return {name: Metric.from_json(name, data) for name, data in saved.items() if isinstance(data, Mapping)}
+
+
+def median(values: Sequence[float]) -> float | None:
+    ordered = sorted(v for v in values if math.isfinite(v))
+    if not ordered:
+        return None
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2

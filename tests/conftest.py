@@ -1,0 +1,63 @@
+"""Shared fixtures of the harness's own tests."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+import torch  # noqa: F401
+
+# Import the heavy native libraries once, in the outer process: pytester's in-process runs restore
+# sys.modules after each run, and importing torch or llama_cpp a second time crashes the process.
+import llmbench.backends.transformers_backend
+
+# bitsandbytes too (an optional extra): a second import fails registering its torch operators.
+with contextlib.suppress(ImportError):
+    import bitsandbytes  # noqa: F401
+
+try:
+    import llama_cpp  # noqa: F401
+
+    import llmbench.backends.llama_cpp_backend  # noqa: F401
+except ImportError:  # the llama-cpp extra is optional
+    pass
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Gemma 3 causal model with a real SentencePiece tokenizer, built offline."""
+    from tests.tiny_models import build_tiny_gemma3
+
+    return build_tiny_gemma3(tmp_path_factory.mktemp("tiny-gemma3"))
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random T5 encoder-decoder with a real SentencePiece tokenizer, built offline."""
+    from tests.tiny_models import build_tiny_t5
+
+    return build_tiny_t5(tmp_path_factory.mktemp("tiny-t5"))
+
+
+@pytest.fixture(scope="session")
+def tiny_t5gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random T5Gemma encoder-decoder with a real SentencePiece tokenizer, built offline."""
+    from tests.tiny_models import build_tiny_t5gemma
+
+    return build_tiny_t5gemma(tmp_path_factory.mktemp("tiny-t5gemma"))
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester directory holding a copy of the suite's conftest, fixtures and data set."""
+    import shutil
+
+    shutil.copytree(REPO / "fixtures", pytester.path / "fixtures", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
+    pytester.syspathinsert(pytester.path)
+    return pytester
