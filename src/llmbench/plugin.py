@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from llmbench.backends import BackendUnavailable, LoadedModel, get_backend
+from llmbench import metrics_table
 from llmbench.loaded_models import LoadedModels
 from llmbench.measure import GenerateBenchmark
 from llmbench.options import add_options
@@ -36,6 +37,17 @@ def pytest_configure(config: pytest.Config) -> None:
         import torch
 
         torch.set_num_threads(settings.threads)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The LLM figures of every combination, next to pytest-benchmark's own timing table."""
+    session = terminalreporter.config.pluginmanager.get_plugin("pytest-benchmark")
+    benchmarks = [bench.as_dict(include_data=False) for bench in getattr(session, "benchmarks", [])]
+    lines = metrics_table.render(benchmarks)
+    if lines:
+        terminalreporter.write_sep("-", "llmbench: LLM inference figures (median of timed rounds)")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def _settings(config: pytest.Config) -> Settings:

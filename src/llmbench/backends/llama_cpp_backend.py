@@ -18,13 +18,16 @@ the previous call, and repeated benchmark rounds would skip their prefill.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
+import functools
 import importlib
 import importlib.util
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -160,7 +163,19 @@ def _import_llama_cpp() -> tuple[ModuleType | None, str | None]:
         import llama_cpp
     except (ImportError, OSError, RuntimeError) as error:  # a broken build: the shared library fails
         return None, f"llama-cpp-python is installed but cannot be imported: {error}"
+    _close_devnull_at_exit()
     return llama_cpp, None
+
+
+@functools.cache
+def _close_devnull_at_exit() -> None:
+    """llama-cpp-python opens /dev/null twice at import and never closes it: at interpreter exit that
+    prints two ResourceWarnings (as errors under pytest's ``filterwarnings = error``). Close them."""
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None and hasattr(handle, "close"):
+            atexit.register(handle.close)
 
 
 # llama.cpp logs through one process-wide callback. llama-cpp-python's own callback maps the log
