@@ -1,0 +1,372 @@
+"""The GitHub Actions workflows: linted, pinned, least-privilege, and their steps run here.
+
+The last test runs the benchmark workflow's own ``run:`` lines (read from the YAML) in job order on
+the CPU default matrix, at a tiny scale (a tiny model built offline): plan, two shards in parallel,
+merge, gate with no history, report, pull-request comment (a fake ``gh``), record in a local
+history repository, then the gate again with that baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOWS = REPO / ".github" / "workflows"
+BIN = Path(sys.executable).parent
+SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+
+
+def load(name: str) -> dict[Any, Any]:
+    data: dict[Any, Any] = yaml.safe_load((WORKFLOWS / name).read_text())
+    # YAML 1.1 reads the key `on` as True.
+    if True in data:
+        data["on"] = data.pop(True)
+    return data
+
+
+def steps(workflow: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for job_name, job in workflow["jobs"].items():
+        for step in job.get("steps", []):
+            yield job_name, step
+
+
+def workflow_files() -> list[Path]:
+    return sorted(WORKFLOWS.glob("*.yml"))
+
+
+def test_both_workflows_exist() -> None:
+    assert [p.name for p in workflow_files()] == ["benchmarks.yml", "ci.yml"]
+
+
+def test_workflows_match_githubs_schema() -> None:
+    result = subprocess.run(
+        [BIN / "check-jsonschema", "--builtin-schema", "vendor.github-workflows", *map(str, workflow_files())],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_finds_nothing_of_medium_severity_or_above() -> None:
+    result = subprocess.run(
+        [BIN / "zizmor", "--offline", "--no-progress", "--min-severity", "medium", str(WORKFLOWS)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No findings to report" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["benchmarks.yml", "ci.yml"])
+def test_every_action_is_pinned_to_a_commit(name: str) -> None:
+    text = (WORKFLOWS / name).read_text()
+    uses = [step["uses"] for _, step in steps(load(name)) if "uses" in step]
+    assert uses
+    for use in uses:
+        assert SHA_PIN.match(use), f"{use} is not pinned to a full commit SHA"
+        # The release it stands for, as a comment a reviewer (and Dependabot) can read.
+        assert re.search(re.escape(use) + r" # v\d+\.\d+\.\d+$", text, re.MULTILINE), use
+
+
+@pytest.mark.parametrize("name", ["benchmarks.yml", "ci.yml"])
+def test_security_model(name: str) -> None:
+    workflow = load(name)
+    text = (WORKFLOWS / name).read_text()
+    assert "pull_request_target" not in workflow["on"]
+    assert "secrets." not in text  # no secrets anywhere (the job token is github.token)
+    for job_name, job in workflow["jobs"].items():
+        assert "permissions" in job or "permissions" in workflow, f"{name}: job {job_name} has no permissions"
+    for job_name, step in steps(workflow):
+        if step.get("uses", "").startswith("actions/checkout@"):
+            assert step["with"]["persist-credentials"] is False, f"{name}: {job_name} persists credentials"
+        # Expressions reach shell only through env (no template injection); steps are one-line commands.
+        run = step.get("run", "")
+        assert "${{" not in run, f"{name}: {job_name}: {run}"
+        assert "\n" not in run.strip(), f"{name}: {job_name}: multi-line shell; use scripts/ci/*.sh"
+
+
+def test_benchmark_jobs_are_least_privilege() -> None:
+    workflow = load("benchmarks.yml")
+    jobs = workflow["jobs"]
+    assert workflow["permissions"] == {}
+    # Jobs that run the project's (possibly a pull request's) code only read.
+    for name in ("plan", "shard", "gate"):
+        assert jobs[name]["permissions"] == {"contents": "read"}, name
+    assert jobs["approve"]["permissions"] == {}
+    assert jobs["comment"]["permissions"] == {"contents": "read", "pull-requests": "write"}
+    assert jobs["record"]["permissions"] == {"contents": "write"}
+    # The comment job checks out the base branch, never the pull request, and runs no project code.
+    checkout = next(s for s in jobs["comment"]["steps"] if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    # Only default-branch runs write the history; pull requests never do.
+    assert "github.event_name != 'pull_request'" in jobs["record"]["if"]
+    assert "default_branch" in jobs["record"]["if"]
+    # Pull requests need the label; forks wait for the environment's reviewers.
+    assert "'benchmark'" in jobs["plan"]["if"]
+    assert jobs["approve"]["environment"] == "benchmark-fork"
+    assert "approve" in jobs["shard"]["needs"]
+    assert workflow["on"]["pull_request"]["types"] == ["opened", "synchronize", "reopened", "labeled"]
+    assert jobs["shard"]["runs-on"] == "${{ fromJSON(needs.plan.outputs.runner) }}"
+
+
+def test_ci_runs_lint_typecheck_and_tests_on_two_pythons() -> None:
+    job = load("ci.yml")["jobs"]["test"]
+    assert job["strategy"]["matrix"]["python"] == ["3.11", "3.12"]
+    runs = [s["run"] for s in job["steps"] if "run" in s]
+    assert runs == ["make install PYTHON=python", "make lint", "make typecheck", "make test"]
+    cache = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/cache@"))
+    assert cache["with"]["path"] == "~/.cache/llmbench"
+
+
+@pytest.mark.parametrize("script", sorted((REPO / "scripts" / "ci").glob("*.sh")), ids=lambda p: p.name)
+def test_scripts_parse_and_are_executable(script: Path) -> None:
+    assert os.access(script, os.X_OK)
+    subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def test_every_script_a_workflow_runs_exists() -> None:
+    for name in ("benchmarks.yml", "ci.yml"):
+        for _, step in steps(load(name)):
+            for script in re.findall(r"scripts/ci/[\w.-]+\.sh", step.get("run", "")):
+                assert (REPO / script).exists(), script
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, {"runner": '["ubuntu-latest"]', "shards": "[1,2]", "count": "2", "args": "--llmbench-device=cpu",
+              "kind": "cpu"}),
+        ({"LLMBENCH_RUNNER": "gpu", "LLMBENCH_SHARDS": "3"},
+         {"runner": '["self-hosted", "linux", "gpu"]', "shards": "[1,2,3]", "count": "3", "args": "", "kind": "gpu",
+          "torch-index": ""}),
+        ({"LLMBENCH_RUNNER": '["self-hosted", "a100"]', "LLMBENCH_ARGS": "--llmbench-precision=bf16"},
+         {"runner": '["self-hosted", "a100"]', "shards": "[1]", "args": "--llmbench-precision=bf16",
+          "kind": "self-hosted-a100"}),
+    ],
+)  # fmt: skip
+def test_plan(tmp_path: Path, env: dict[str, str], expected: dict[str, str]) -> None:
+    output = tmp_path / "output"
+    output.touch()
+    environ = {"PATH": os.environ["PATH"], "GITHUB_OUTPUT": str(output), **env}
+    subprocess.run([REPO / "scripts" / "ci" / "plan.sh"], env=environ, check=True, capture_output=True)
+    plan = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    assert {key: plan[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "message"), [({"LLMBENCH_RUNNER": "tpu"}, "is not cpu, gpu"), ({"LLMBENCH_SHARDS": "0"}, "from 1 to 99")]
+)
+def test_plan_refuses_bad_variables(env: dict[str, str], message: str) -> None:
+    result = subprocess.run(
+        [REPO / "scripts" / "ci" / "plan.sh"], env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+# --- the workflow's steps, run here ----------------------------------------------------------------
+
+FAKE_GH = r"""#!{python}
+# A stand-in for `gh api` over a JSON file of comments; --jq filters go through the real jq.
+import json, os, subprocess, sys
+state = os.environ["FAKE_GH_STATE"]
+data = json.load(open(state))
+args = sys.argv[1:]
+data["calls"].append(args)
+method, jq, fields, path, i = "GET", None, {{}}, None, 1
+while i < len(args):
+    if args[i] == "--method": method = args[i + 1]; i += 2
+    elif args[i] == "--jq": jq = args[i + 1]; i += 2
+    elif args[i] == "-F":
+        key, value = args[i + 1].split("=", 1)
+        fields[key] = open(value[1:]).read() if value.startswith("@") else value
+        i += 2
+    elif args[i] == "--paginate": i += 1
+    else: path = args[i]; i += 1
+if method == "GET":
+    out = json.dumps(data["comments"])
+    if jq:
+        out = subprocess.run(["jq", "-r", jq], input=out, capture_output=True, text=True, check=True).stdout
+    sys.stdout.write(out)
+elif method == "POST":
+    data["comments"].append({{"id": 100 + len(data["comments"]), "body": fields["body"], "path": path}})
+else:
+    for comment in data["comments"]:
+        if comment["id"] == int(path.rsplit("/", 1)[1]):
+            comment["body"] = fields["body"]
+json.dump(data, open(state, "w"))
+"""
+
+TINY_MATRIX = """
+[matrix]
+models = ["tiny"]
+precisions = ["fp32", "bf16"]
+devices = ["cpu", "cuda"]
+batch_sizes = [1, 2]
+
+[models.tiny]
+source = "path:{path}"
+family = "causal"
+max_new_tokens = 4
+"""
+
+
+class Workflow:
+    """Runs the ``run:`` lines of benchmarks.yml, as GitHub would (``bash -e``), in a copy of the repository."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.env = env
+        self.jobs = load("benchmarks.yml")["jobs"]
+
+    def command(self, job: str, step: str) -> str:
+        for candidate in self.jobs[job]["steps"]:
+            if step in (candidate.get("name"), candidate.get("id")):
+                return str(candidate["run"])
+        raise KeyError(f"{job}: {step}")
+
+    def start(self, job: str, step: str, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            ["bash", "-e", "-c", self.command(job, step)],
+            cwd=self.root, env={**self.env, **env}, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def run(self, job: str, step: str, **env: str) -> subprocess.CompletedProcess[str]:
+        process = self.start(job, step, **env)
+        out, _ = process.communicate(timeout=600)
+        return subprocess.CompletedProcess(process.args, process.returncode, out)
+
+
+@pytest.mark.skipif(shutil.which("jq") is None or shutil.which("git") is None, reason="needs jq and git")
+def test_benchmark_workflow_steps_on_the_cpu_default_matrix(tmp_path: Path, tiny_gemma3_dir: Path) -> None:
+    # The repository as a runner's checkout sees it, with this environment's .venv ("make install").
+    root = tmp_path / "checkout"
+    root.mkdir()
+    for name in ("benchmarks", "fixtures", "scripts"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("conftest.py", "pyproject.toml"):
+        shutil.copy(REPO / name, root / name)
+    (root / ".venv").symlink_to(Path(sys.prefix))
+    matrix = tmp_path / "matrix.toml"
+    matrix.write_text(TINY_MATRIX.format(path=tiny_gemma3_dir))
+    remote = tmp_path / "history.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(remote)], check=True)
+    summary = tmp_path / "summary.md"
+    summary.touch()
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "gh").write_text(FAKE_GH.format(python=sys.executable))
+    (fake_bin / "gh").chmod(0o755)
+    gh_state = tmp_path / "gh.json"
+    gh_state.write_text(json.dumps({"comments": [{"id": 7, "body": "Looks good to me"}], "calls": []}))
+    env = {
+        "PATH": f"{fake_bin}:{os.environ['PATH']}",
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "HF_HUB_OFFLINE": "1",
+        "GITHUB_REPOSITORY": "example/llmbench",
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "LLMBENCH_HISTORY_REMOTE": str(remote),
+        "FAKE_GH_STATE": str(gh_state),
+    }
+    workflow = Workflow(root, env)
+
+    # plan: the CPU default (no LLMBENCH_RUNNER), two shards; a tiny matrix through LLMBENCH_ARGS.
+    output = tmp_path / "plan-output"
+    output.touch()
+    tiny = (
+        f"--llmbench-matrix={matrix} --llmbench-rounds=1 --llmbench-warmup-rounds=0 --llmbench-quality-items=2 "
+        f"--llmbench-outputs-dir={tmp_path / 'outputs'} --llmbench-cache-dir={tmp_path / 'cache'} "
+        "--llmbench-peak-bandwidth=26GB/s"
+    )
+    result = workflow.run("plan", "plan", GITHUB_OUTPUT=str(output), LLMBENCH_ARGS=tiny)
+    assert result.returncode == 0, result.stdout
+    plan = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    assert plan["runner"] == '["ubuntu-latest"]'
+    assert json.loads(plan["shards"]) == [1, 2]
+
+    # shard: both shards at once, as the job matrix runs them.
+    processes = [
+        workflow.start("shard", "Run the shard", SHARD=str(k), SHARDS=plan["count"], LLMBENCH_ARGS=plan["args"])
+        for k in json.loads(plan["shards"])
+    ]
+    outs = [process.communicate(timeout=600)[0] for process in processes]
+    for k, (process, out) in enumerate(zip(processes, outs, strict=True), start=1):
+        assert process.returncode == 0, out
+        assert f"llmbench shard {k}/2: 3 of 6 combinations" in out  # the CUDA column was left out by the plan
+    # upload-artifact / download-artifact (pattern, no merge-multiple): one folder per artifact.
+    for k in (1, 2):
+        (root / "shards" / f"llmbench-shard-{k}").mkdir(parents=True)
+        shutil.move(root / "results" / f"shard-{k}-of-2.json", root / "shards" / f"llmbench-shard-{k}")
+
+    # gate: merge, no history yet, gate passes saying so, report.
+    result = workflow.run("gate", "merge")
+    assert result.returncode == 0, result.stdout
+    assert "llmbench merge: 6 benchmarks from 2 runs -> results/merged.json" in result.stdout
+    merged = json.loads((root / "results" / "merged.json").read_text())
+    assert sorted({b["extra_info"]["precision"] for b in merged["benchmarks"]}) == ["bf16", "fp32"]
+    assert len(merged["machine_info"]["llmbench_shards"]) == 2
+    result = workflow.run("gate", "Fetch the history of the base branch")
+    assert result.returncode == 0, result.stdout
+    assert "no branch benchmark-data yet" in result.stdout
+    result = workflow.run("gate", "gate", KIND=plan["kind"])
+    assert result.returncode == 0, result.stdout
+    assert "No baseline" in (root / "results" / "verdict.md").read_text()
+    assert "No baseline" in summary.read_text()
+    result = workflow.run("gate", "Report", KIND=plan["kind"])
+    assert result.returncode == 0, result.stdout
+    assert (root / "llmbench-report" / "index.html").exists()
+
+    # comment: the verdict artifact as downloaded (report/results/verdict.md); posted, then updated.
+    (root / "report" / "results").mkdir(parents=True)
+    shutil.copy(root / "results" / "verdict.md", root / "report" / "results" / "verdict.md")
+    comment_env = {"GH_TOKEN": "not-a-token", "PR_NUMBER": "12", "RUN_URL": "https://example.invalid/run/1"}
+    for expected in ("posted a comment on #12", "updated comment 101"):
+        result = workflow.run("comment", "Post or update the comment", **comment_env)
+        assert result.returncode == 0, result.stdout
+        assert expected in result.stdout
+    state = json.loads(gh_state.read_text())
+    ours = [c for c in state["comments"] if c["body"].startswith("<!-- llmbench-verdict -->")]
+    assert len(ours) == 1
+    assert len(state["comments"]) == 2
+    assert "No baseline" in ours[0]["body"]
+    assert "https://example.invalid/run/1" in ours[0]["body"]
+    assert ours[0]["path"] == "repos/example/llmbench/issues/12/comments"
+
+    # record (a push to main): the merged run goes to the benchmark-data branch.
+    result = workflow.run("record", "Append it to the benchmark-data branch", KIND=plan["kind"])
+    assert result.returncode == 0, result.stdout
+    files = subprocess.run(
+        ["git", "--git-dir", str(remote), "ls-tree", "-r", "--name-only", "benchmark-data"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert "README.md" in files
+    recorded = [f for f in files if f.endswith(".json")]
+    assert len(recorded) == 1
+    assert re.fullmatch(r"cpu/[\w.-]+-\d+bit/0001_\w+\.json", recorded[0]), recorded
+
+    # The next pull request: the history has a baseline now, and the gate compares with it.
+    shutil.rmtree(root / "history")
+    result = workflow.run("gate", "Fetch the history of the base branch")
+    assert result.returncode == 0, result.stdout
+    assert "1 runs in history" in result.stdout
+    result = workflow.run("gate", "gate", KIND=plan["kind"])
+    assert "gate: comparing results/merged.json with the baseline history/cpu/" in result.stdout
+    assert result.returncode == 0, result.stdout
+    verdict = (root / "results" / "verdict.md").read_text()
+    assert "No baseline" not in verdict
+    assert verdict.strip()
+
+    # The next push to main is numbered after it.
+    result = workflow.run("record", "Append it to the benchmark-data branch", KIND=plan["kind"])
+    assert result.returncode == 0, result.stdout
+    assert re.search(r"record-history: cpu/[\w.-]+/0002_\w+\.json on benchmark-data", result.stdout), result.stdout
