@@ -32,7 +32,7 @@ devices = ["cpu"]
 batch_sizes = [1, 4]
 """,
     )
-    pytester.makepyfile(test_suite=COLLECT_TEST)
+    pytester.makepyfile(test_matrix_ids=COLLECT_TEST)
     result = pytester.runpytest("--collect-only", "-q")
     assert collected_ids(result) == [
         "test_generate[gemma3-270m-bf16-cpu-bs1]",
@@ -43,7 +43,7 @@ batch_sizes = [1, 4]
 
 
 def test_command_line_narrows_and_widens_each_axis(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_suite=COLLECT_TEST)
+    pytester.makepyfile(test_matrix_ids=COLLECT_TEST)
     result = pytester.runpytest(
         "--collect-only", "-q",
         "--llmbench-model=gemma3-270m,t5-small",
@@ -61,14 +61,14 @@ def test_command_line_narrows_and_widens_each_axis(pytester: pytest.Pytester) ->
 
 def test_ini_keys_set_the_axes(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nllmbench_precision = nf4\nllmbench_batch_size = 3\nllmbench_device = cpu\n")
-    pytester.makepyfile(test_suite=COLLECT_TEST)
+    pytester.makepyfile(test_matrix_ids=COLLECT_TEST)
     result = pytester.runpytest("--collect-only", "-q")
     assert collected_ids(result) == ["test_generate[gemma3-270m-nf4-cpu-bs3]"]
 
 
 def test_command_line_wins_over_ini(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nllmbench_precision = nf4\nllmbench_batch_size = 3\nllmbench_device = cpu\n")
-    pytester.makepyfile(test_suite=COLLECT_TEST)
+    pytester.makepyfile(test_matrix_ids=COLLECT_TEST)
     result = pytester.runpytest("--collect-only", "-q", "--llmbench-precision=bf16")
     assert collected_ids(result) == ["test_generate[gemma3-270m-bf16-cpu-bs3]"]
 
@@ -114,7 +114,7 @@ def test_command_line_wins_over_ini(pytester: pytest.Pytester) -> None:
         (
             ["--llmbench-peak-bandwidth=fast"],
             "",
-            "*--llmbench-peak-bandwidth: 'fast' is not a bandwidth (from --llmbench-peak-bandwidth on the command line)*",
+            "*--llmbench-peak-bandwidth: 'fast' is not a bandwidth (from --llmbench-peak-bandwidth on the command line)*"  # noqa: E501,
         ),
         (
             [],
@@ -137,7 +137,7 @@ def test_bad_values_are_usage_errors_naming_value_and_origin(
     pytester: pytest.Pytester, args: list[str], ini: str, expected: str
 ) -> None:
     pytester.makefile(".ini", tox="[pytest]\n" + ini)
-    pytester.makepyfile(test_suite=COLLECT_TEST)
+    pytester.makepyfile(test_matrix_ids=COLLECT_TEST)
     result = pytester.runpytest("--collect-only", "-q", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: " + expected.lstrip("*")])
@@ -168,7 +168,7 @@ def test_bad_values_are_usage_errors_naming_value_and_origin(
 )
 def test_bad_matrix_files_name_the_file_and_problem(pytester: pytest.Pytester, body: str, expected: str) -> None:
     write_matrix(pytester, body)
-    pytester.makepyfile(test_suite=COLLECT_TEST)
+    pytester.makepyfile(test_matrix_ids=COLLECT_TEST)
     result = pytester.runpytest("--collect-only", "-q")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([expected])
@@ -187,7 +187,7 @@ devices = ["cuda"]
 batch_sizes = [1]
 """,
     )
-    pytester.makepyfile(test_suite=COLLECT_TEST)
+    pytester.makepyfile(test_matrix_ids=COLLECT_TEST)
     result = pytester.runpytest("-rs", "--llmbench-device=cpu,cuda")
     result.assert_outcomes(skipped=8)
     result.stdout.fnmatch_lines_random(

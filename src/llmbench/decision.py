@@ -54,14 +54,16 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from statistics import NormalDist
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import PermutationMethod, mannwhitneyu
 
 from llmbench.results import Direction, Metric
 from llmbench.rules import DEFAULT_RULES, MiB, Rule, SampleKind, rule_for
+
+if TYPE_CHECKING:
+    from scipy.stats import PermutationMethod
 
 __all__ = [
     "CONFIDENCE",
@@ -174,9 +176,14 @@ def mann_whitney_p(baseline: Sequence[float], current: Sequence[float]) -> float
     distinct = len(set(baseline) | set(current))
     if distinct == 1:
         return 1.0
+    # Imported here, not at the top: scipy.stats adds about 68 MiB of RSS, and the gate's hooks import this
+    # module in every benchmark process, whose peak RSS is a measured (and gated) figure.
+    from scipy.stats import PermutationMethod, mannwhitneyu
+
     method: str | PermutationMethod = "auto"
     # (scipy's permutation test needs two samples a side; with one, its exact distribution is used.)
-    if min(len(baseline), len(current)) >= 2 and distinct < len(baseline) + len(current) and math.comb(len(baseline) + len(current), len(baseline)) <= (
+    splits = math.comb(len(baseline) + len(current), len(baseline))
+    if min(len(baseline), len(current)) >= 2 and distinct < len(baseline) + len(current) and splits <= (
         _EXACT_PERMUTATIONS
     ):
         method = PermutationMethod(n_resamples=_EXACT_PERMUTATIONS)

@@ -1,0 +1,374 @@
+"""The regression gate on saved runs (tests/data/runs, written by make_runs.py): ``llmbench compare``,
+bad input, the verdict's text and markdown, and the gate's options in pytest. Stored files never change."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmbench import gate
+from llmbench.cli import main
+from llmbench.decision import decide
+from llmbench.results import Metric
+from llmbench.rules import DEFAULT_RULES
+
+DATA = Path(__file__).parent / "data" / "runs"
+RUNS = DATA / "Linux-CPython-3.11-64bit"
+
+
+def _snapshot() -> dict[str, str]:
+    return {
+        str(path.relative_to(DATA)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(DATA.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+@pytest.fixture(autouse=True)
+def stored_runs_unchanged(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test: the stored runs' names and bytes are the same afterwards; no GitHub summary is written."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    before = _snapshot()
+    yield
+    assert _snapshot() == before
+
+
+def compare(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str], str]:
+    status = main(["compare", "--storage", str(DATA), *args])
+    out, err = capsys.readouterr()
+    return status, out.splitlines(), err
+
+
+def test_unchanged_run_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    status, lines, err = compare(capsys, "0001", "0002")
+    assert (status, err) == (0, "")
+    assert lines[-1] == "llmbench gate: no regression (2 combinations, 8 metrics compared)"
+    assert lines[0] == f"baseline: 0001 ({RUNS / '0001_base.json'})"
+    assert "regressions" not in "\n".join(lines)
+
+
+def test_regressions_fail_with_one_sentence_each(capsys: pytest.CaptureFixture[str]) -> None:
+    status, lines, _ = compare(capsys, "0001", "0003")
+    assert status == 1
+    start = lines.index("regressions (4):")
+    assert lines[start + 1 : start + 5] == [
+        "  gemma3-270m q4_k_m cpu bs1: peak RSS 602 → 723 MiB (+20.0%, +120 MiB)",
+        "  gemma3-270m q4_k_m cpu bs1: ROUGE-1 0.596 → 0.496 (-0.1, 95% CI -0.1 to -0.1)",
+        "  gemma3-270m q4_k_m cpu bs4: latency 3.03 → 3.61 s (+19.0%, p=0.0079)",
+        "  gemma3-270m q4_k_m cpu bs4: decode 41.8 → 35.2 tok/s (-15.8%, p=0.0079)",
+    ]
+    assert lines[-1] == "llmbench gate: FAILED: 4 regressions in 2 of 2 combinations"
+
+
+def test_table_lists_regressions_first_and_fits_120_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    _, lines, _ = compare(capsys, "0001", "0003")
+    header = lines.index(next(line for line in lines if line.startswith("combination")))
+    assert lines[header].split() == ["combination", "metric", "baseline", "current", "change", "interval",
+                                     "(95%)", "verdict"]  # fmt: skip
+    rows = lines[header + 2 : header + 10]
+    assert [row.split()[-1] for row in rows] == ["regressed"] * 2 + ["unchanged"] * 2 + ["regressed"] * 2 + [
+        "unchanged"
+    ] * 2
+    assert rows[4].split() == ["gemma3-270m", "q4_k_m", "cpu", "bs4", "latency_s", "3.03", "s", "3.61", "s",
+                               "+19.0%", "+17.8%..+20.2%", "regressed"]  # fmt: skip
+    assert max(len(line) for line in lines if not line.startswith("  ")) <= 120
+
+
+def test_window_pools_the_runs_before_current(capsys: pytest.CaptureFixture[str]) -> None:
+    status, lines, _ = compare(capsys, "window:2", "0003")
+    assert status == 1
+    assert lines[0] == "baseline: median of 2 run(s) 0001, 0002"
+    status, lines, _ = compare(capsys, "last", "0003")
+    assert lines[0] == f"baseline: 0002 ({RUNS / '0002_same.json'}), the latest saved run"
+
+
+def test_window_prefers_runs_with_the_same_fingerprint(tmp_path: Path) -> None:
+    runs = [RUNS / "0001_base.json", RUNS / "0002_same.json"]
+    other = json.loads((DATA / "other_machine.json").read_text())["machine_info"]["llmbench"]
+    baseline = gate.choose_baseline(gate.BaselineSpec("window", window=3), runs, other)
+    assert [run.name for run in baseline.runs] == ["0001", "0002"]
+    assert baseline.notes == ("window:3: no saved run has this machine's fingerprint; pooled the latest 2",)
+    mine = gate.load_run(runs[0]).fingerprint
+    baseline = gate.choose_baseline(gate.BaselineSpec("window", window=3), runs, mine)
+    assert baseline.notes == ("window:3: only 2 saved run(s) have this machine's fingerprint; pooled those",)
+
+
+def test_empty_history_is_not_a_failure(capsys: pytest.CaptureFixture[str]) -> None:
+    status, lines, _ = compare(capsys, "last", "0001")
+    assert status == 0
+    assert lines[-3:] == [
+        f"note: no saved run in {DATA} to compare with: nothing to gate (the first run?)",
+        "",
+        "llmbench gate: nothing to compare with",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("baseline", "message"),
+    [
+        ("corrupted.json", "baseline {p}: corrupted JSON (Expecting property name enclosed in double quotes at "
+                           "line 22, column 6) (from BASELINE on the command line)"),
+        ("missing.json", "baseline {p}: no such file (from BASELINE on the command line)"),
+        ("not_a_run.json", "baseline {p}: not a pytest-benchmark run (expected a JSON object with a 'benchmarks' "
+                           "list) (from BASELINE on the command line)"),
+    ],
+)  # fmt: skip
+def test_bad_baseline_files_give_one_clear_line(
+    capsys: pytest.CaptureFixture[str], baseline: str, message: str
+) -> None:
+    path = DATA / baseline
+    status, lines, err = compare(capsys, str(path), "0002")
+    assert (status, lines) == (2, [])
+    assert err == f"llmbench compare: error: {message.format(p=path)}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["0009", "0001"], f"run 0009 not found in {DATA} (from BASELINE on the command line); saved runs: "
+                           "0001, 0002, 0003, 0004"),
+        (["bogus", "0001"], "BASELINE: 'bogus' is not a baseline (from BASELINE on the command line); allowed: "
+                            "'last', 'window:N' (N a positive integer), a run id such as 0003, or the path of a "
+                            "run's .json file"),
+        (["window:0", "0001"], "BASELINE: 'window:0' needs a positive number of runs after 'window:' (from "
+                               "BASELINE on the command line); allowed: 'last', 'window:N' (N a positive "
+                               "integer), a run id such as 0003, or the path of a run's .json file"),
+        (["0001", "0002", "--fingerprint=loose"], "--fingerprint: 'loose' is not a mode (from --fingerprint on "
+                                                  "the command line); allowed: warn, strict, ignore"),
+        (["0001", "0002", "--fail=latency_s:-5%"], "--fail: 'latency_s:-5%' has the wrong direction for "
+                                                   "latency_s, '-' (from --fail on the command line); latency_s is "
+                                                   "better lower, so use '+' (the bad direction) or '<=' for a "
+                                                   "target, e.g. 'latency_s:+5%'"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_give_one_clear_line(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    status, lines, err = compare(capsys, *args)
+    assert (status, lines) == (2, [])
+    assert err == f"llmbench compare: error: {message}\n"
+
+
+def test_corrupted_runs_are_skipped_for_last(tmp_path: Path) -> None:
+    candidates = [RUNS / "0001_base.json", DATA / "corrupted.json"]
+    baseline = gate.choose_baseline(gate.BaselineSpec("last"), candidates, None)
+    assert [run.name for run in baseline.runs] == ["0001"]
+    assert baseline.notes[0].startswith(f"skipped {DATA / 'corrupted.json'}: corrupted JSON")
+
+
+def test_another_machine_warns_fails_when_strict_or_is_ignored(capsys: pytest.CaptureFixture[str]) -> None:
+    other = str(DATA / "other_machine.json")
+    status, lines, _ = compare(capsys, "0002", other)
+    assert status == 0
+    assert lines[2:5] == [
+        "warning: the machine differs from the baseline's (compared anyway):",
+        "  cpu: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz -> AMD EPYC 9654 96-Core Processor",
+        "  cpu_count: 2 -> 8",
+    ]
+    status, lines, _ = compare(capsys, "0002", other, "--fingerprint=strict")
+    assert status == 1
+    assert lines[2] == "the machine differs from the baseline's (fails: --llmbench-fingerprint=strict):"
+    assert lines[-1] == "llmbench gate: FAILED: the machine differs from the baseline's (--llmbench-fingerprint=strict)"
+    status, lines, _ = compare(capsys, "0002", other, "--fingerprint=ignore")
+    assert status == 0
+    assert not any("differs" in line for line in lines)
+
+
+def test_old_format_compares_latency_from_stats(capsys: pytest.CaptureFixture[str]) -> None:
+    status, lines, _ = compare(capsys, str(DATA / "old_format.json"), "0003")
+    assert status == 0  # no raw rounds: the 19% slower latency can only be "noisy"
+    assert (
+        "note: baseline old_format.json: no llmbench metrics (an older or plain pytest-benchmark run): latency "
+        "only [gemma3-270m q4_k_m cpu bs1, gemma3-270m q4_k_m cpu bs4]"
+    ) in lines
+    assert (
+        "note: baseline old_format.json: no raw rounds saved (median 3,030 ms, min 3,010 ms, max 3,050 ms; save "
+        "with --benchmark-save-data): its latency can only be 'noisy' [gemma3-270m q4_k_m cpu bs4]"
+    ) in lines
+    assert "  gemma3-270m q4_k_m cpu bs4: latency 3.03 → 3.61 s (+19.0%, p=0.33): noisy, too few samples (1 " \
+           "baseline, 5 current): the smallest p a rank test can give is 0.33, not below 0.01; about 5 rounds " \
+           "per side needed" in lines  # fmt: skip
+    status, lines, _ = compare(capsys, str(DATA / "old_format_data.json"), "0003")
+    assert status == 1  # saved with --benchmark-save-data: the rounds decide
+    assert "  gemma3-270m q4_k_m cpu bs4: latency 3.03 → 3.61 s (+19.0%, p=0.0079)" in lines
+
+
+def test_nan_values_are_n_a_not_a_crash(capsys: pytest.CaptureFixture[str]) -> None:
+    status, lines, _ = compare(capsys, "0001", "0004")
+    assert status == 0
+    assert lines[2] == (
+        "note: 0004: 7 value(s) are NaN or infinite (gemma3-270m q4_k_m cpu bs1, gemma3-270m q4_k_m cpu bs4): "
+        "shown as n/a"
+    )
+    row = next(line for line in lines if "bs1  decode_tok_s_total" in line)
+    assert row.split()[-2:] == ["n/a", "n/a"]
+    status, _, _ = compare(capsys, "0004", "0003")
+    assert status == 1
+
+
+def test_new_and_removed_combinations_and_saved_marker_rules(capsys: pytest.CaptureFixture[str]) -> None:
+    status, lines, _ = compare(capsys, "0001", str(DATA / "new_removed.json"))
+    # bs4 decodes 15.8% slower, but its saved llmbench_fail marker allows 20%.
+    assert status == 0
+    assert "new (not in the baseline): gemma3-270m q4_k_m cpu bs8" in lines
+    assert "removed (not in the current run): gemma3-270m q4_k_m cpu bs1" in lines
+    status, lines, _ = compare(capsys, "0001", "0003", "--fail=decode_tok_s:-20%,latency_s:+25%")
+    assert lines[-1] == "llmbench gate: FAILED: 2 regressions in 1 of 2 combinations"
+
+
+def test_verdict_file_is_markdown(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    target = tmp_path / "out" / "verdict.md"
+    status, _, _ = compare(capsys, "0001", "0003", "--verdict", str(target))
+    assert status == 1
+    text = target.read_text()
+    lines = text.splitlines()
+    assert lines[0] == "## llmbench regression gate: FAILED"
+    assert "- gemma3-270m q4_k_m cpu bs4: decode 41.8 → 35.2 tok/s (-15.8%, p=0.0079)" in lines
+    assert "| combination | metric | baseline | current | change | interval (95%) | verdict |" in lines
+    assert "| gemma3-270m q4_k_m cpu bs4 | latency_s | 3.03 s | 3.61 s | +19.0% | +17.8%..+20.2% | regressed |" in lines
+    assert lines[-1] == "**llmbench gate: FAILED: 4 regressions in 2 of 2 combinations**"
+    assert [p.name for p in target.parent.iterdir()] == ["verdict.md"]  # no temporary file left
+
+
+def test_github_step_summary_is_appended(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    compare(capsys, "0001", "0002")
+    text = summary.read_text()
+    assert text.startswith("earlier step\n## llmbench regression gate: no regression\n")
+
+
+def _big_verdict(combinations: int, regressed: int) -> gate.Verdict:
+    rule = DEFAULT_RULES["latency_s"]
+    results = []
+    for index in range(combinations):
+        slow = 1.3 if index < regressed else 1.0
+        base = Metric("latency_s", 1.0, "s", "lower", (1.0, 1.01, 0.99, 1.0, 1.02))
+        cur = Metric("latency_s", slow, "s", "lower", tuple(x * slow for x in (1.0, 1.01, 0.99, 1.0, 1.02)))
+        decisions = (decide("latency_s", base, cur, rule),) * 20
+        results.append(gate.CombinationResult(f"t[{index}]", f"model-{index} fp32 cpu bs1", decisions))
+    return gate.Verdict("0001", "0002", tuple(results))
+
+
+def test_markdown_of_a_big_matrix_stays_under_the_limit() -> None:
+    small = _big_verdict(4, 1).markdown()
+    assert small.count("| regressed |") == 20
+    assert small.count("| unchanged |") == 60
+    text = _big_verdict(400, 3).markdown()
+    assert len(text) < gate.MARKDOWN_LIMIT
+    assert text.count("| regressed |") == 60
+    assert "| unchanged |" not in text
+    assert "\n7940 unchanged rows not listed (the terminal output has them all).\n" in text
+    huge = _big_verdict(2000, 2000).markdown()
+    assert len(huge) < gate.MARKDOWN_LIMIT
+    assert "rows not listed, 0 of them unchanged" in huge
+
+
+# ----------------------------------------------------------------------------- the options in pytest
+
+PLAIN_BENCHMARK = """
+import time
+
+def test_sleep(benchmark):
+    benchmark.pedantic(time.sleep, args=(0.001,), rounds=5, iterations=1)
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--llmbench-baseline=yesterday"], "--llmbench-baseline: 'yesterday' is not a baseline (from "
+                                            "--llmbench-baseline on the command line); allowed: *"),
+        (["--llmbench-fingerprint=loose"], "--llmbench-fingerprint: 'loose' is not a mode (from "
+                                           "--llmbench-fingerprint on the command line); allowed: warn, strict, "
+                                           "ignore"),
+        (["--llmbench-fail=rouge1:+0.01"], "--llmbench-fail: 'rouge1:+0.01' has the wrong direction for rouge1*"),
+        (["--llmbench-baseline=0042"], "run 0042: the storage folder *runs does not exist (from "
+                                       "--llmbench-baseline on the command line)"),
+        (["--llmbench-baseline=nowhere.json"], "baseline nowhere.json: no such file (from --llmbench-baseline on "
+                                               "the command line)"),
+    ],
+)  # fmt: skip
+def test_bad_gate_options_are_usage_errors(pytester: pytest.Pytester, args: list[str], expected: str) -> None:
+    pytester.makepyfile(test_plain=PLAIN_BENCHMARK)
+    result = pytester.runpytest("--benchmark-storage=runs", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: " + expected])
+
+
+def test_bad_marker_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_marked="""
+        import pytest
+
+        @pytest.mark.llmbench_fail("latency_s:-5%")
+        def test_x(benchmark):
+            benchmark(lambda: None)
+        """
+    )
+    result = pytester.runpytest("--strict-markers")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: llmbench_fail: 'latency_s:-5%' has the wrong direction for latency_s, '-' "
+                                 "(from the llmbench_fail marker of test_marked.py::test_x)*"])  # fmt: skip
+
+
+def test_plain_benchmarks_are_gated_on_latency_and_compare_fail_still_works(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_plain="""
+        import time
+        import pytest
+
+        @pytest.mark.llmbench_fail("latency_s:+50%")
+        def test_sleep(benchmark):
+            benchmark.pedantic(time.sleep, args=(0.001,), rounds=5, iterations=1)
+        """
+    )
+    first = pytester.runpytest("--benchmark-autosave", "--benchmark-storage=runs", "--benchmark-save-data")
+    assert first.ret == 0
+    assert "llmbench regression gate" not in first.stdout.str()  # no --benchmark-compare: no gate
+    saved = next((pytester.path / "runs").rglob("0001_*.json"))
+    data = json.loads(saved.read_text())
+    assert "llmbench" in data["machine_info"]
+    assert data["benchmarks"][0]["extra_info"] == {"llmbench_fail": "latency_s:+50%"}
+    before = saved.read_bytes()
+    second = pytester.runpytest(
+        "--benchmark-autosave", "--benchmark-storage=runs", "--benchmark-save-data", "--benchmark-compare",
+        "--benchmark-compare-fail=mean:1000%",
+    )  # fmt: skip
+    assert second.ret == 0
+    second.stdout.fnmatch_lines([
+        "*= llmbench regression gate =*",
+        f"baseline: 0001 ({saved}), the latest saved run",
+        "current:  this session",
+        "*test_sleep*latency_s*",
+        "llmbench gate: no regression (1 combination, 1 metrics compared)",
+    ])  # fmt: skip
+    assert saved.read_bytes() == before
+    # Five times slower: pytest-benchmark's own check still fails the run on its own terms, and so does the gate.
+    pytester.makepyfile(test_plain=(pytester.path / "test_plain.py").read_text().replace("0.001", "0.005"))
+    third = pytester.runpytest("--benchmark-storage=runs", "--benchmark-save-data", "--benchmark-compare=0001",
+                               "--benchmark-compare-fail=min:100%")  # fmt: skip
+    assert third.ret != 0
+    assert "Performance has regressed" in third.stdout.str() + third.stderr.str()
+    third.stdout.fnmatch_lines([
+        "*= llmbench regression gate =*",
+        f"baseline: 0001 ({saved})",
+        "regressions (1):",
+        "  test_plain.py::test_sleep: latency 1.* → 5.* ms (+*%, p=0.0079)",
+        "llmbench gate: FAILED: 1 regression in 1 of 1 combination",
+    ])  # fmt: skip
+
+
+def test_the_hooks_do_not_load_scipy_into_the_measured_process() -> None:
+    """scipy.stats adds about 68 MiB of RSS: it must not be loaded before the benchmarks are measured."""
+    import subprocess
+    import sys
+
+    code = "import sys, llmbench.gate_hooks; print('scipy.stats' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,117 @@
+"""The regression gate end to end (pytester): the suite on a tiny Gemma 3 model, saved twice, then runs
+with an injected slowdown, memory growth or quality drop, each flagged with its sentence and exit status.
+
+The benchmarks' conftest wraps the model's ``generate``: every call sleeps a fixed 200 ms (so the timed
+call is large against the tiny model's noise, in every run) and returns the first sentence of each
+article (a lead-1 summary, so ROUGE has something to lose); ``LLMBENCH_INJECT`` then adds 20% of the
+call's duration (``slow``), allocates and touches a quarter of the process's RSS inside the call
+(``memory``) or returns empty texts (``quality``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.test_plugin import write_matrix
+
+REPO = Path(__file__).resolve().parents[1]
+
+MATRIX = """
+[matrix]
+models = ["tiny"]
+precisions = ["fp32"]
+devices = ["cpu"]
+batch_sizes = [1]
+
+[models.tiny]
+source = "path:{path}"
+family = "causal"
+max_new_tokens = 4
+"""
+
+INJECT = '''
+import os
+import time
+from dataclasses import replace
+
+import psutil
+import pytest
+
+BASE_S = 0.2
+
+
+class Injected:
+    def __init__(self, inner, mode):
+        self._inner, self._mode = inner, mode
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def generate(self, prompts, max_new_tokens):
+        start = time.perf_counter()
+        buffer = b"\\x01" * (psutil.Process().memory_info().rss // 4) if self._mode == "memory" else b""
+        out = self._inner.generate(prompts, max_new_tokens)
+        time.sleep(BASE_S)
+        if self._mode == "slow":
+            time.sleep(0.2 * (time.perf_counter() - start))
+        del buffer
+        texts = tuple("" if self._mode == "quality" else p.split(". ")[0] + "." for p in prompts)
+        return replace(out, texts=texts)
+
+
+@pytest.fixture
+def llm(llm_combination, llmbench_models):
+    return Injected(llmbench_models.get(llm_combination), os.environ.get("LLMBENCH_INJECT", ""))
+'''
+
+ARGS = ("benchmarks", "--llmbench-rounds=20", "--llmbench-quality-items=5", "--benchmark-storage=runs")
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*.json")}
+
+
+def test_unchanged_runs_pass_and_injected_regressions_fail(
+    suite: pytest.Pytester, tiny_gemma3_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    write_matrix(suite, MATRIX.format(path=tiny_gemma3_dir))
+    shutil.copy(REPO / "benchmarks" / "test_generate.py", suite.path / "benchmarks" / "test_generate.py")
+    (suite.path / "benchmarks" / "conftest.py").write_text(INJECT)
+
+    monkeypatch.setenv("LLMBENCH_INJECT", "")
+    first = suite.runpytest(*ARGS, "--benchmark-autosave")
+    first.assert_outcomes(passed=1)
+    assert "llmbench regression gate" not in first.stdout.str()
+
+    second = suite.runpytest(*ARGS, "--benchmark-autosave", "--benchmark-compare")
+    second.assert_outcomes(passed=1)
+    assert second.ret == 0
+    second.stdout.fnmatch_lines([
+        "*= llmbench regression gate =*",
+        "baseline: 0001 (*0001_*.json), the latest saved run",
+        "current:  this session",
+        "llmbench gate: no regression (1 combination, * metrics compared)",
+    ])  # fmt: skip
+    saved = _hashes(suite.path / "runs")
+    assert len(saved) == 2
+
+    expected = {
+        "slow": "  tiny fp32 cpu bs1: latency * → * ms (+*%, p*)",
+        "memory": "  tiny fp32 cpu bs1: peak RSS * → * (+*%, +* MiB)",
+        "quality": "  tiny fp32 cpu bs1: ROUGE-1 * → 0 (-*, 95% CI -* to -*)",
+    }
+    for mode, sentence in expected.items():
+        monkeypatch.setenv("LLMBENCH_INJECT", mode)
+        verdict = tmp_path / f"{mode}.md"
+        result = suite.runpytest(*ARGS, "--benchmark-compare", f"--llmbench-verdict={verdict}")
+        result.assert_outcomes(passed=1)
+        assert result.ret == pytest.ExitCode.TESTS_FAILED, mode
+        result.stdout.fnmatch_lines(["regressions (*):", sentence], consecutive=False)
+        result.stdout.fnmatch_lines(["llmbench gate: FAILED: * in 1 of 1 combination"])
+        assert verdict.read_text().startswith("## llmbench regression gate: FAILED\n")
+        assert _hashes(suite.path / "runs") == saved, mode  # nothing saved, changed or deleted
