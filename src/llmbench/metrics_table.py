@@ -80,7 +80,9 @@ def render(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
     header = ["combination"] + [title for title, _, _, _ in COLUMNS]
 
     def line(values: list[str]) -> str:
-        return " ".join([values[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(values[1:], widths[1:], strict=True)])
+        return " ".join(
+            [values[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(values[1:], widths[1:], strict=True)]
+        )
 
     out = [line(header), "-" * len(line(header))]
     out.extend(line(row) for row in rows)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from llmbench.backends import BackendUnavailable, LoadedModel, get_backend
 from llmbench import metrics_table
+from llmbench.backends import BackendUnavailable, LoadedModel, get_backend
 from llmbench.loaded_models import LoadedModels
 from llmbench.measure import GenerateBenchmark
 from llmbench.options import add_options
@@ -18,6 +18,7 @@ from llmbench.results import Metric
 from llmbench.settings import Settings, resolve_settings
 from llmbench.spec import Combination
 
+pytest_plugins = ["llmbench.shard_hooks", "llmbench.gate_hooks", "llmbench.report_hooks"]
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 MODELS_KEY = pytest.StashKey[LoadedModels]()
