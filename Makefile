@@ -17,7 +17,7 @@ install: $(STAMP)
 # Saves every run under .benchmarks/ and compares with the previous saved run when there is one.
 bench: $(STAMP)
 	@if ls .benchmarks/*/*.json >/dev/null 2>&1; then compare=--benchmark-compare; fi; \
-	set -x; $(PY) -m pytest benchmarks --benchmark-autosave $$compare $(ARGS)
+	set -x; $(PY) -m pytest benchmarks --benchmark-autosave --benchmark-save-data $$compare $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest tests $(ARGS)
@@ -39,7 +39,7 @@ bench-compare: $(STAMP)
 	@mkdir -p results; \
 	if ls .benchmarks/*/*.json >/dev/null 2>&1; then compare=--benchmark-compare; \
 	else echo "bench-compare: no saved run yet: this run becomes the baseline"; fi; \
-	set -x; $(PY) -m pytest benchmarks --benchmark-autosave $$compare \
+	set -x; $(PY) -m pytest benchmarks --benchmark-autosave --benchmark-save-data $$compare \
 	  --llmbench-verdict=results/verdict.md --llmbench-report=llmbench-report $(ARGS); \
 	status=$$?; set +x; \
 	echo "bench-compare: verdict in results/verdict.md, report in llmbench-report/ (exit status $$status)"; \

@@ -23,7 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmbench.decision import (
+    DEFAULT_RUN_SPREAD,
     Decision,
+    PooledMetric,
     decide,
     decide_all,
     min_attainable_p,
@@ -430,6 +432,9 @@ def test_pool_baseline_rounds_and_items() -> None:
     ]
     pooled = pool_baseline(runs)
     assert pooled.value == pytest.approx(1.05)
+    assert isinstance(pooled, PooledMetric)
+    assert pooled.run_values == (1.05, 1.25, 0.9)
+    assert "run_values" not in pooled.to_json()  # the saved form is results.Metric's
     assert pooled.samples == (1.0, 1.1, 2.0, 2.1, 1.2, 1.3, 0.9)
     items = [
         _metric("rouge1", [0.5, 0.7, 0.9], unit="F1", direction="higher", ci=(0.5, 0.8)),
@@ -443,6 +448,67 @@ def test_pool_baseline_rounds_and_items() -> None:
         pool_baseline([runs[0], items[0]])
     with pytest.raises(ValueError, match="at least one"):
         pool_baseline([])
+
+
+# ----------------------------------------------------------------------------- drift between runs
+
+
+def _window(rule: Rule, medians: list[float], seed: int = 7) -> PooledMetric:
+    """A window of runs, each 5 rounds with 0.5% noise around its own median (tight within, spread between)."""
+    unit: Unit = "s" if rule.direction == "lower" else "tok/s"
+    runs = [_metric(rule.metric, _draw(seed + i, 5, 0.005, m), unit=unit, direction=rule.direction)
+            for i, m in enumerate(medians)]  # fmt: skip
+    return pool_baseline(runs)
+
+
+def test_window_spread_explains_a_significant_change() -> None:
+    # Run medians spread 10% (0.95 .. 1.05); the current run at +8% of the window's median is beyond the
+    # threshold and every pooled round is below it (significant), but it is inside the spread widened by
+    # the threshold (1.05 * 1.05 = 1.1025), so the drift between runs explains it.
+    window = _window(LATENCY, [0.95, 1.0, 1.05, 0.98, 1.02])
+    current = _speed(LATENCY, _draw(99, 5, 0.005, 1.08))
+    decision = decide("latency_s", window, current, LATENCY)
+    assert decision.p_value is not None
+    assert decision.p_value < LATENCY.alpha
+    assert decision.change is not None
+    assert decision.change > 0.05
+    assert decision.verdict == "noisy"
+    assert not decision.fails
+    assert "drift between runs" in decision.reason
+    assert decision.rounds_needed is None  # more rounds cannot resolve drift between runs
+    # The same comparison against the window's rounds alone (no run medians) was a regression.
+    bare = Metric("latency_s", window.value, "s", "lower", window.samples)
+    assert decide("latency_s", bare, current, LATENCY).verdict == "regressed"
+
+
+@pytest.mark.parametrize("rule", SPEED_RULES, ids=lambda r: r.metric)
+def test_window_flags_a_change_beyond_its_spread(rule: Rule) -> None:
+    # A 30% slowdown (latency up, throughput down) is far outside a 10% spread of run medians.
+    window = _window(rule, [0.95, 1.0, 1.05, 0.98, 1.02])
+    factor = 1.3 if rule.direction == "lower" else 1 / 1.3
+    decision = decide(rule.metric, window, _speed(rule, _draw(99, 5, 0.005, factor)), rule)
+    assert decision.verdict == "regressed"
+    assert decision.fails
+    # and the same size the good way is an improvement
+    better = decide(rule.metric, window, _speed(rule, _draw(99, 5, 0.005, 1 / factor)), rule)
+    assert better.verdict == "improved"
+
+
+def test_single_run_within_default_drift_is_noisy_with_window_hint() -> None:
+    # One baseline run: +5.2% is beyond the 5% threshold and significant, but within the 5.3% that
+    # separate runs of unchanged code differ by: noisy, pointing at a window.
+    assert 0.05 < 0.052 < DEFAULT_RUN_SPREAD
+    base = _speed(LATENCY, _draw(1, 5, 0.002, 1.0))
+    current = _speed(LATENCY, _draw(2, 5, 0.002, 1.052))
+    decision = decide("latency_s", base, current, LATENCY)
+    assert decision.p_value is not None
+    assert decision.p_value < LATENCY.alpha
+    assert decision.verdict == "noisy"
+    assert "within run-to-run drift" in decision.reason
+    assert "--llmbench-baseline=window:N" in decision.sentence()
+    # beyond the default drift, a single run still decides
+    slower = _speed(LATENCY, _draw(2, 5, 0.002, 1.08))
+    assert decide("latency_s", base, slower, LATENCY).verdict == "regressed"
 
 
 def test_decide_all_covers_both_sides() -> None:

@@ -6,7 +6,11 @@ a session's peak memory is that of its largest model, not the sum of all of them
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import gc
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +28,21 @@ class LoadRecord:
 
     key: LoadKey
     load_s: float
+
+
+def return_freed_memory() -> None:
+    """Give memory freed by a released model back to the OS (glibc keeps it otherwise).
+
+    Without this the resident memory of the process, and with it the next model's ``peak_rss_bytes``,
+    would include what earlier models left in the allocator's free lists.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (e.g. musl has no malloc_trim)
+        ctypes.CDLL(name).malloc_trim(0)
 
 
 class LoadedModels:
@@ -82,6 +101,7 @@ class LoadedModels:
             model.close()
             del model
             gc.collect()
+            return_freed_memory()
             self.releases.append(key)
 
     def release_all(self) -> None:
