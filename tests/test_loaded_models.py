@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -81,29 +83,44 @@ def test_a_load_that_cannot_happen_is_remembered_as_a_skip(tmp_path: Path) -> No
     assert attempts == [1]
 
 
-def _rss_mib() -> float:
+CHILD = """
+import numpy as np
+from pathlib import Path
+from llmbench.loaded_models import LoadedModels
+from llmbench.registry import BUILTIN_MODELS
+from llmbench.spec import Combination
+
+
+def rss_mib():
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * 4096 / 2**20
 
 
+class Fragmented:
+    def __init__(self):
+        self.blocks = [np.ones(1000) for _ in range(60_000)]  # about 460 MiB in small blocks
+
+    def close(self):
+        self.blocks = None
+
+
+models = LoadedModels(Path("."), loader=lambda c, p: Fragmented(), preparer=lambda c, p: None)
+combination = Combination(BUILTIN_MODELS["gemma3-270m"], "fp32", "cpu", 1)
+before = rss_mib()
+models.get(combination)
+loaded = rss_mib()
+models.release(combination.load_key)
+print(loaded - before, rss_mib() - before)
+"""
+
+
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
 def test_release_returns_the_freed_memory_to_the_os(tmp_path: Path) -> None:
-    """Many small allocations stay in glibc's free lists after ``del``; release trims them."""
-    import numpy as np
+    """Many small allocations stay in glibc's free lists after ``del``; release trims them.
 
-    class Fragmented(StandInModel):
-        def __init__(self) -> None:
-            super().__init__()
-            self.blocks: list[object] | None = [np.ones(1000) for _ in range(60_000)]  # about 460 MiB
-
-        def close(self) -> None:
-            super().close()
-            self.blocks = None
-
-    models = LoadedModels(tmp_path, loader=lambda c, p: Fragmented(), preparer=lambda c, p: None)  # type: ignore[arg-type,return-value]
-    combination = Combination(GEMMA, "fp32", "cpu", 1)
-    before = _rss_mib()
-    models.get(combination)
-    assert _rss_mib() - before > 400
-    models.release(combination.load_key)
-    assert _rss_mib() - before < 100
+    In a child process: the freed heap would change how later tests' allocations behave.
+    """
+    out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, check=True, cwd=tmp_path)
+    loaded, released = (float(x) for x in out.stdout.split())
+    assert loaded > 400
+    assert released < 100
