@@ -31,24 +31,13 @@ from llmbench.report import (
     select_runs,
     write_export,
 )
+from tests.test_plugin import TINY_MATRIX
 
 RUNS = Path(__file__).parent / "data" / "report_runs"
 MACHINE = RUNS / "Linux-CPython-3.11-64bit"
 COMBINATIONS = [f"gemma3-270m-{p}-cpu-bs{b}" for p in ("fp32", "bf16", "q4_k_m") for b in (1, 4)]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-TINY_MATRIX = """
-[matrix]
-models = ["tiny"]
-precisions = ["fp32", "bf16"]
-devices = ["cpu"]
-batch_sizes = [1, 2]
-
-[models.tiny]
-source = "path:{path}"
-family = "causal"
-max_new_tokens = 4
-"""
 
 
 def assert_github_table(markdown: str) -> list[list[str]]:

@@ -233,24 +233,22 @@ def option_named(flag: str) -> Option:
     raise KeyError(flag)
 
 
-def parse_positive_int(text: str, what: str, origin: str) -> int:
+def _parse_int(text: str, what: str, origin: str, minimum: int, expected: str, below: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise SettingError(f"{what}: {text!r} is not an integer (from {origin}); expected a positive integer") from None
-    if value < 1:
-        raise SettingError(f"{what}: {value} is not positive (from {origin}); expected a positive integer")
+        raise SettingError(f"{what}: {text!r} is not an integer (from {origin}); expected {expected}") from None
+    if value < minimum:
+        raise SettingError(f"{what}: {value} is {below} (from {origin}); expected {expected}")
     return value
+
+
+def parse_positive_int(text: str, what: str, origin: str) -> int:
+    return _parse_int(text, what, origin, 1, "a positive integer", "not positive")
 
 
 def parse_non_negative_int(text: str, what: str, origin: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise SettingError(f"{what}: {text!r} is not an integer (from {origin}); expected 0 or more") from None
-    if value < 0:
-        raise SettingError(f"{what}: {value} is negative (from {origin}); expected 0 or more")
-    return value
+    return _parse_int(text, what, origin, 0, "0 or more", "negative")
 
 
 def parse_comma_list(text: str) -> list[str]:
