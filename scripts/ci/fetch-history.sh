@@ -13,14 +13,8 @@ if [[ $# -ne 1 ]]; then
   exit 2
 fi
 dir=$1
-remote=${LLMBENCH_HISTORY_REMOTE:-${GITHUB_SERVER_URL:-https://github.com}/${GITHUB_REPOSITORY:?set GITHUB_REPOSITORY or LLMBENCH_HISTORY_REMOTE}.git}
-branch=${LLMBENCH_HISTORY_BRANCH:-benchmark-data}
-auth=()
-if [[ -n ${GH_TOKEN:-} && $remote == https://* ]]; then
-  basic=$(printf 'x-access-token:%s' "$GH_TOKEN" | base64 -w0)
-  echo "::add-mask::$basic"
-  auth=(-c "http.extraheader=AUTHORIZATION: basic $basic")
-fi
+# shellcheck source=scripts/ci/history-remote.sh
+source "$(dirname "$0")/history-remote.sh"
 
 if [[ -e $dir && ! -d $dir/.git && -n $(ls -A "$dir" 2>/dev/null) ]]; then
   echo "fetch-history: $dir exists and is not a history clone; refusing to replace it" >&2

@@ -14,14 +14,8 @@ if [[ $# -ne 2 ]]; then
 fi
 run=$(realpath "$1") kind=$2
 PY=${PYTHON:-python3}
-remote=${LLMBENCH_HISTORY_REMOTE:-${GITHUB_SERVER_URL:-https://github.com}/${GITHUB_REPOSITORY:?set GITHUB_REPOSITORY or LLMBENCH_HISTORY_REMOTE}.git}
-branch=${LLMBENCH_HISTORY_BRANCH:-benchmark-data}
-auth=()
-if [[ -n ${GH_TOKEN:-} && $remote == https://* ]]; then
-  basic=$(printf 'x-access-token:%s' "$GH_TOKEN" | base64 -w0)
-  echo "::add-mask::$basic"
-  auth=(-c "http.extraheader=AUTHORIZATION: basic $basic")
-fi
+# shellcheck source=scripts/ci/history-remote.sh
+source "$(dirname "$0")/history-remote.sh"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -277,14 +277,18 @@ _RATE_UNITS = {
 }  # fmt: skip
 
 
-def parse_rate(text: str, what: str, origin: str) -> float:
-    """A bandwidth such as ``26GB/s`` or ``24GiB/s`` (or plain bytes per second) in bytes/s."""
+def split_number_unit(text: str) -> tuple[str, str]:
+    """``"26 GB/s"`` -> ``("26", "gb/s")``: the number and the lower-cased unit after it ("" if none)."""
     number = text.strip()
-    unit = ""
     for index, char in enumerate(number):
         if char.isalpha():
-            number, unit = number[:index].strip(), number[index:].strip().lower()
-            break
+            return number[:index].strip(), number[index:].strip().lower()
+    return number, ""
+
+
+def parse_rate(text: str, what: str, origin: str) -> float:
+    """A bandwidth such as ``26GB/s`` or ``24GiB/s`` (or plain bytes per second) in bytes/s."""
+    number, unit = split_number_unit(text)
     try:
         value = float(number) * _RATE_UNITS[unit]
     except (ValueError, KeyError):

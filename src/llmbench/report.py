@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from llmbench.options import split_number_unit
 from llmbench.results import Metric, metrics_of
 
 __all__ = [
@@ -438,11 +439,7 @@ _SIZE_UNITS = {
 
 def parse_size(text: str, what: str = "--memory-budget") -> float:
     """A memory size such as ``8GiB``, ``512MiB``, ``16GB`` or plain bytes, in bytes."""
-    number, unit = text.strip(), ""
-    for index, char in enumerate(number):
-        if char.isalpha():
-            number, unit = number[:index].strip(), number[index:].strip().lower()
-            break
+    number, unit = split_number_unit(text)
     try:
         value = float(number) * _SIZE_UNITS[unit]
     except (ValueError, KeyError):
