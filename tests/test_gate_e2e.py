@@ -3,7 +3,8 @@ with an injected slowdown, memory growth or quality drop, each flagged with its 
 
 The benchmarks' conftest wraps the model's ``generate``: every call sleeps a fixed 200 ms (so the timed
 call is large against the tiny model's noise, in every run) and returns the first sentence of each
-article (a lead-1 summary, so ROUGE has something to lose); ``LLMBENCH_INJECT`` then adds 20% of the
+article (a lead-1 summary, so ROUGE has something to lose) with step times from a fixed clock (so TTFT
+and decode rates are controlled too); ``LLMBENCH_INJECT`` then adds 20% of the
 call's duration (``slow``), allocates and touches a quarter of the process's RSS inside the call
 (``memory``) or returns empty texts (``quality``).
 """
@@ -60,7 +61,11 @@ class Injected:
             time.sleep(0.2 * (time.perf_counter() - start))
         del buffer
         texts = tuple("" if self._mode == "quality" else p.split(". ")[0] + "." for p in prompts)
-        return replace(out, texts=texts)
+        # The tiny model's own step times are milliseconds and vary two-fold between runs: replace
+        # them with a fixed clock (first token at 100 ms, then 10 ms a token), 20% slower when slow.
+        scale = 1.2 if self._mode == "slow" else 1.0
+        steps = tuple(scale * (0.1 + 0.01 * i) for i in range(len(out.step_times_s)))
+        return replace(out, texts=texts, step_times_s=steps)
 
 
 @pytest.fixture
