@@ -42,6 +42,20 @@ batch_sizes = [1, 4]
     ]
 
 
+def test_help_lists_every_option_with_its_default(pytester: pytest.Pytester) -> None:
+    # argparse %-formats help texts: a literal "5%" in one of them once made --help crash.
+    from llmbench.options import OPTIONS
+
+    result = pytester.runpytest("--help")
+    assert result.ret == 0, result.stderr.str()
+    text = " ".join(result.stdout.str().split())
+    for option in OPTIONS:
+        assert option.flag in text
+        assert option.ini in text
+    assert "decode_tok_s:-5%,peak_rss_bytes:+10%" in text
+    assert "Default: '5'" in text  # --llmbench-drift-history
+
+
 def test_command_line_narrows_and_widens_each_axis(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_matrix_ids=COLLECT_TEST)
     result = pytester.runpytest(

@@ -20,8 +20,8 @@ completely, and so reach p < 0.01, in 38% of pairs on a 2% drift between runs an
 (simulated, normal noise). So a speed metric regresses only when its change in the bad direction
 exceeds the threshold (5%) *and* the rank test says p < alpha (0.01) *and* the bootstrap interval of
 the ratio of medians excludes 1 *and* the change is beyond the drift between runs (the rank test sees
-only the noise within runs; ``_within_run_drift``: beyond a window's extreme run median widened by the
-threshold, or beyond DEFAULT_RUN_SPREAD against a single run; else ``noisy``).
+only the noise within runs; ``_within_run_drift``: beyond the extreme median of the saved runs widened
+by the threshold, or beyond DEFAULT_RUN_SPREAD against a single run; else ``noisy``).
 
 What that buys, measured on synthetic A/A pairs (tests/test_decision.py's docstring has the table):
 with noise of at most 2% CV inside a run, unchanged code essentially never regresses (at most about
@@ -107,9 +107,11 @@ _MAX_ROUNDS = 1_000_000
 #: How far the median of one run of unchanged code may move from another's, where the baseline is a single
 #: run and so says nothing about the drift between runs (DESIGN.md: the medians of ten separate runs of
 #: the same code spread over 5.3%, so any two of them differed by at most 5.3%). A speed change within
-#: this (and within the threshold) is ``noisy``, with a pointer to ``--llmbench-baseline=window:N``.
+#: this (and within the threshold) is ``noisy``, with a pointer to saved history and ``window:N``.
 DEFAULT_RUN_SPREAD = 0.053
-_WINDOW_HINT = "use --llmbench-baseline=window:N"
+_WINDOW_HINT = (
+    "runs saved on this machine will show its drift (--llmbench-drift-history), or use --llmbench-baseline=window:N"
+)
 
 Floats = npt.NDArray[np.float64]
 
@@ -457,7 +459,9 @@ def _within_run_drift(
     test says only that the runs differ, not that the code does; the change must also leave the range
     the drift between runs explains:
 
-    - a window of runs (``run_values``, from :func:`pool_baseline`): the current value must lie beyond
+    - several saved runs (``run_values``: a window's runs from :func:`pool_baseline`, or the gate's
+      ``--llmbench-drift-history`` runs with this machine's fingerprint, also behind a ``last``
+      baseline, so that the drift this machine has shown is known): the current value must lie beyond
       the window's extreme run median (max for a rise, min for a fall) widened by the threshold. Among
       exchangeable runs, a new unchanged run passes the window's extreme with probability 1/(W+1) (1/6
       for window:5); the extra threshold is what makes that a rare false alarm: measured, it took the
@@ -465,7 +469,8 @@ def _within_run_drift(
       cost: 10% slowdowns 6 of 16, was 14; 15%: 10 of 16, was 15; that machine drifts ~10%). A
       range rather than a multiple of a spread estimate: with 5 runs a median absolute deviation is
       itself too noisy to scale by, and the range needs no assumption about the drift's distribution.
-    - a single run (``last`` or a run id): nothing is known about the drift between runs here, so the
+    - a single run (the first comparison on a machine, or ``--llmbench-drift-history=1``): nothing is
+      known about the drift between runs here, so the
       change must exceed the documented default, :data:`DEFAULT_RUN_SPREAD` (5.3%), as well as the
       threshold; within it the verdict is ``noisy``, pointing at a window. On a machine that drifts
       more than that (17% here), ``last`` cannot be trusted and a window is the remedy.
@@ -479,7 +484,7 @@ def _within_run_drift(
         if (cur_value > bound if up else cur_value < bound) and not math.isclose(cur_value, bound, rel_tol=1e-9):
             return None
         return (
-            f"within the drift between runs: the window's {len(runs)} run medians lie "
+            f"within the drift between runs: the medians of {len(runs)} saved runs lie "
             f"{(low / base_value - 1) * 100:+.1f}%..{(high / base_value - 1) * 100:+.1f}% around its median, so "
             f"a change beyond {(bound / base_value - 1) * 100:+.1f}% is needed"
         )

@@ -25,8 +25,9 @@ import os
 import re
 import sys
 import tempfile
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,15 +35,17 @@ import pytest
 
 from llmbench.decision import (
     CONFIDENCE,
+    DEFAULT_RUN_SPREAD,
     VERDICTS,
     Decision,
+    PooledMetric,
     _fmt,
     _scale,
     decide_all,
     pool_baseline,
 )
 from llmbench.fingerprint import fingerprint_differences
-from llmbench.options import option_named, raw_setting
+from llmbench.options import SettingError, option_named, parse_positive_int, raw_setting
 from llmbench.results import Metric, metrics_of
 from llmbench.rules import DEFAULT_RULES, FailSpecError, Rule, merge_rules, parse_fail_spec, rule_for
 
@@ -82,6 +85,9 @@ MARKDOWN_LIMIT = 65_000
 MARKDOWN_BULLETS = 150
 #: The terminal table is laid out to fit this many columns.
 WIDTH = 120
+
+#: Default of ``--llmbench-drift-history``: saved runs that show the drift between runs of unchanged code.
+DEFAULT_DRIFT_HISTORY = 5
 
 _RUN_FILE = re.compile(r"^(?P<number>\d{4})_.*\.json$")
 _RUN_ID = re.compile(r"^(?P<number>\d{1,4})(?:_.*)?$")
@@ -163,6 +169,8 @@ class GateSettings:
     rules: Mapping[str, Rule]
     fingerprint: FingerprintMode
     verdict_path: Path | None
+    #: ``--llmbench-drift-history``: how many same-machine saved runs show the drift between runs.
+    drift_history: int
     #: pytest-benchmark's storage folder and this machine's id (``Linux-CPython-3.11-64bit``).
     storage: Path | None
     machine_id: str
@@ -191,6 +199,12 @@ def gate_settings(config: pytest.Config) -> GateSettings:
         mode = parse_fingerprint_mode(mode_raw.value, mode_raw.origin) if mode_raw else "warn"
     except GateError as error:
         raise pytest.UsageError(str(error)) from None
+    history_raw = raw_setting(config, option_named("--llmbench-drift-history"))
+    drift_history = (
+        parse_positive_int(history_raw.value, "--llmbench-drift-history", history_raw.origin)
+        if history_raw
+        else DEFAULT_DRIFT_HISTORY
+    )
     verdict_raw = raw_setting(config, option_named("--llmbench-verdict"))
     verdict_path = None
     if verdict_raw is not None:
@@ -217,7 +231,8 @@ def gate_settings(config: pytest.Config) -> GateSettings:
             machine_id = machine_id_here()
     return GateSettings(
         active=active and not reason, baseline=baseline, rules=rules, fingerprint=mode,
-        verdict_path=verdict_path, storage=storage, machine_id=machine_id, inactive_reason=reason,
+        verdict_path=verdict_path, drift_history=drift_history, storage=storage, machine_id=machine_id,
+        inactive_reason=reason,
     )  # fmt: skip
 
 
@@ -357,6 +372,9 @@ class Baseline:
     runs: tuple[Run, ...]
     description: str
     notes: tuple[str, ...] = ()
+    #: Saved runs with the current machine's fingerprint, the baseline's and those before it (oldest
+    #: first, at most ``--llmbench-drift-history``): the drift between runs that a speed change must leave.
+    drift_runs: tuple[Run, ...] = ()
 
 
 def _same_machine(run: Run, fingerprint: Mapping[str, Any] | None) -> bool:
@@ -372,6 +390,7 @@ def choose_baseline(
     *,
     storage: Path | None = None,
     machine_id: str | None = None,
+    drift_history: int = DEFAULT_DRIFT_HISTORY,
 ) -> Baseline:
     """Load the baseline ``spec`` names from ``candidates`` (saved runs, oldest first).
 
@@ -379,7 +398,54 @@ def choose_baseline(
     history; a named run (id or file) that cannot be loaded raises :class:`GateError`. ``window:N`` takes
     the newest N runs whose fingerprint equals ``fingerprint``; where none does, the newest N runs, with
     a note (the fingerprint check then reports the differences).
+
+    ``drift_runs``: the newest ``max(drift_history, N)`` runs with ``fingerprint`` among the baseline and
+    the runs saved before it (for a named run: the runs of its storage folder numbered up to it).
     """
+    baseline = _choose_baseline_runs(spec, candidates, fingerprint, storage=storage, machine_id=machine_id)
+    if not baseline.runs:
+        return baseline
+    newest = baseline.runs[-1]
+    if spec.kind == "run":
+        path = Path(newest.source)
+        number = newest.number
+        candidates = (
+            [p for p in list_runs(path.parent.parent, path.parent.name) if (run_number(p) or 0) <= number]
+            if number is not None
+            else [path]
+        )
+    wanted = max(drift_history, spec.window if spec.kind == "window" else 1)
+    drift = _drift_runs(candidates, fingerprint, wanted, {run.source: run for run in baseline.runs})
+    return replace(baseline, drift_runs=tuple(drift))
+
+
+def _drift_runs(
+    candidates: Sequence[Path], fingerprint: Mapping[str, Any] | None, wanted: int, loaded: Mapping[str, Run]
+) -> list[Run]:
+    """The newest ``wanted`` readable runs of ``candidates`` with ``fingerprint``, oldest first."""
+    found: list[Run] = []
+    for path in reversed(candidates):
+        if len(found) == wanted:
+            break
+        run = loaded.get(str(path))
+        if run is None:
+            try:
+                run = load_run(path)
+            except GateError:
+                continue  # the baseline's choice has already noted the unreadable files it met
+        if _same_machine(run, fingerprint):
+            found.append(run)
+    return found[::-1]
+
+
+def _choose_baseline_runs(
+    spec: BaselineSpec,
+    candidates: Sequence[Path],
+    fingerprint: Mapping[str, Any] | None,
+    *,
+    storage: Path | None,
+    machine_id: str | None,
+) -> Baseline:
     if spec.kind == "run":
         if _RUN_ID.match(spec.run) and not spec.run.endswith(".json"):
             path = next((p for p in reversed(candidates) if run_number(p) == int(spec.run)), None)
@@ -610,7 +676,9 @@ class Verdict:
         """The terminal report: header, table, new/removed, regressions, noisy, the summary line."""
         out = [f"baseline: {self.baseline}", f"current:  {self.current}"]
         out.extend(self._machine_lines())
-        out.extend(f"note: {note}" for note in self.notes)
+        for note in self.notes:
+            out.extend(textwrap.wrap(f"note: {note}", width, subsequent_indent="  ", break_long_words=False,
+                                     break_on_hyphens=False))  # fmt: skip
         rows = [(r.label, *_cells(d)) for r in self.ordered for d in r.shown]
         if rows:
             out.append("")
@@ -810,7 +878,7 @@ def compare_runs(
         for note in cur_notes:
             data_notes.setdefault(f"current: {note}", []).append(label)
         bench_rules = _benchmark_rules(bench, rules, notes)
-        base_metrics = _pooled(per_run, cur_metrics, bench_rules)
+        base_metrics = _with_drift(_pooled(per_run, cur_metrics, bench_rules), baseline.drift_runs, fullname)
         decisions = decide_all(base_metrics, cur_metrics, bench_rules)
         results.append(CombinationResult(fullname, label, tuple(decisions)))
     for note, labels in data_notes.items():
@@ -819,6 +887,7 @@ def compare_runs(
     removed_names = [name for name in base_names if name not in current.benchmarks]
     removed = tuple(label_of(_latest_entry(baseline, name)) for name in removed_names)
     differences = _machine_differences(baseline, current) if fingerprint_mode != "ignore" else []
+    notes.append(_drift_note(baseline))
     return Verdict(
         baseline=baseline.description, current=current_desc, results=tuple(results), new=new, removed=removed,
         machine_differences=tuple(differences), fingerprint_mode=fingerprint_mode, notes=tuple(notes),
@@ -851,6 +920,34 @@ def _pooled(
         rule = rule_for(name, rules, present.direction)
         out[name] = metrics[0] if len(metrics) == 1 else pool_baseline(metrics, rule.sample_kind)
     return out
+
+
+def _with_drift(metrics: Mapping[str, Metric], drift_runs: Sequence[Run], fullname: str) -> dict[str, Metric]:
+    """The baseline metrics with each run's value in ``drift_runs`` as ``run_values`` (where 2 or more)."""
+    per_run = [benchmark_metrics(run.benchmarks[fullname])[0] for run in drift_runs if fullname in run.benchmarks]
+    out = dict(metrics)
+    for name, metric in metrics.items():
+        values = tuple(v for m in per_run if name in m and (v := m[name].value) is not None and math.isfinite(v))
+        if len(values) < 2:
+            continue
+        own = {f.name: getattr(metric, f.name) for f in fields(Metric)}
+        out[name] = PooledMetric(**own, run_values=values)
+    return out
+
+
+def _drift_note(baseline: Baseline) -> str:
+    runs = baseline.drift_runs
+    if len(runs) >= 2:
+        names = f"{runs[0].name}..{runs[-1].name}" if len(runs) > 2 else f"{runs[0].name}, {runs[-1].name}"
+        return (
+            f"speed: a change must also leave the range of the run medians of {len(runs)} saved runs with this "
+            f"machine's fingerprint ({names}), widened by the threshold (--llmbench-drift-history)"
+        )
+    return (
+        f"speed: fewer than 2 saved runs with this machine's fingerprint, so a change must also exceed the "
+        f"documented drift between runs ({DEFAULT_RUN_SPREAD:.1%}); each run saved here makes the gate know "
+        "this machine's drift better (--llmbench-drift-history)"
+    )
 
 
 # ----------------------------------------------------------------------------- writing the verdict
@@ -909,6 +1006,9 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="when the machines differ: warn, strict (fail) or ignore. Default: %(default)r")
     parser.add_argument("--verdict", metavar="PATH", default=None,
                         help="also write the verdict as markdown to PATH. Default: none")
+    parser.add_argument("--drift-history", metavar="N", default=str(DEFAULT_DRIFT_HISTORY),
+                        help="as --llmbench-drift-history: how many saved runs with CURRENT's machine fingerprint "
+                        "(the baseline and those before it) show the drift between runs. Default: %(default)s")
     parser.add_argument("--storage", metavar="DIR", default=".benchmarks",
                         help="pytest-benchmark's storage folder, for run ids. Default: %(default)r")
 
@@ -928,6 +1028,7 @@ def compare_main(args: argparse.Namespace) -> int:
         rules = resolve_rules(args.fail, "--fail on the command line", "--fail")
         mode = parse_fingerprint_mode(args.fingerprint, "--fingerprint on the command line", "--fingerprint")
         spec = parse_baseline(args.baseline, "BASELINE on the command line", "BASELINE")
+        drift_history = parse_positive_int(args.drift_history, "--drift-history", "the command line")
         current_path = _resolve_current(args.current, storage, machine_id)
         try:
             current = load_run(current_path)
@@ -940,8 +1041,10 @@ def compare_main(args: argparse.Namespace) -> int:
                 candidates = [p for p in list_runs(folder.parent, folder.name) if (run_number(p) or 0) < current.number]
             else:
                 candidates = list_runs(storage, machine_id)
-        baseline = choose_baseline(spec, candidates, current.fingerprint, storage=storage, machine_id=machine_id)
-    except GateError as error:
+        baseline = choose_baseline(
+            spec, candidates, current.fingerprint, storage=storage, machine_id=machine_id, drift_history=drift_history
+        )
+    except (GateError, SettingError) as error:
         print(f"llmbench compare: error: {error}", file=sys.stderr)
         return 2
     verdict = compare_runs(baseline, current, rules, mode)

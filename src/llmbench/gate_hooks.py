@@ -51,7 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         state.baseline = gate.choose_baseline(
             settings.baseline, candidates, _fingerprint(config),
-            storage=settings.storage, machine_id=settings.machine_id,
+            storage=settings.storage, machine_id=settings.machine_id, drift_history=settings.drift_history,
         )  # fmt: skip
     except gate.GateError as error:
         raise pytest.UsageError(str(error)) from None

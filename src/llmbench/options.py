@@ -143,6 +143,15 @@ OPTIONS: tuple[Option, ...] = (
         "last",
     ),
     Option(
+        "--llmbench-drift-history",
+        "N",
+        "How many saved runs with this machine's fingerprint (the baseline and those before it) show the "
+        "drift between runs: a speed change is a regression only beyond their range of run medians widened "
+        "by the threshold. 1 uses the baseline alone and the documented default drift (5.3%). "
+        "Default: %(default)r",
+        "5",
+    ),
+    Option(
         "--llmbench-fail",
         "RULES",
         "Comma list of per-metric rules overriding the defaults, e.g. "
@@ -194,7 +203,8 @@ def add_options(group: Any, parser: pytest.Parser | None = None) -> None:
             dest=option.dest,
             metavar=option.metavar,
             default=None,
-            help=option.help.replace("%(default)r", repr(option.default)),
+            # argparse %-formats help texts: escape the literal % of texts such as "-5%".
+            help=option.help.replace("%(default)r", repr(option.default)).replace("%", "%%"),
         )
         if parser is not None:
             parser.addini(option.ini, help=option.help.split(". ")[0], default=None)
