@@ -26,6 +26,7 @@ from llmbench.decision import (
     DEFAULT_RUN_SPREAD,
     Decision,
     PooledMetric,
+    _robust_cv,
     decide,
     decide_all,
     min_attainable_p,
@@ -137,11 +138,23 @@ def test_twenty_percent_shift_is_always_detected(
     baseline = _draw(seed, n_baseline, cv)
     slower = _draw(seed + 1, n_current, cv, 1.2)
     faster = _draw(seed + 1, n_current, cv, 0.8)
-    # Latency: up is bad. Throughput: down is bad.
-    assert _compare(LATENCY, baseline, slower).verdict == "regressed"
-    assert _compare(LATENCY, baseline, faster).verdict == "improved"
-    assert _compare(DECODE, baseline, faster).verdict == "regressed"
-    assert _compare(DECODE, baseline, slower).verdict == "improved"
+    # Latency: up is bad. Throughput: down is bad. The one exception allowed: current rounds that by
+    # chance spread like a busy machine's (beyond the threshold, 3x the baseline's), called noisy.
+    for rule, current, expected in ((LATENCY, slower, "regressed"), (LATENCY, faster, "improved"),
+                                    (DECODE, faster, "regressed"), (DECODE, slower, "improved")):  # fmt: skip
+        decision = _compare(rule, baseline, current)
+        if decision.verdict == "noisy" and "busy" in decision.reason:
+            assert _robust_cv(current) > 3 * _robust_cv(baseline)
+            assert _robust_cv(current) > 0.05
+        else:
+            assert decision.verdict == expected
+
+
+def test_twenty_percent_shift_at_the_measured_noise_is_detected() -> None:
+    # 1.5% CV inside a run (README's A/A figures), 5 rounds a side: every one of 500 pairs.
+    for seed in range(500):
+        baseline = _draw(seed, 5, 0.015)
+        assert _compare(LATENCY, baseline, _draw(seed + 10_000, 5, 0.015, 1.2)).verdict == "regressed"
 
 
 @SETTINGS
@@ -598,8 +611,110 @@ def test_rule_validation_and_description() -> None:
         Rule("x", "lower", relative=0.1, alpha=1.5)
     with pytest.raises(ValueError, match="no better direction"):
         Rule("x", "none", relative=0.1)
-    assert DEFAULT_RULES["peak_rss_bytes"].describe() == "+5% and +16MiB"
+    assert DEFAULT_RULES["peak_rss_bytes"].describe() == "+10% and +16MiB"
     assert DEFAULT_RULES["decode_tok_s_total"].describe() == "-5%, significant at p<0.01"
     assert DEFAULT_RULES["mbu"].describe() == "-5%, significant at p<0.01 (informational)"
     for rule in DEFAULT_RULES.values():
         assert rule.reason, rule.metric
+
+
+GiB = 1024 * MiB
+
+
+def _memory_runs(values_gib: list[float]) -> PooledMetric:
+    """The latest saved run (the last value) as baseline, with the saved runs' values (as the gate gives them)."""
+    return PooledMetric("peak_rss_bytes", values_gib[-1] * GiB, "bytes", "lower",
+                        run_values=tuple(v * GiB for v in values_gib))  # fmt: skip
+
+
+def test_memory_within_the_drift_of_saved_runs_is_noisy() -> None:
+    # Whole-process peak RSS of unchanged code moved between 4.52 and 5.12 GiB over saved runs (the
+    # development VM); +11.7% on the latest (4.52 -> 5.05 GiB) is beyond 10% and 16 MiB, yet inside that range.
+    rule = DEFAULT_RULES["peak_rss_bytes"]
+    history = _memory_runs([4.83, 5.12, 4.83, 4.52])
+    current = Metric("peak_rss_bytes", 5.05 * GiB, "bytes", "lower")
+    decision = decide("peak_rss_bytes", history, current, rule)
+    assert decision.verdict == "noisy"
+    assert not decision.fails
+    assert decision.reason == (
+        "within the drift between runs: the values of 4 saved runs lie between 4.52 and 5.12 GiB, and the "
+        "change must pass the threshold from the highest of them"
+    )
+    # Against the latest run alone, the same figure is a regression.
+    latest = Metric("peak_rss_bytes", 4.52 * GiB, "bytes", "lower")
+    assert decide("peak_rss_bytes", latest, current, rule).verdict == "regressed"
+
+
+def test_memory_growth_beyond_the_drift_of_saved_runs_regresses() -> None:
+    rule = DEFAULT_RULES["peak_rss_bytes"]
+    history = _memory_runs([4.83, 5.12, 4.83, 4.52])
+    grown = decide("peak_rss_bytes", history, Metric("peak_rss_bytes", 5.9 * GiB, "bytes", "lower"), rule)
+    assert grown.verdict == "regressed"
+    # Just past the highest run by the threshold: 5.12 GiB * 1.10 = 5.632 GiB.
+    edge = decide("peak_rss_bytes", history, Metric("peak_rss_bytes", 5.65 * GiB, "bytes", "lower"), rule)
+    assert edge.verdict == "regressed"
+    inside = decide("peak_rss_bytes", history, Metric("peak_rss_bytes", 5.60 * GiB, "bytes", "lower"), rule)
+    assert inside.verdict == "noisy"
+    # The same the good way: below the lowest run by the threshold is an improvement.
+    history = _memory_runs([4.83, 4.52, 4.83, 5.12])
+    shrunk = decide("peak_rss_bytes", history, Metric("peak_rss_bytes", 4.0 * GiB, "bytes", "lower"), rule)
+    assert shrunk.verdict == "improved"
+    # 4.5 GiB: 12% below the latest run (5.12) but within the runs' range (4.52 is the lowest).
+    assert decide("peak_rss_bytes", history, Metric("peak_rss_bytes", 4.5 * GiB, "bytes", "lower"), rule).verdict == (
+        "noisy"
+    )
+
+
+def test_deterministic_sizes_are_not_softened_by_history() -> None:
+    # weight_bytes never moves between runs of unchanged code, so its history is one value: +2% regresses.
+    rule = DEFAULT_RULES["weight_bytes"]
+    history = pool_baseline([Metric("weight_bytes", 511 * MiB, "bytes", "lower")] * 3)
+    grown = decide("weight_bytes", history, Metric("weight_bytes", 521.3 * MiB, "bytes", "lower"), rule)
+    assert grown.verdict == "regressed"
+
+
+def test_rounds_disturbed_by_a_busy_machine_are_noisy() -> None:
+    # Real rounds of int8 bs4 from two make bench runs of unchanged code on the shared 2-core VM: the
+    # second run hit a burst of load (+35% at the median, every round slower, so p=0.0079).
+    before = _speed(LATENCY, [3.54, 3.53, 3.58, 3.59, 3.57])
+    busy = _speed(LATENCY, [4.77, 5.70, 5.01, 4.15, 4.80])
+    decision = decide("latency_s", before, busy, LATENCY)
+    assert decision.p_value is not None
+    assert decision.p_value < LATENCY.alpha
+    assert decision.verdict == "noisy"
+    assert decision.reason == (
+        "the current rounds spread 6.5% (robust CV), the baseline's 0.8%: the machine was busy while they ran; "
+        "re-run to tell"
+    )
+    assert decision.rounds_needed is not None
+    # The same baseline against a steady 25% slowdown (rounds as tight as usual): a regression.
+    slowed = _speed(LATENCY, [4.49, 4.40, 4.51, 4.46, 4.54])
+    assert decide("latency_s", before, slowed, LATENCY).verdict == "regressed"
+    # A spread baseline does not hide a steady slowdown (only the current side is checked).
+    assert decide("latency_s", busy, _speed(LATENCY, [6.2, 6.25, 6.22, 6.18, 6.21]), LATENCY).verdict == "regressed"
+
+
+def test_busy_rounds_make_every_round_metric_of_the_benchmark_noisy() -> None:
+    # The same disturbed rounds also gave TTFT +26% and decode -28% (significant): noisy with latency_s.
+    baseline = {
+        "latency_s": _speed(LATENCY, [3.54, 3.53, 3.58, 3.59, 3.57]),
+        "ttft_s": _speed(DEFAULT_RULES["ttft_s"], [1.10, 1.11, 1.12, 1.11, 1.10]),
+        "decode_tok_s_total": _speed(DECODE, [46.3, 46.1, 46.5, 46.2, 46.4]),
+        "peak_rss_bytes": Metric("peak_rss_bytes", 1000 * MiB, "bytes", "lower"),
+    }
+    current = {
+        "latency_s": _speed(LATENCY, [4.77, 5.70, 5.01, 4.15, 4.80]),
+        "ttft_s": _speed(DEFAULT_RULES["ttft_s"], [1.405, 1.431, 1.657, 1.301, 1.364]),
+        "decode_tok_s_total": _speed(DECODE, [33.6, 26.5, 33.8, 39.7, 32.9]),
+        "peak_rss_bytes": Metric("peak_rss_bytes", 1200 * MiB, "bytes", "lower"),
+    }
+    verdicts = {d.metric: (d.verdict, d.reason) for d in decide_all(baseline, current)}
+    assert verdicts["latency_s"][0] == "noisy"
+    for name in ("ttft_s", "decode_tok_s_total"):
+        assert verdicts[name][0] == "noisy"
+        assert verdicts[name][1].endswith("re-run to tell (seen in latency_s)")
+    assert verdicts["peak_rss_bytes"][0] == "regressed"  # memory is not timed: not affected
+    # With steady latency rounds the same TTFT and decode changes are regressions.
+    current["latency_s"] = _speed(LATENCY, [4.49, 4.40, 4.51, 4.46, 4.54])
+    verdicts = {d.metric: (d.verdict, d.reason) for d in decide_all(baseline, current)}
+    assert [verdicts[n][0] for n in ("latency_s", "ttft_s", "decode_tok_s_total")] == ["regressed"] * 3

@@ -431,7 +431,7 @@ def test_last_baseline_knows_the_drift_this_machine_has_shown(
     assert status == 0
     assert latency_verdict(lines) == "noisy"
     assert (
-        "note: speed: a change must also leave the range of the run medians of 4 saved runs with this "
+        "note: speed and memory: a change must also leave the range of 4 saved runs with this "
         "machine's fingerprint (0001..0004), widened by the threshold (--llmbench-drift-history)"
     ) in notes_of(lines)
     assert any("within the drift between runs: the medians of 4 saved runs lie +0.0%..+18.0%" in line for line in lines)
@@ -440,7 +440,7 @@ def test_last_baseline_knows_the_drift_this_machine_has_shown(
     lines = capsys.readouterr().out.splitlines()
     assert status == 1
     assert latency_verdict(lines) == "regressed"
-    assert any(note.startswith("note: speed: fewer than 2 saved runs") for note in notes_of(lines))
+    assert any(note.startswith("note: fewer than 2 saved runs") for note in notes_of(lines))
     # A named baseline run has the same history behind it as "last": the same verdict.
     assert main(["compare", "--storage", storage, "0004", "0005"]) == 0
     assert latency_verdict(capsys.readouterr().out.splitlines()) == "noisy"

@@ -940,11 +940,11 @@ def _drift_note(baseline: Baseline) -> str:
     if len(runs) >= 2:
         names = f"{runs[0].name}..{runs[-1].name}" if len(runs) > 2 else f"{runs[0].name}, {runs[-1].name}"
         return (
-            f"speed: a change must also leave the range of the run medians of {len(runs)} saved runs with this "
+            f"speed and memory: a change must also leave the range of {len(runs)} saved runs with this "
             f"machine's fingerprint ({names}), widened by the threshold (--llmbench-drift-history)"
         )
     return (
-        f"speed: fewer than 2 saved runs with this machine's fingerprint, so a change must also exceed the "
+        f"fewer than 2 saved runs with this machine's fingerprint: a speed change must also exceed the "
         f"documented drift between runs ({DEFAULT_RUN_SPREAD:.1%}); each run saved here makes the gate know "
         "this machine's drift better (--llmbench-drift-history)"
     )

@@ -2,7 +2,7 @@
 significant; the defaults, and the ``--llmbench-fail`` syntax that overrides them.
 
 A rule's thresholds are all required at once: ``peak_rss_bytes`` regresses only when it grew by more than
-5% *and* by more than 16 MiB. A threshold that is not given (None) is not checked; a rule with neither
+10% *and* by more than 16 MiB. A threshold that is not given (None) is not checked; a rule with neither
 threshold only checks its ``target`` (an absolute floor or ceiling that holds whatever the baseline).
 
 The ``--llmbench-fail`` syntax, a comma list of ``NAME:VALUE`` items::
@@ -132,8 +132,8 @@ def _speed(metric: str, direction: Direction, relative: float, reason: str, *, g
     return Rule(metric, direction, relative=relative, significance=True, gate=gate, reason=reason)
 
 
-def _memory(metric: str, reason: str, *, gate: bool = True) -> Rule:
-    return Rule(metric, "lower", relative=0.05, absolute=16 * MiB, gate=gate, reason=reason)
+def _memory(metric: str, reason: str, *, relative: float = 0.05, gate: bool = True) -> Rule:
+    return Rule(metric, "lower", relative=relative, absolute=16 * MiB, gate=gate, reason=reason)
 
 
 def _items(metric: str, absolute: float, reason: str) -> Rule:
@@ -145,6 +145,10 @@ _TIMING = (
     "5% and a significant rank test over the rounds"
 )
 _MEMORY = "5% and 16 MiB: page and allocator granularity make small models move by a few MiB"
+_RSS = (
+    "10% and 16 MiB: RSS is the whole process's, and what earlier models and the allocator left behind "
+    "moved it by up to 8% between runs of unchanged code here (5% flagged 2 of 7 such pairs)"
+)
 _SIZE = "deterministic: any change is a change of quantization or storage; 1% allows metadata"
 
 _RULES: tuple[Rule, ...] = (
@@ -157,7 +161,7 @@ _RULES: tuple[Rule, ...] = (
         "load_s", "lower", 0.10,
         "loading depends on the page cache and disk: noisier than generation, 10% and significant",
     ),
-    _memory("peak_rss_bytes", _MEMORY),
+    _memory("peak_rss_bytes", _RSS, relative=0.10),
     _memory("peak_cuda_allocated_bytes", _MEMORY),
     _memory("peak_cuda_reserved_bytes", "the caching allocator's reserve: gate on allocated", gate=False),
     _memory("rss_before_bytes", "what the process held before the call: context", gate=False),
