@@ -71,11 +71,13 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIDENCE",
     "DEFAULT_RUN_SPREAD",
+    "ROUND_TIME",
     "VERDICTS",
     "Decision",
     "PooledMetric",
     "Verdict",
     "bootstrap_ratio_ci",
+    "busy_rounds",
     "decide",
     "decide_all",
     "mann_whitney_p",
@@ -469,6 +471,12 @@ def _robust_cv(samples: Sequence[float]) -> float | None:
     if middle == 0:
         return None
     return 1.4826 * statistics.median(abs(x - middle) for x in samples) / abs(middle)
+
+
+def busy_rounds(samples: Sequence[float], threshold: float | None) -> bool:
+    """Whether one run's rounds spread beyond the threshold (robust CV): measured on a busy machine."""
+    spread = _robust_cv(samples)
+    return spread is not None and threshold is not None and math.isfinite(threshold) and spread > threshold
 
 
 def _disturbed(base: Sequence[float], cur: Sequence[float], threshold: float | None) -> str | None:

@@ -36,11 +36,13 @@ import pytest
 from llmbench.decision import (
     CONFIDENCE,
     DEFAULT_RUN_SPREAD,
+    ROUND_TIME,
     VERDICTS,
     Decision,
     PooledMetric,
     _fmt,
     _scale,
+    busy_rounds,
     decide_all,
     pool_baseline,
 )
@@ -878,7 +880,8 @@ def compare_runs(
         for note in cur_notes:
             data_notes.setdefault(f"current: {note}", []).append(label)
         bench_rules = _benchmark_rules(bench, rules, notes)
-        base_metrics = _with_drift(_pooled(per_run, cur_metrics, bench_rules), baseline.drift_runs, fullname)
+        base_metrics = _with_drift(_pooled(per_run, cur_metrics, bench_rules), baseline.drift_runs, fullname,
+                                   bench_rules)  # fmt: skip
         decisions = decide_all(base_metrics, cur_metrics, bench_rules)
         results.append(CombinationResult(fullname, label, tuple(decisions)))
     for note, labels in data_notes.items():
@@ -922,12 +925,27 @@ def _pooled(
     return out
 
 
-def _with_drift(metrics: Mapping[str, Metric], drift_runs: Sequence[Run], fullname: str) -> dict[str, Metric]:
-    """The baseline metrics with each run's value in ``drift_runs`` as ``run_values`` (where 2 or more)."""
+def _with_drift(
+    metrics: Mapping[str, Metric], drift_runs: Sequence[Run], fullname: str, rules: Mapping[str, Rule]
+) -> dict[str, Metric]:
+    """The baseline metrics with each run's value in ``drift_runs`` as ``run_values`` (where 2 or more).
+
+    A run whose round times (``latency_s``) spread beyond their threshold was measured on a busy machine
+    (:func:`~llmbench.decision.busy_rounds`): its timed figures would widen the drift range for every
+    later comparison, so they are left out of it (its memory figures stay).
+    """
     per_run = [benchmark_metrics(run.benchmarks[fullname])[0] for run in drift_runs if fullname in run.benchmarks]
+    latency_rule = rule_for(ROUND_TIME, rules, "lower")
     out = dict(metrics)
     for name, metric in metrics.items():
-        values = tuple(v for m in per_run if name in m and (v := m[name].value) is not None and math.isfinite(v))
+        rule = rule_for(name, rules, metric.direction)
+        timed = rule.significance and rule.sample_kind == "rounds"
+        values = tuple(
+            v
+            for m in per_run
+            if name in m and (v := m[name].value) is not None and math.isfinite(v)
+            and not (timed and ROUND_TIME in m and busy_rounds(m[ROUND_TIME].samples, latency_rule.relative))
+        )  # fmt: skip
         if len(values) < 2:
             continue
         own = {f.name: getattr(metric, f.name) for f in fields(Metric)}

@@ -147,7 +147,7 @@ _TIMING = (
 _MEMORY = "5% and 16 MiB: page and allocator granularity make small models move by a few MiB"
 _RSS = (
     "10% and 16 MiB: RSS is the whole process's, and what earlier models and the allocator left behind "
-    "moved it by up to 8% between runs of unchanged code here (5% flagged 2 of 7 such pairs)"
+    "moved it by up to 8% between runs of unchanged code here (5% flagged 2 of 5 such pairs)"
 )
 _SIZE = "deterministic: any change is a change of quantization or storage; 1% allows metadata"
 
