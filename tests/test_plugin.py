@@ -53,7 +53,7 @@ def test_help_lists_every_option_with_its_default(pytester: pytest.Pytester) -> 
         assert option.flag in text
         assert option.ini in text
     assert "decode_tok_s:-5%,peak_rss_bytes:+10%" in text
-    assert "Default: '5'" in text  # --llmbench-drift-history
+    assert "Default: '10'" in text  # --llmbench-drift-history
 
 
 def test_command_line_narrows_and_widens_each_axis(pytester: pytest.Pytester) -> None:

@@ -21,7 +21,10 @@ completely, and so reach p < 0.01, in 38% of pairs on a 2% drift between runs an
 exceeds the threshold (5%) *and* the rank test says p < alpha (0.01) *and* the bootstrap interval of
 the ratio of medians excludes 1 *and* the change is beyond the drift between runs (the rank test sees
 only the noise within runs; ``_within_run_drift``: beyond the extreme median of the saved runs widened
-by the threshold, or beyond DEFAULT_RUN_SPREAD against a single run; else ``noisy``).
+by the threshold, or beyond DEFAULT_RUN_SPREAD against a single run; else ``noisy``) *and* the current
+rounds are not spread like a busy machine's (``_disturbed``; the whole benchmark's round-sampled
+metrics follow ``latency_s`` there, see :func:`decide_all`). Memory has no rounds to test: beyond its
+thresholds it must also pass them from the most extreme saved run (``_within_history``).
 
 What that buys, measured on synthetic A/A pairs (tests/test_decision.py's docstring has the table):
 with noise of at most 2% CV inside a run, unchanged code essentially never regresses (at most about

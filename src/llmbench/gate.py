@@ -89,7 +89,7 @@ MARKDOWN_BULLETS = 150
 WIDTH = 120
 
 #: Default of ``--llmbench-drift-history``: saved runs that show the drift between runs of unchanged code.
-DEFAULT_DRIFT_HISTORY = 5
+DEFAULT_DRIFT_HISTORY = int(option_named("--llmbench-drift-history").default or 10)
 
 _RUN_FILE = re.compile(r"^(?P<number>\d{4})_.*\.json$")
 _RUN_ID = re.compile(r"^(?P<number>\d{1,4})(?:_.*)?$")

@@ -149,7 +149,7 @@ OPTIONS: tuple[Option, ...] = (
         "drift between runs: a speed change is a regression only beyond their range of run medians widened "
         "by the threshold. 1 uses the baseline alone and the documented default drift (5.3%). "
         "Default: %(default)r",
-        "5",
+        "10",
     ),
     Option(
         "--llmbench-fail",

@@ -146,8 +146,8 @@ _TIMING = (
 )
 _MEMORY = "5% and 16 MiB: page and allocator granularity make small models move by a few MiB"
 _RSS = (
-    "10% and 16 MiB: RSS is the whole process's, and what earlier models and the allocator left behind "
-    "moved it by up to 8% between runs of unchanged code here (5% flagged 2 of 5 such pairs)"
+    "10% and 16 MiB, beyond the saved runs' range too: RSS is the whole process's, and what earlier models "
+    "and the allocator left behind moved it by 3-8% between runs of unchanged code here (once by 2 GiB)"
 )
 _SIZE = "deterministic: any change is a change of quantization or storage; 1% allows metadata"
 
