@@ -286,9 +286,9 @@ def test_rouge_paired_drop(seed: int, n_items: int) -> None:
     ],
 )
 def test_rouge_from_saved_intervals(current: float, ci: tuple[float, float], verdict: str) -> None:
-    """Without per-item scores on both sides (or of different lengths), the saved intervals decide."""
+    """Without per-item scores on both sides (a run saved without them), the saved intervals decide."""
     rule = DEFAULT_RULES["rouge1"]
-    base = _metric("rouge1", [0.6] * 7, value=0.60, unit="F1", direction="higher", ci=(0.59, 0.61))
+    base = _metric("rouge1", value=0.60, unit="F1", direction="higher", ci=(0.59, 0.61))
     cur = _metric("rouge1", [current] * 9, value=current, unit="F1", direction="higher", ci=ci)
     assert decide("rouge1", base, cur, rule).verdict == verdict
 
@@ -718,3 +718,22 @@ def test_busy_rounds_make_every_round_metric_of_the_benchmark_noisy() -> None:
     current["latency_s"] = _speed(LATENCY, [4.49, 4.40, 4.51, 4.46, 4.54])
     verdicts = {d.metric: (d.verdict, d.reason) for d in decide_all(baseline, current)}
     assert [verdicts[n][0] for n in ("latency_s", "ttft_s", "decode_tok_s_total")] == ["regressed"] * 3
+
+
+def test_quality_over_different_items_is_not_compared() -> None:
+    # A quick run on the first 2 items against a baseline that scored all 8: the means differ because
+    # the texts do, not the code.
+    rule = DEFAULT_RULES["rougeLsum"]
+    scores = [0.62, 0.55, 0.71, 0.48, 0.66, 0.59, 0.64, 0.52]
+    baseline = Metric("rougeLsum", sum(scores) / 8, "F1", "higher", tuple(scores), ci=(0.53, 0.66))
+    current = Metric("rougeLsum", 0.585, "F1", "higher", (0.62, 0.55), ci=(0.55, 0.62))
+    decision = decide("rougeLsum", baseline, current, rule)
+    assert decision.verdict == "n/a"
+    assert not decision.fails
+    assert decision.reason == (
+        "scored over different items (8 in the baseline, 2 now): not compared; give both runs the same "
+        "--llmbench-quality-items and --llmbench-data"
+    )
+    # The same 8 items, each 0.1 lower: a regression.
+    worse = Metric("rougeLsum", sum(scores) / 8 - 0.1, "F1", "higher", tuple(s - 0.1 for s in scores))
+    assert decide("rougeLsum", baseline, worse, rule).verdict == "regressed"

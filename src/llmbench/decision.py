@@ -74,6 +74,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIDENCE",
     "DEFAULT_RUN_SPREAD",
+    "DIFFERENT_ITEMS",
     "ROUND_TIME",
     "VERDICTS",
     "Decision",
@@ -121,6 +122,8 @@ DISTURBED_RATIO = 3.0
 _BUSY = "the current rounds spread"
 #: The metric whose rounds show a busy machine for every round-sampled metric of the benchmark.
 ROUND_TIME = "latency_s"
+#: How the reason of an item-scored metric compared over different item sets begins (the gate notes it).
+DIFFERENT_ITEMS = "scored over different items"
 _WINDOW_HINT = (
     "runs saved on this machine will show its drift (--llmbench-drift-history), or use --llmbench-baseline=window:N"
 )
@@ -617,6 +620,13 @@ def _decide_items(
         measured, interval=interval, interval_of="difference" if interval else None,
         n_baseline=len(base_items), n_current=len(cur_items),
     )
+    if base_items and cur_items and len(base_items) != len(cur_items):
+        # Different texts differ in difficulty: scores over different item sets say nothing about the code.
+        return replace(
+            figures, verdict="n/a",
+            reason=f"{DIFFERENT_ITEMS} ({len(base_items)} in the baseline, {len(cur_items)} now): not compared; "
+            "give both runs the same --llmbench-quality-items and --llmbench-data",
+        )
     if not (worse or better):
         return replace(figures, verdict="unchanged", reason="within the threshold")
     if interval is None:

@@ -36,6 +36,7 @@ import pytest
 from llmbench.decision import (
     CONFIDENCE,
     DEFAULT_RUN_SPREAD,
+    DIFFERENT_ITEMS,
     ROUND_TIME,
     VERDICTS,
     Decision,
@@ -883,6 +884,9 @@ def compare_runs(
         base_metrics = _with_drift(_pooled(per_run, cur_metrics, bench_rules), baseline.drift_runs, fullname,
                                    bench_rules)  # fmt: skip
         decisions = decide_all(base_metrics, cur_metrics, bench_rules)
+        unpaired = (d.reason for d in decisions if d.verdict == "n/a" and d.reason.startswith(DIFFERENT_ITEMS))
+        for reason in dict.fromkeys(unpaired):
+            data_notes.setdefault(f"quality: {reason}", []).append(label)
         results.append(CombinationResult(fullname, label, tuple(decisions)))
     for note, labels in data_notes.items():
         notes.append(f"{note} [{_short_list(labels)}]")
