@@ -511,6 +511,11 @@ def _disturbed(base: Sequence[float], cur: Sequence[float], threshold: float | N
     return None
 
 
+def _run_values(baseline: Metric) -> list[float]:
+    """The finite values of the saved runs a baseline carries (``PooledMetric.run_values``), oldest first."""
+    return [v for v in (_finite(x) for x in getattr(baseline, "run_values", ())) if v is not None]
+
+
 def _within_run_drift(
     baseline: Metric, base_value: float, cur_value: float, threshold: float | None, up: bool
 ) -> str | None:
@@ -540,7 +545,7 @@ def _within_run_drift(
       more than that (17% here), ``last`` cannot be trusted and a window is the remedy.
     """
     widen = threshold if threshold is not None and math.isfinite(threshold) else 0.0
-    runs = [v for v in (_finite(x) for x in getattr(baseline, "run_values", ())) if v is not None]
+    runs = _run_values(baseline)
     scale = abs(base_value)
     if len(runs) >= 2 and scale > 0:
         low, high = min(runs), max(runs)
@@ -571,7 +576,7 @@ def _within_history(baseline: Metric, cur_value: float, rule: Rule, bad: bool) -
     (``run_values``, see :func:`_within_run_drift`), the change must also pass every threshold measured
     from the most extreme of them (the highest for a rise). ``bad``: the change is in the bad direction.
     """
-    runs = [v for v in (_finite(x) for x in getattr(baseline, "run_values", ())) if v is not None]
+    runs = _run_values(baseline)
     if len(runs) < 2:
         return None
     polarity = (1.0 if rule.direction == "lower" else -1.0) * (1.0 if bad else -1.0)
@@ -583,7 +588,7 @@ def _within_history(baseline: Metric, cur_value: float, rule: Rule, bad: bool) -
         f"within the drift between runs: the values of {len(runs)} saved runs lie between "
         f"{_fmt(min(runs) / divisor)} and {_fmt(max(runs) / divisor)} {unit}, and the change must pass "
         f"the threshold from the {'highest' if extreme == max(runs) else 'lowest'} of them"
-    ).rstrip()
+    )
 
 
 def _decide_items(

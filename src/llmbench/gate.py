@@ -939,17 +939,17 @@ def _with_drift(
     later comparison, so they are left out of it (its memory figures stay).
     """
     per_run = [benchmark_metrics(run.benchmarks[fullname])[0] for run in drift_runs if fullname in run.benchmarks]
-    latency_rule = rule_for(ROUND_TIME, rules, "lower")
+    threshold = rule_for(ROUND_TIME, rules, "lower").relative
+    busy = [ROUND_TIME in m and busy_rounds(m[ROUND_TIME].samples, threshold) for m in per_run]
     out = dict(metrics)
     for name, metric in metrics.items():
         rule = rule_for(name, rules, metric.direction)
         timed = rule.significance and rule.sample_kind == "rounds"
         values = tuple(
             v
-            for m in per_run
-            if name in m and (v := m[name].value) is not None and math.isfinite(v)
-            and not (timed and ROUND_TIME in m and busy_rounds(m[ROUND_TIME].samples, latency_rule.relative))
-        )  # fmt: skip
+            for m, disturbed in zip(per_run, busy, strict=True)
+            if name in m and (v := m[name].value) is not None and math.isfinite(v) and not (timed and disturbed)
+        )
         if len(values) < 2:
             continue
         own = {f.name: getattr(metric, f.name) for f in fields(Metric)}
