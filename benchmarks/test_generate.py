@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from llmbench.backends import LoadedModel
-from llmbench.measure import GenerateBenchmark
-from llmbench.quality_runs import QualityRun
-from llmbench.spec import Combination
+from llmbench.config.combination import Combination
+from llmbench.measure.generate import GenerateBenchmark
+from llmbench.quality.runs import QualityRun
 
 
 def test_generate(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from llmbench.backends import LoadedModel, get_backend
-from llmbench.probes import MemoryReading, probes_for
-from llmbench.results import METRICS_KEY, Metric, MetricSet
-from llmbench.settings import Settings
-from llmbench.spec import Combination
-from llmbench.speed import load_s_metric
+from llmbench.config.combination import Combination
+from llmbench.config.settings import Settings
+from llmbench.measure.probes import MemoryReading, probes_for
+from llmbench.measure.speed import load_s_metric
+from llmbench.metrics import METRICS_KEY, Metric, MetricSet
 
 #: Loads are slow (seconds) and vary less than generation: three timed loads after one warm-up
 #: (which fills the page cache, so every timed load reads the weights from memory, not disk).

@@ -54,10 +54,5 @@ def tiny_t5gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def suite(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A pytester directory holding a copy of the suite's conftest, fixtures and data set."""
-    import shutil
-
-    shutil.copytree(REPO / "fixtures", pytester.path / "fixtures", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
-    pytester.syspathinsert(pytester.path)
+    """A pytester directory for a benchmark suite: the plugin's own fixtures and data set are all it needs."""
     return pytester

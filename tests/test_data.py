@@ -11,7 +11,7 @@ import pytest
 from llmbench.data import DataError, Item, load_items
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = REPO / "fixtures" / "data" / "summaries.jsonl"
+SHIPPED = REPO / "src" / "llmbench" / "data" / "summaries.jsonl"
 
 GOOD = {"id": "a", "text": "A fox jumps.", "reference": "A fox."}
 

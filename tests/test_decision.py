@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmbench.decision import (
+from llmbench.gate.decision import (
     DEFAULT_RUN_SPREAD,
     Decision,
     PooledMetric,
@@ -33,8 +33,8 @@ from llmbench.decision import (
     pool_baseline,
     rounds_needed,
 )
-from llmbench.results import Direction, Metric, Unit
-from llmbench.rules import DEFAULT_RULES, FailSpecError, MiB, Rule, merge_rules, parse_fail_spec, rule_for
+from llmbench.gate.rules import DEFAULT_RULES, FailSpecError, MiB, Rule, merge_rules, parse_fail_spec, rule_for
+from llmbench.metrics import Direction, Metric, Unit
 
 SETTINGS = settings(derandomize=True, deadline=None, max_examples=60, database=None)
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from llmbench import gate
 from llmbench.cli import main
-from llmbench.decision import decide
-from llmbench.results import Metric
-from llmbench.rules import DEFAULT_RULES
+from llmbench.gate import compare as gate
+from llmbench.gate.decision import decide
+from llmbench.gate.rules import DEFAULT_RULES
+from llmbench.metrics import Metric
 
 DATA = Path(__file__).parent / "data" / "runs"
 RUNS = DATA / "Linux-CPython-3.11-64bit"
@@ -384,7 +384,7 @@ def test_the_hooks_do_not_load_scipy_into_the_measured_process() -> None:
     import subprocess
     import sys
 
-    code = "import sys, llmbench.gate_hooks; print('scipy.stats' in sys.modules)"
+    code = "import sys, llmbench.plugin.gate_hooks; print('scipy.stats' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -23,8 +23,8 @@ from llmbench.backends.llama_cpp_backend import (  # noqa: E402
     LlamaCppModel,
     cut_at_blank_line,
 )
-from llmbench.registry import BUILTIN_MODELS  # noqa: E402
-from llmbench.spec import Combination, ModelSpec  # noqa: E402
+from llmbench.config.combination import Combination, ModelSpec  # noqa: E402
+from llmbench.config.models import BUILTIN_MODELS  # noqa: E402
 
 pytestmark = pytest.mark.real_model
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from llmbench.backends import BackendUnavailable
-from llmbench.loaded_models import LoadedModels
-from llmbench.registry import BUILTIN_MODELS
-from llmbench.spec import Combination
+from llmbench.backends.loaded_models import LoadedModels
+from llmbench.config.combination import Combination
+from llmbench.config.models import BUILTIN_MODELS
 
 GEMMA = BUILTIN_MODELS["gemma3-270m"]
 
@@ -86,9 +86,9 @@ def test_a_load_that_cannot_happen_is_remembered_as_a_skip(tmp_path: Path) -> No
 CHILD = """
 import numpy as np
 from pathlib import Path
-from llmbench.loaded_models import LoadedModels
-from llmbench.registry import BUILTIN_MODELS
-from llmbench.spec import Combination
+from llmbench.backends.loaded_models import LoadedModels
+from llmbench.config.models import BUILTIN_MODELS
+from llmbench.config.combination import Combination
 
 
 def rss_mib():

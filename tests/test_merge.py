@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from llmbench.shards import TOP_LEVEL_KEYS, MergeError, add_merge_arguments, merge_main, merge_runs
+from llmbench.shards.merge import TOP_LEVEL_KEYS, MergeError, add_merge_arguments, merge_main, merge_runs
 
 SUITE = """
 def test_generate(benchmark, llm_combination):
@@ -115,7 +114,6 @@ def test_shards_merge_into_one_pytest_benchmark_run(
         assert bench["name"] in table
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llmbench.gate") is None, reason="llmbench.gate (issue 5) not here yet")
 def test_llmbench_compare_accepts_the_merged_run(runs: dict[str, Path], tmp_path: Path) -> None:
     output = tmp_path / "merged.json"
     assert merge_cli(str(runs["shard1"]), str(runs["shard2"]), "-o", str(output)) == 0
@@ -255,10 +253,6 @@ def test_write_is_atomic(runs: dict[str, Path], tmp_path: Path, monkeypatch: pyt
     assert sorted(p.name for p in tmp_path.iterdir()) == ["merged.json"]
 
 
-@pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None for m in ("llmbench.gate", "llmbench.report")),
-    reason="the llmbench command needs llmbench.gate and llmbench.report (issues 5 and 6)",
-)
 def test_llmbench_merge_command(runs: dict[str, Path], tmp_path: Path) -> None:
     output = tmp_path / "merged.json"
     result = subprocess.run(

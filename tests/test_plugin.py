@@ -44,7 +44,7 @@ batch_sizes = [1, 4]
 
 def test_help_lists_every_option_with_its_default(pytester: pytest.Pytester) -> None:
     # argparse %-formats help texts: a literal "5%" in one of them once made --help crash.
-    from llmbench.options import OPTIONS
+    from llmbench.config.options import OPTIONS
 
     result = pytester.runpytest("--help")
     assert result.ret == 0, result.stderr.str()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from llmbench.probes import (
+from llmbench.measure.probes import (
     CpuBandwidthMeter,
     CpuMemoryProbe,
     CpuTimer,
@@ -30,7 +30,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def kernel_peak_reset_refused() -> str | None:
-    """The test's own check, independent of llmbench.probes: can this process reset its VmHWM?"""
+    """The test's own check, independent of llmbench.measure.probes: can this process reset its VmHWM?"""
 
     def hwm() -> int:
         return int(re.findall(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())[0]) * 1024

@@ -1,4 +1,4 @@
-"""Tests of :mod:`llmbench.quality`: ROUGE, the bootstrap interval, drift and the saved per-item outputs."""
+"""Tests of :mod:`llmbench.quality.scores`: ROUGE, the bootstrap interval, drift and the saved per-item outputs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rouge_score import rouge_scorer
 
-from llmbench.quality import (
+from llmbench.metrics import Metric
+from llmbench.quality.scores import (
     ROUGE_TYPES,
     QualityRecord,
     bootstrap_ci,
@@ -30,7 +31,6 @@ from llmbench.quality import (
     split_sentences,
     write_outputs,
 )
-from llmbench.results import Metric
 
 # (reference, prediction): stemming, case, punctuation, digits, reordering.
 PAIRS: list[tuple[str, str]] = [
@@ -470,7 +470,7 @@ def test_bootstrap_ci_is_the_percentile_interval_of_resampled_means(monkeypatch:
 
     assert bootstrap_ci(values.tolist()) == pytest.approx(expected, rel=1e-12)
     # Drawing the resamples in chunks (to bound memory) draws the same indices.
-    monkeypatch.setattr("llmbench.quality._CHUNK_ENTRIES", 7 * values.size)
+    monkeypatch.setattr("llmbench.quality.scores._CHUNK_ENTRIES", 7 * values.size)
     assert bootstrap_ci(values.tolist()) == pytest.approx(expected, rel=1e-12)
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from llmbench.backends import get_backend
+from llmbench.config.combination import Combination, ModelSpec
 from llmbench.data import Item, load_items
-from llmbench.quality import read_outputs
-from llmbench.quality_runs import QualityRuns
-from llmbench.spec import Combination, ModelSpec
+from llmbench.quality.runs import QualityRuns
+from llmbench.quality.scores import read_outputs
 from tests.conftest import REPO
 
-ITEMS = load_items(REPO / "fixtures" / "data" / "summaries.jsonl")[:5]
+ITEMS = load_items(REPO / "src" / "llmbench" / "data" / "summaries.jsonl")[:5]
 
 
 def tiny_spec(path: Path) -> ModelSpec:

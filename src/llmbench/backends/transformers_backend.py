@@ -6,7 +6,7 @@ transformers combination is collected.
 Sources (``ModelSpec.source``):
 
 * ``package:<name>``: a packaged GGUF, dequantized once into a cached Hugging Face directory
-  (:func:`llmbench.model_cache_dir.converted_hf_dir`);
+  (:func:`llmbench.backends.model_files.converted_hf_dir`);
 * ``path:<dir>``: a local Hugging Face directory;
 * ``hub:<org/name>``: loaded from its snapshot in the local Hugging Face cache without contacting the
   hub (reproducible, no network wait); downloaded only when not cached, the hub is reachable and
@@ -47,8 +47,8 @@ from llmbench.backends.base import (
     cut_at_blank_line,
     has_blank_line_after_text,
 )
-from llmbench.model_cache_dir import converted_hf_dir, package_missing_reason
-from llmbench.spec import GGUF_PRECISIONS, TORCH_PRECISIONS, Combination, ModelSpec
+from llmbench.backends.model_files import converted_hf_dir, package_missing_reason
+from llmbench.config.combination import GGUF_PRECISIONS, TORCH_PRECISIONS, Combination, ModelSpec
 
 __all__ = ["TransformersBackend", "TransformersModel"]
 
@@ -74,7 +74,7 @@ _INT8_CAST_MESSAGE = "MatMul8bitLt: inputs will be cast from"
 
 
 class TransformersBackend:
-    """Runs :data:`llmbench.spec.TORCH_PRECISIONS` with transformers (and bitsandbytes for int8/nf4)."""
+    """Runs :data:`llmbench.config.combination.TORCH_PRECISIONS` with transformers (and bitsandbytes for int8/nf4)."""
 
     name = "transformers"
 

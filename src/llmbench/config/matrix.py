@@ -1,0 +1,164 @@
+"""The benchmark matrix: read the matrix file, apply command-line and ini overrides, expand.
+
+The matrix file (TOML, ``benchmarks/matrix.toml`` by default)::
+
+    [matrix]
+    models = ["gemma3-270m"]
+    precisions = ["fp32", "bf16", "int8", "nf4", "q4_k_m"]
+    devices = ["cpu", "cuda"]
+    batch_sizes = [1, 4]
+    # max_new_tokens = 32          # optional: overrides every model's own setting
+
+    [models.my-model]              # optional: models of your own, next to the built-in registry
+    source = "hub:my-org/my-model" # or "path:/models/my-model"
+    family = "causal"              # or "seq2seq"
+    prompt_template = "Article: {text}\\n\\nSummary:"
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from llmbench.config.combination import KNOWN_DEVICES, KNOWN_PRECISIONS, Combination, ModelSpec
+from llmbench.config.models import BUILTIN_MODELS
+from llmbench.config.options import SettingError
+
+#: The matrix used when no matrix file exists: the offline default model on CPU.
+DEFAULT_MATRIX: dict[str, list[Any]] = {
+    "models": ["gemma3-270m"],
+    "precisions": ["fp32", "bf16", "int8", "nf4", "q4_k_m"],
+    "devices": ["cpu"],
+    "batch_sizes": [1, 4],
+}
+AXES = ("models", "precisions", "devices", "batch_sizes")
+MODEL_FIELDS = {f.name for f in fields(ModelSpec)} - {"name"}
+
+
+@dataclass(frozen=True)
+class Axis:
+    """The values of one axis and where they came from."""
+
+    values: tuple[Any, ...]
+    origin: str
+
+
+@dataclass(frozen=True)
+class Matrix:
+    models: Axis
+    precisions: Axis
+    devices: Axis
+    batch_sizes: Axis
+    registry: Mapping[str, ModelSpec]
+    max_new_tokens: int | None = None
+    source: str = "the built-in default matrix"
+    notes: tuple[str, ...] = field(default=())
+
+    def combinations(self) -> list[Combination]:
+        """Every combination, in matrix order (model, precision, device, batch size)."""
+        return [
+            Combination(self.registry[model], precision, device, batch_size)
+            for model, precision, device, batch_size in itertools.product(
+                self.models.values, self.precisions.values, self.devices.values, self.batch_sizes.values
+            )
+        ]
+
+
+def _error(path: Path, message: str) -> SettingError:
+    return SettingError(f"matrix file {path}: {message}")
+
+
+def _model_spec(path: Path, name: str, table: Any) -> ModelSpec:
+    if not isinstance(table, dict):
+        raise _error(path, f"[models.{name}] must be a table, got {type(table).__name__}")
+    unknown = sorted(set(table) - MODEL_FIELDS)
+    if unknown:
+        raise _error(
+            path,
+            f"[models.{name}] has unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(MODEL_FIELDS))}",
+        )
+    for required in ("source", "family"):
+        if required not in table:
+            raise _error(path, f"[models.{name}] needs a {required!r} field")
+    if table["family"] not in ("causal", "seq2seq"):
+        raise _error(path, f"[models.{name}] family {table['family']!r} is not 'causal' or 'seq2seq'")
+    source = str(table["source"])
+    if source.split(":", 1)[0] not in ("hub", "path", "package") or ":" not in source:
+        raise _error(path, f"[models.{name}] source {source!r} must start with 'hub:', 'path:' or 'package:'")
+    template = table.get("prompt_template", "{text}")
+    if "{text}" not in template:
+        raise _error(path, f"[models.{name}] prompt_template {template!r} must contain '{{text}}'")
+    return ModelSpec(name=name, **table)
+
+
+def _axis_values(path: Path, table: Mapping[str, Any], axis: str) -> Axis:
+    values = table.get(axis, DEFAULT_MATRIX[axis])
+    origin = f"[matrix] {axis} in {path}" if axis in table else "the built-in default matrix"
+    if not isinstance(values, list) or not values:
+        raise _error(path, f"[matrix] {axis} must be a non-empty list, got {values!r}")
+    return Axis(tuple(values), origin)
+
+
+def load_matrix(path: Path, required: bool) -> Matrix:
+    """Read a matrix file; where it does not exist and is not ``required``, the default matrix."""
+    registry: dict[str, ModelSpec] = dict(BUILTIN_MODELS)
+    if not path.exists():
+        if required:
+            raise SettingError(f"matrix file {path} does not exist (from --llmbench-matrix)")
+        default = [Axis(tuple(DEFAULT_MATRIX[axis]), "the built-in default matrix") for axis in AXES]
+        return Matrix(default[0], default[1], default[2], default[3], registry=registry)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise _error(path, f"not valid TOML: {error}") from None
+    unknown = sorted(set(data) - {"matrix", "models"})
+    if unknown:
+        raise _error(path, f"unknown table(s) {', '.join(unknown)}; allowed: [matrix], [models.<name>]")
+    table = data.get("matrix", {})
+    unknown = sorted(set(table) - {*AXES, "max_new_tokens"})
+    if unknown:
+        raise _error(
+            path, f"[matrix] has unknown key(s) {', '.join(unknown)}; allowed: {', '.join((*AXES, 'max_new_tokens'))}"
+        )
+    for name, model_table in data.get("models", {}).items():
+        registry[name] = _model_spec(path, name, model_table)
+    max_new_tokens = table.get("max_new_tokens")
+    if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or max_new_tokens < 1):
+        raise _error(path, f"[matrix] max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+    axes = [_axis_values(path, table, axis) for axis in AXES]
+    matrix = Matrix(
+        axes[0],
+        axes[1],
+        axes[2],
+        axes[3],
+        registry=registry,
+        max_new_tokens=max_new_tokens,
+        source=str(path),
+    )
+    validate(matrix)
+    return matrix
+
+
+def _check_known(axis: Axis, known: Sequence[str], what: str) -> None:
+    for value in axis.values:
+        if value not in known:
+            raise SettingError(f"unknown {what} {value!r} (from {axis.origin}); known {what}s: {', '.join(known)}")
+
+
+def validate(matrix: Matrix) -> None:
+    """Every axis value must be known; raise a :class:`SettingError` naming the value and its origin."""
+    _check_known(matrix.models, sorted(matrix.registry), "model")
+    _check_known(matrix.precisions, KNOWN_PRECISIONS, "precision")
+    _check_known(matrix.devices, KNOWN_DEVICES, "device")
+    for value in matrix.batch_sizes.values:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise SettingError(f"batch size {value!r} is not a positive integer (from {matrix.batch_sizes.origin})")
+    for axis in AXES:
+        values = getattr(matrix, axis).values
+        duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+        if duplicates:
+            raise SettingError(f"{axis} lists {', '.join(duplicates)} twice (from {getattr(matrix, axis).origin})")

@@ -1,0 +1,395 @@
+"""Per-metric regression rules: which way is better, how large a change must be, and whether it must be
+significant; the defaults, and the ``--llmbench-fail`` syntax that overrides them.
+
+A rule's thresholds are all required at once: ``peak_rss_bytes`` regresses only when it grew by more than
+10% *and* by more than 16 MiB. A threshold that is not given (None) is not checked; a rule with neither
+threshold only checks its ``target`` (an absolute floor or ceiling that holds whatever the baseline).
+
+The ``--llmbench-fail`` syntax, a comma list of ``NAME:VALUE`` items::
+
+    decode_tok_s:-5%,peak_rss_bytes:+10%,rougeLsum:-0.01,peak_rss_bytes:+16MiB,drift_identical_share:>=0.9
+
+- The sign is the *bad* direction and must agree with the metric's: ``-`` for higher-is-better metrics
+  (a drop is bad), ``+`` for lower-is-better ones. For a metric without a default rule (a custom metric
+  from a hook) the sign gives its direction.
+- ``%`` is a relative threshold; a plain number is an absolute one in the metric's unit; ``B``, ``KiB``,
+  ``MiB``, ``GiB`` are absolute thresholds for byte metrics (names ending in ``_bytes``).
+- ``>=X`` / ``<=X`` sets a target: fail whenever the current value is below (above) X, whatever the
+  baseline; ``>=`` for higher-is-better metrics, ``<=`` for lower-is-better ones.
+- An item replaces only what it names: ``peak_rss_bytes:+10%`` makes the relative threshold 10% and keeps
+  the default 16 MiB floor (``peak_rss_bytes:+0MiB`` removes the floor), the significance requirement
+  and the kind of samples. Naming an informational metric (``mbu``) makes it fail the build.
+- ``decode_tok_s`` names both ``decode_tok_s_per_seq`` and ``decode_tok_s_total``; ``rouge`` names
+  ``rouge1``, ``rouge2`` and ``rougeLsum``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from llmbench.metrics import Direction
+
+__all__ = [
+    "ALIASES",
+    "DEFAULT_RULES",
+    "FailSpecError",
+    "MiB",
+    "Rule",
+    "SampleKind",
+    "merge_rules",
+    "parse_fail_spec",
+    "rule_for",
+]
+
+#: How a metric's raw samples relate to each other:
+#: ``rounds``: repeated measurements of one figure (timed rounds), compared with a rank test on medians;
+#: ``items``: one score per item of the data set, in data-set order, compared item by item (paired).
+SampleKind = Literal["rounds", "items"]
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+#: The significance level of the rank test. With the default 5 rounds a side, the smallest two-sided
+#: Mann-Whitney p-value is 2 / C(10, 5) = 0.0079: 0.01 is the smallest round level 5 rounds can reach.
+#: (asv uses 0.002 with its larger sample counts.)
+DEFAULT_ALPHA = 0.01
+
+
+@dataclass(frozen=True)
+class Rule:
+    """When a change of one metric counts as a regression (or an improvement)."""
+
+    metric: str
+    direction: Direction
+    #: A change must exceed this fraction of the baseline (0.05 = 5%). None: not checked.
+    relative: float | None = None
+    #: A change must exceed this much, in the metric's unit (bytes, F1, ...). None: not checked.
+    absolute: float | None = None
+    #: The change must also be statistically significant over the raw samples of both sides.
+    significance: bool = False
+    sample_kind: SampleKind = "rounds"
+    #: A floor (higher is better) or ceiling (lower is better) the current value must meet, whatever
+    #: the baseline. None: no target.
+    target: float | None = None
+    #: False: the verdict is shown but never fails the build (informational).
+    gate: bool = True
+    alpha: float = DEFAULT_ALPHA
+    #: Where the rule came from, for messages ("the default", "--llmbench-fail on the command line").
+    origin: str = "the default"
+    #: One line on why these thresholds.
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("relative", "absolute"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"Rule for {self.metric}: {name} threshold must be finite, >= 0: {value!r}")
+        if self.target is not None and not math.isfinite(self.target):
+            raise ValueError(f"Rule for {self.metric}: target must be finite, got {self.target!r}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"Rule for {self.metric}: alpha must be between 0 and 1, got {self.alpha!r}")
+        if self.direction == "none" and (self.relative, self.absolute, self.target) != (None, None, None):
+            raise ValueError(f"Rule for {self.metric}: a metric with no better direction takes no thresholds")
+
+    @property
+    def has_threshold(self) -> bool:
+        return self.relative is not None or self.absolute is not None
+
+    def describe(self) -> str:
+        """The thresholds in the ``--llmbench-fail`` syntax, e.g. ``+5% and +16MiB, significant``."""
+        if self.direction == "none":
+            return "not compared (no better direction)"
+        sign = "-" if self.direction == "higher" else "+"
+        parts = []
+        if self.relative is not None:
+            parts.append(f"{sign}{_number(self.relative * 100)}%")
+        if self.absolute is not None:
+            if self.metric.endswith("_bytes") and self.absolute >= MiB and self.absolute % MiB == 0:
+                parts.append(f"{sign}{_number(self.absolute / MiB)}MiB")
+            else:
+                parts.append(f"{sign}{_number(self.absolute)}")
+        text = " and ".join(parts)
+        if self.significance and parts:
+            text += f", significant at p<{_number(self.alpha)}"
+        if self.target is not None:
+            bound = ">=" if self.direction == "higher" else "<="
+            text = f"{text}; {bound}{_number(self.target)}" if text else f"{bound}{_number(self.target)}"
+        if not self.gate:
+            text += " (informational)"
+        return text
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def _speed(metric: str, direction: Direction, relative: float, reason: str, *, gate: bool = True) -> Rule:
+    return Rule(metric, direction, relative=relative, significance=True, gate=gate, reason=reason)
+
+
+def _memory(metric: str, reason: str, *, relative: float = 0.05, gate: bool = True) -> Rule:
+    return Rule(metric, "lower", relative=relative, absolute=16 * MiB, gate=gate, reason=reason)
+
+
+def _items(metric: str, absolute: float, reason: str) -> Rule:
+    return Rule(metric, "higher", absolute=absolute, significance=True, sample_kind="items", reason=reason)
+
+
+_TIMING = (
+    "medians of separate runs here spread 5.3% (a fixed 5% alone flags 1% of unchanged pairs): "
+    "5% and a significant rank test over the rounds"
+)
+_MEMORY = "5% and 16 MiB: page and allocator granularity make small models move by a few MiB"
+_RSS = (
+    "10% and 16 MiB, beyond the saved runs' range too: RSS is the whole process's, and what earlier models "
+    "and the allocator left behind moved it by 3-8% between runs of unchanged code here (once by 2 GiB)"
+)
+_SIZE = "deterministic: any change is a change of quantization or storage; 1% allows metadata"
+
+_RULES: tuple[Rule, ...] = (
+    _speed("latency_s", "lower", 0.05, _TIMING),
+    _speed("ttft_s", "lower", 0.05, _TIMING),
+    _speed("prefill_tok_s", "higher", 0.05, _TIMING),
+    _speed("decode_tok_s_per_seq", "higher", 0.05, _TIMING),
+    _speed("decode_tok_s_total", "higher", 0.05, _TIMING),
+    _speed(
+        "load_s", "lower", 0.10,
+        "loading depends on the page cache and disk: noisier than generation, 10% and significant",
+    ),
+    _memory("peak_rss_bytes", _RSS, relative=0.10),
+    _memory("peak_cuda_allocated_bytes", _MEMORY),
+    _memory("peak_cuda_reserved_bytes", "the caching allocator's reserve: gate on allocated", gate=False),
+    _memory("rss_before_bytes", "what the process held before the call: context", gate=False),
+    _memory("cuda_allocated_before_bytes", "what PyTorch held before the call: context", gate=False),
+    Rule("weight_bytes", "lower", relative=0.01, reason=_SIZE),
+    Rule("file_bytes", "lower", relative=0.01, reason=_SIZE),
+    Rule(
+        "kv_cache_bytes", "lower", relative=0.01, gate=False,
+        reason="follows the generated length, which follows the outputs: context, gated through quality",
+    ),
+    _items(
+        "rouge1", 0.01,
+        "a drop of more than 0.01 that the per-item scores (paired) or the intervals say is real",
+    ),
+    _items(
+        "rouge2", 0.01,
+        "a drop of more than 0.01 that the per-item scores (paired) or the intervals say is real",
+    ),
+    _items(
+        "rougeLsum", 0.01,
+        "a drop of more than 0.01 that the per-item scores (paired) or the intervals say is real",
+    ),
+    _items(
+        "drift_identical_share", 0.05,
+        "greedy outputs are deterministic per build: a significant drop of more than 5 points of agreement "
+        "with the reference precision; no fixed floor by default, since quantized precisions legitimately "
+        "differ from fp32 on many items (set one with drift_identical_share:>=0.9)",
+    ),
+    _speed(
+        "mbu", "higher", 0.05,
+        "derived from decode speed and the measured bandwidth: decode speed is the gate, MBU the context",
+        gate=False,
+    ),
+    Rule("peak_bandwidth", "none", gate=False, reason="describes the machine, not the code"),
+)
+
+#: The built-in rules, by metric name.
+DEFAULT_RULES: Mapping[str, Rule] = {rule.metric: rule for rule in _RULES}
+
+#: Short names that stand for several metrics in ``--llmbench-fail``.
+ALIASES: Mapping[str, tuple[str, ...]] = {
+    "decode_tok_s": ("decode_tok_s_per_seq", "decode_tok_s_total"),
+    "rouge": ("rouge1", "rouge2", "rougeLsum"),
+}
+
+
+def rule_for(metric: str, rules: Mapping[str, Rule] = DEFAULT_RULES, direction: Direction = "none") -> Rule:
+    """The rule of ``metric``, or for a metric without one an informational 5% rule in its own direction.
+
+    ``direction`` is the metric's saved direction, used only where no rule names the metric.
+    """
+    rule = rules.get(metric)
+    if rule is not None:
+        return rule
+    if direction == "none":
+        return Rule(metric, "none", gate=False, reason="no rule and no better direction")
+    return Rule(metric, direction, relative=0.05, gate=False, reason="no rule: 5%, informational")
+
+
+class FailSpecError(ValueError):
+    """A ``--llmbench-fail`` value that cannot be used; the message names the item, the problem, the origin
+    and what is allowed."""
+
+
+_ITEM = re.compile(
+    r"""^(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)\s*:\s*
+        (?P<op>[+\-]|>=|<=)\s*
+        (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+\-]?\d+)?)\s*
+        (?P<unit>[A-Za-z%]*)$""",
+    re.VERBOSE,
+)
+_UNSIGNED = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*\s*:\s*[\d.]")
+_BYTE_UNITS = {"b": 1, "kib": KiB, "mib": MiB, "gib": GiB}
+_SYNTAX = (
+    "expected NAME:SIGN NUMBER[UNIT] with SIGN + or - (the bad direction) and UNIT %, a plain number, "
+    "or B/KiB/MiB/GiB for *_bytes metrics, or NAME:>=NUMBER / NAME:<=NUMBER for a target, "
+    "e.g. 'decode_tok_s:-5%,peak_rss_bytes:+16MiB,rougeLsum:-0.01'"
+)
+
+
+@dataclass
+class _Parsed:
+    direction: Direction
+    relative: float | None = None
+    absolute: float | None = None
+    target: float | None = None
+
+
+def parse_fail_spec(
+    text: str,
+    origin: str,
+    *,
+    base: Mapping[str, Rule] = DEFAULT_RULES,
+    what: str = "--llmbench-fail",
+) -> list[Rule]:
+    """Parse a ``--llmbench-fail`` value into rules, each merged onto its rule in ``base``.
+
+    ``origin`` says where the text came from ("--llmbench-fail on the command line", "llmbench_fail in
+    pyproject.toml"); ``what`` is the flag or marker named in errors. Returns one rule per metric named
+    (aliases expanded), in the order first named. Raises :class:`FailSpecError`.
+    """
+    parsed: dict[str, _Parsed] = {}
+    for raw_item in text.split(","):
+        item = raw_item.strip()
+        if not item:
+            continue
+        match = _ITEM.match(item)
+        if match is None:
+            if ":" not in item:
+                problem = "has no ':'"
+            elif _UNSIGNED.match(item):
+                problem = "needs a sign: '-' where a drop is bad (speed, quality), '+' where a rise is"
+            else:
+                problem = "cannot be parsed"
+            raise FailSpecError(f"{what}: {item!r} {problem} (from {origin}); {_SYNTAX}")
+        name, op, number_text, unit = match["name"], match["op"], match["number"], match["unit"]
+        number = float(number_text)
+        if not math.isfinite(number):
+            raise FailSpecError(f"{what}: {item!r} has a number out of range (from {origin}); {_SYNTAX}")
+        for metric in ALIASES.get(name, (name,)):
+            entry = _item_rule(item, metric, op, number, unit, base.get(metric), what, origin)
+            _merge_item(parsed, metric, entry, item, what, origin)
+    rules = []
+    for metric, entry in parsed.items():
+        known = base.get(metric)
+        if known is None:
+            rules.append(
+                Rule(
+                    metric, entry.direction, relative=entry.relative, absolute=entry.absolute,
+                    target=entry.target, origin=origin, reason=f"from {origin}",
+                )
+            )
+        else:
+            rules.append(
+                replace(
+                    known,
+                    relative=known.relative if entry.relative is None else entry.relative,
+                    absolute=known.absolute if entry.absolute is None else entry.absolute,
+                    target=known.target if entry.target is None else entry.target,
+                    gate=True,
+                    origin=origin,
+                )
+            )
+    return rules
+
+
+def _item_rule(
+    item: str, metric: str, op: str, number: float, unit: str, known: Rule | None, what: str, origin: str
+) -> _Parsed:
+    where = f"{what}: {item!r}"
+    direction: Direction = "higher" if op in ("-", ">=") else "lower"
+    if known is not None:
+        if known.direction == "none":
+            gated = (name for name, rule in DEFAULT_RULES.items() if rule.direction != "none")
+            raise FailSpecError(
+                f"{where} names {metric}, which has no better direction (from {origin}); it is reported, "
+                f"not gated. Metrics that can be gated: {', '.join(sorted(gated))}"
+            )
+        if known.direction != direction:
+            good = "-" if known.direction == "higher" else "+"
+            bound = ">=" if known.direction == "higher" else "<="
+            better = "higher" if known.direction == "higher" else "lower"
+            allowed = f"'{good}' (the bad direction) or '{bound}' for a target"
+            raise FailSpecError(
+                f"{where} has the wrong direction for {metric}, {op!r} (from {origin}); {metric} is better "
+                f"{better}, so use {allowed}, e.g. '{metric}:{good}5%'"
+            )
+    lowered = unit.lower()
+    if op in (">=", "<="):
+        if lowered == "%":
+            raise FailSpecError(
+                f"{where} gives a target as a percentage (from {origin}); a target is a value in the "
+                f"metric's unit, e.g. '{metric}:{op}0.9'"
+            )
+        return _Parsed(direction, target=number * _byte_factor(where, metric, unit, origin))
+    if lowered == "%":
+        if direction == "higher" and number > 100:
+            raise FailSpecError(
+                f"{where} asks for a drop of {number:g}%, which cannot happen (from {origin}); "
+                "give at most -100%"
+            )
+        return _Parsed(direction, relative=number / 100)
+    return _Parsed(direction, absolute=number * _byte_factor(where, metric, unit, origin))
+
+
+def _byte_factor(where: str, metric: str, unit: str, origin: str) -> float:
+    if unit == "":
+        return 1.0
+    if unit.lower() in _BYTE_UNITS:
+        if not metric.endswith("_bytes"):
+            raise FailSpecError(
+                f"{where} has the byte unit {unit!r}, but {metric} is not a byte metric (from {origin}); "
+                "use % or a plain number in the metric's unit"
+            )
+        return float(_BYTE_UNITS[unit.lower()])
+    raise FailSpecError(
+        f"{where} has an unknown unit {unit!r} (from {origin}); allowed: % (relative), none (the metric's "
+        "own unit), B, KiB, MiB, GiB (for *_bytes metrics)"
+    )
+
+
+def _merge_item(
+    parsed: dict[str, _Parsed], metric: str, entry: _Parsed, item: str, what: str, origin: str
+) -> None:
+    previous = parsed.get(metric)
+    if previous is None:
+        parsed[metric] = entry
+        return
+    if previous.direction != entry.direction:
+        raise FailSpecError(
+            f"{what}: {item!r} gives {metric} the opposite direction of an earlier item (from {origin}); "
+            "use one sign per metric"
+        )
+    for field in ("relative", "absolute", "target"):
+        new = getattr(entry, field)
+        if new is None:
+            continue
+        if getattr(previous, field) is not None:
+            kind = {"relative": "a relative (%)", "absolute": "an absolute", "target": "a target"}[field]
+            raise FailSpecError(
+                f"{what}: {item!r} gives {metric} {kind} threshold again (from {origin}); give each once"
+            )
+        setattr(previous, field, new)
+
+
+def merge_rules(base: Mapping[str, Rule], overrides: Iterable[Rule]) -> dict[str, Rule]:
+    """``base`` with each rule of ``overrides`` in place of the rule of the same metric (later wins)."""
+    merged = dict(base)
+    for rule in overrides:
+        merged[rule.metric] = rule
+    return merged

@@ -1,0 +1,123 @@
+"""``--llmbench-report=DIR``: write the report at the end of the session, after pytest-benchmark saved the run.
+
+pytest-benchmark saves the run in its ``pytest_sessionfinish`` hook wrapper, before the wrapped hooks
+run; this module's ``pytest_sessionfinish`` (``trylast``) therefore finds the run on disk and reports
+it with the history before it. Without ``--benchmark-autosave`` / ``--benchmark-save`` nothing is
+saved: the report is built from this session's benchmarks (``as_dict()``) and the saved history.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmbench.config.options import SettingError, option_named, raw_setting
+
+__all__ = ["REPORT_DIR_KEY", "pytest_configure", "pytest_sessionfinish"]
+
+REPORT_DIR_KEY = pytest.StashKey[Path]()
+#: The JSON pytest-benchmark saved in this session (captured from its public update hook).
+SAVED_JSON_KEY = pytest.StashKey[dict[str, Any]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    setting = raw_setting(config, option_named("--llmbench-report"))
+    if setting is None or not setting.value.strip():
+        return
+    if importlib.util.find_spec("matplotlib") is None:
+        raise SettingError(
+            f"--llmbench-report: writing the report needs matplotlib, which is not installed "
+            f"(from {setting.origin}); install pytest-llmbench[report]"
+        )
+    path = Path(setting.value).expanduser()
+    if setting.kind == "ini" and config.inipath is not None and not path.is_absolute():
+        path = config.inipath.parent / path
+    if path.exists() and not path.is_dir():
+        raise SettingError(f"--llmbench-report: {str(path)!r} is a file (from {setting.origin}); expected a directory")
+    config.stash[REPORT_DIR_KEY] = path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]) -> None:
+    """Remember what pytest-benchmark is about to save (its datetime identifies the saved file)."""
+    if REPORT_DIR_KEY in config.stash:
+        config.stash[SAVED_JSON_KEY] = output_json
+
+
+def _benchmark_session(config: pytest.Config) -> Any:
+    # pytest-benchmark keeps its session on the config and offers no public accessor.
+    return getattr(config, "_benchmarksession", None)
+
+
+def _storage_dir(session: Any, config: pytest.Config) -> Path:
+    storage = getattr(session, "storage", None)
+    path = getattr(storage, "path", None)
+    if path is not None:
+        return Path(path)
+    text = str(config.getoption("benchmark_storage", default=".benchmarks") or ".benchmarks")
+    return Path(text.removeprefix("file://"))
+
+
+def _session_json(session: Any, config: pytest.Config) -> dict[str, Any]:
+    """This session's benchmarks as an unsaved run (machine and commit info as pytest-benchmark makes them)."""
+    benchmarks = [b.as_dict(include_data=True) for b in getattr(session, "benchmarks", ()) if b]
+    machine_info = config.hook.pytest_benchmark_generate_machine_info(config=config)
+    config.hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine_info)
+    commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
+    from datetime import UTC, datetime
+
+    return {
+        "machine_info": machine_info,
+        "commit_info": commit_info,
+        "benchmarks": benchmarks,
+        "datetime": datetime.now(UTC).isoformat(),
+    }
+
+
+def _session_verdict(config: pytest.Config, current: Any) -> Any:
+    """The verdict the gate gave in this session (its ``pytest_sessionfinish`` runs before this one)."""
+    from llmbench.plugin.gate_hooks import GATE_KEY
+    from llmbench.report.tables import from_gate
+
+    state = config.stash.get(GATE_KEY, None)
+    if state is None or state.verdict is None:
+        return None
+    return from_gate(state.verdict, current)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if REPORT_DIR_KEY not in config.stash or hasattr(config, "workerinput"):
+        return
+    from llmbench.report.html import write_report
+    from llmbench.report.tables import (
+        DEFAULT_HISTORY,
+        Run,
+        history_of,
+        load_runs,
+        run_from_json,
+    )
+
+    output = config.stash[REPORT_DIR_KEY]
+    bench_session = _benchmark_session(config)
+    storage = _storage_dir(bench_session, config)
+    saved: Mapping[str, Any] | None = config.stash.get(SAVED_JSON_KEY, None)
+    runs = load_runs(storage) if storage.is_dir() else []
+    current: Run | None = None
+    if saved is not None:
+        current = next((run for run in reversed(runs) if run.datetime == saved.get("datetime")), None)
+    if current is None:
+        data = _session_json(bench_session, config) if bench_session is not None else {"benchmarks": []}
+        current = run_from_json(data)
+        history = [*runs[-(DEFAULT_HISTORY - 1) :], current]
+    else:
+        history = history_of(current, runs, DEFAULT_HISTORY)
+    files = write_report(current, history, output, verdict=_session_verdict(config, current))
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"llmbench report: {files.index} and {files.markdown}")

@@ -1,0 +1,1 @@
+"""Output quality: ROUGE with bootstrap intervals, drift against full precision, saved outputs."""

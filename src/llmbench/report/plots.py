@@ -1,0 +1,502 @@
+"""The report's plots: one function per plot, each returning the Figure and the data drawn in it.
+
+Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas, never pyplot: no global
+state, no display needed. Every :class:`Plot` carries its :class:`Series` (the exact numbers drawn),
+so tests check the data rather than pixels. One colour per precision (:func:`precision_color`),
+the same in every plot and every report.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from llmbench.report.tables import Row, Run, Table, combination_sort_key
+
+__all__ = [
+    "HISTORY_METRICS",
+    "Plot",
+    "Series",
+    "batch_scaling_plot",
+    "decode_throughput_plot",
+    "history_plots",
+    "latency_ttft_plot",
+    "memory_breakdown_plot",
+    "precision_color",
+    "rouge_plot",
+    "run_plots",
+    "tokens_vs_time_plot",
+]
+
+#: Fixed colours for the precisions of the registry (Okabe-Ito and tab10 shades, colour-blind safe first).
+_PRECISION_COLORS = {
+    "fp32": "#0072B2", "f32": "#0072B2", "bf16": "#E69F00", "bf16-gguf": "#E69F00", "fp16": "#009E73",
+    "f16": "#009E73", "int8": "#CC79A7", "q8_0": "#CC79A7", "nf4": "#D55E00", "q4_k_m": "#56B4E9",
+    "q4_k_s": "#56B4E9", "q4_0": "#17becf", "q5_k_m": "#8c564b", "q6_k": "#7f7f7f", "q3_k_m": "#bcbd22",
+    "q2_k": "#9467bd",
+}  # fmt: skip
+_OTHER_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22")
+_REGRESSION_COLOR = "#d62728"
+
+
+def precision_color(precision: str) -> str:
+    """The colour of a precision, the same in every plot (unknown names: a stable hash into a palette)."""
+    if precision in _PRECISION_COLORS:
+        return _PRECISION_COLORS[precision]
+    return _OTHER_COLORS[zlib.crc32(precision.encode()) % len(_OTHER_COLORS)]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One drawn series: labels or numbers on x, values on y (None: n/a, not drawn)."""
+
+    label: str
+    x: tuple[str | float, ...]
+    y: tuple[float | None, ...]
+    #: Error bars (lower and upper ends, in y's unit), where drawn.
+    low: tuple[float | None, ...] = ()
+    high: tuple[float | None, ...] = ()
+    color: str = ""
+
+    def points(self) -> dict[str | float, float | None]:
+        return dict(zip(self.x, self.y, strict=True))
+
+
+@dataclass
+class Plot:
+    """A figure and the data behind it."""
+
+    name: str
+    title: str
+    figure: Figure
+    series: list[Series] = field(default_factory=list)
+    xlabel: str = ""
+    ylabel: str = ""
+    #: One or two sentences under the image: what is drawn and how to read it.
+    caption: str = ""
+
+    def labels(self) -> list[str]:
+        return [s.label for s in self.series]
+
+    def series_named(self, label: str) -> Series:
+        for series in self.series:
+            if series.label == label:
+                return series
+        raise KeyError(f"no series {label!r} in plot {self.name!r} (have {self.labels()})")
+
+    def png(self, dpi: int = 100) -> bytes:
+        buffer = io.BytesIO()
+        FigureCanvasAgg(self.figure)
+        self.figure.savefig(buffer, format="png", dpi=dpi)
+        return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _figure(count: int, height: float = 4.5, per_item: float = 0.45, panels: int = 1) -> tuple[Figure, list[Axes]]:
+    width = min(max(8.0, 2.5 + per_item * count), 40.0)
+    figure = Figure(figsize=(width, height * panels), layout="constrained")
+    axes = [figure.add_subplot(panels, 1, i + 1) for i in range(panels)]
+    return figure, axes
+
+
+def _no_data(axes: Axes, what: str) -> None:
+    axes.text(0.5, 0.5, f"no {what} in this run", ha="center", va="center", transform=axes.transAxes)
+    axes.set_xticks([])
+    axes.set_yticks([])
+
+
+def _byte_scale(values: Sequence[float | None]) -> tuple[float, str]:
+    largest = max((abs(v) for v in values if v is not None), default=0.0)
+    return (2.0**30, "GiB") if largest >= 2.0**30 else (2.0**20, "MiB")
+
+
+def _scaled(values: Sequence[float | None], factor: float) -> tuple[float | None, ...]:
+    return tuple(None if v is None else v / factor for v in values)
+
+
+def _nan(values: Sequence[float | None]) -> list[float]:
+    return [float("nan") if v is None else v for v in values]
+
+
+def _precision_legend(axes: Axes, rows: Sequence[Row]) -> None:
+    from matplotlib.patches import Patch
+
+    precisions = list(dict.fromkeys(r.precision for r in sorted(rows, key=combination_sort_key)))
+    handles = [Patch(color=precision_color(p), label=p) for p in precisions]
+    if handles:
+        axes.legend(handles=handles, title="precision", fontsize="small", loc="best")
+
+
+def _combination_axis(axes: Axes, rows: Sequence[Row], positions: Sequence[float]) -> None:
+    axes.set_xticks(list(positions), [r.combination for r in rows], rotation=45, ha="right", fontsize="small")
+    for label, row in zip(axes.get_xticklabels(), rows, strict=True):
+        label.set_color(precision_color(row.precision))
+
+
+def _one_per_load_key(rows: Sequence[Row]) -> list[Row]:
+    """The first row of each (model, precision, device): quality is measured once for all batch sizes."""
+    seen: dict[tuple[str, str, str], Row] = {}
+    for row in rows:
+        seen.setdefault(row.load_key, row)
+    return list(seen.values())
+
+
+def _with_batch(rows: Sequence[Row]) -> list[Row]:
+    return sorted((r for r in rows if r.batch_size is not None), key=combination_sort_key)
+
+
+def _group_label(row: Row, rows: Sequence[Row]) -> str:
+    """``bf16`` where every row shares model and device, else ``gemma3-270m bf16 cuda``."""
+    parts = []
+    if len({r.model for r in rows}) > 1:
+        parts.append(row.model)
+    parts.append(row.precision)
+    if len({r.device for r in rows}) > 1:
+        parts.append(row.device)
+    return " ".join(parts)
+
+
+def _groups(rows: Sequence[Row]) -> dict[str, list[Row]]:
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(_group_label(row, rows), []).append(row)
+    return groups
+
+
+# ----------------------------------------------------------------------------- per-run plots
+
+
+def latency_ttft_plot(rows: Sequence[Row]) -> Plot:
+    """Latency of one ``generate`` call and time to the first token, per combination (bars, one colour
+    per precision). Series: ``latency_s <precision>`` and ``ttft_s <precision>``, x the combination ids."""
+    rows = _with_batch(rows)
+    figure, (top, bottom) = _figure(len(rows), height=3.6, panels=2)
+    plot = Plot("latency_ttft", "Latency and time to first token per combination", figure,
+                xlabel="combination", ylabel="s",
+                caption="Median over the timed rounds. Top: one generate call on the whole batch; bottom: "
+                "time to the first generated token (prefill).")  # fmt: skip
+    if not rows:
+        _no_data(top, "generate benchmark")
+        _no_data(bottom, "generate benchmark")
+        return plot
+    positions = list(range(len(rows)))
+    for axes, metric, what in ((top, "latency_s", "latency (s)"), (bottom, "ttft_s", "time to first token (s)")):
+        values = [r.value(metric) for r in rows]
+        axes.bar(positions, _nan(values), color=[precision_color(r.precision) for r in rows])
+        axes.set_ylabel(what)
+        axes.grid(axis="y", alpha=0.3)
+        for precision in dict.fromkeys(r.precision for r in rows):
+            chosen = [r for r in rows if r.precision == precision]
+            plot.series.append(
+                Series(f"{metric} {precision}", tuple(r.combination for r in chosen),
+                       tuple(r.value(metric) for r in chosen), color=precision_color(precision))
+            )  # fmt: skip
+        for x, value in zip(positions, values, strict=True):
+            if value is None:
+                axes.text(x, 0, "n/a", ha="center", va="bottom", fontsize="x-small")
+    top.set_xticks([])
+    _combination_axis(bottom, rows, positions)
+    _precision_legend(top, rows)
+    top.set_title(plot.title)
+    return plot
+
+
+def bandwidth_limit(row: Row) -> tuple[float | None, bool]:
+    """The decode rate the memory bandwidth allows one sequence: peak bandwidth / bytes read per step.
+
+    A decode step reads all the weights and the KV cache (Databricks, "LLM Inference Performance
+    Engineering", MBU): limit = peak_bandwidth / (weight_bytes + kv_cache_bytes) tokens/s per sequence.
+    ``kv_cache_bytes`` is the cache at the end of generation (slightly more than the mean a step reads,
+    so the drawn limit is slightly low). Returns (limit, whether the KV cache was known).
+    """
+    bandwidth, weights, kv = row.value("peak_bandwidth"), row.value("weight_bytes"), row.value("kv_cache_bytes")
+    if bandwidth is None or weights is None or weights + (kv or 0) <= 0:
+        return None, kv is not None
+    return bandwidth / (weights + (kv or 0.0)), kv is not None
+
+
+def decode_throughput_plot(rows: Sequence[Row]) -> Plot:
+    """Decode tokens/s per sequence against batch size, one line per precision, with the memory-bandwidth
+    limit of each as a dashed line of the same colour. Series: ``<group>`` (measured) and
+    ``<group> bandwidth limit``, x the batch sizes."""
+    rows = _with_batch(rows)
+    figure, (axes,) = _figure(0)
+    plot = Plot("decode_throughput", "Decode speed per sequence against the memory-bandwidth limit", figure,
+                xlabel="batch size", ylabel="tok/s",
+                caption="Solid: measured decode tokens/s per sequence (tokens after the first / time after "
+                "the first). Dashed: peak bandwidth / (weight bytes + KV-cache bytes), the rate at which "
+                "memory can feed one decode step; MBU is the measured share of it.")  # fmt: skip
+    drawn = False
+    for label, group in _groups(rows).items():
+        color = precision_color(group[0].precision)
+        xs = tuple(float(r.batch_size or 0) for r in group)
+        measured = tuple(r.value("decode_tok_s_per_seq") for r in group)
+        limits = [bandwidth_limit(r) for r in group]
+        plot.series.append(Series(label, xs, measured, color=color))
+        plot.series.append(Series(f"{label} bandwidth limit", xs, tuple(lim for lim, _ in limits), color=color))
+        axes.plot(xs, _nan(measured), marker="o", color=color, label=label)
+        if any(lim is not None for lim, _ in limits):
+            weights_only = "" if all(known for _, known in limits) else " (weights only)"
+            axes.plot(xs, _nan([lim for lim, _ in limits]), linestyle="--", color=color,
+                      label=f"{label} bandwidth limit{weights_only}")  # fmt: skip
+        drawn = drawn or any(v is not None for v in measured)
+    if not rows:
+        _no_data(axes, "generate benchmark")
+        return plot
+    axes.set_xlabel("batch size")
+    axes.set_ylabel("decode speed per sequence (tok/s)")
+    axes.set_xticks(sorted({float(r.batch_size or 0) for r in rows}))
+    axes.set_ylim(bottom=0)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    axes.set_title(plot.title if drawn else f"{plot.title} (no decode figures)")
+    return plot
+
+
+def memory_breakdown_plot(rows: Sequence[Row]) -> Plot:
+    """Peak memory per combination as stacked bars: weights, KV cache and the rest (runtime, activations,
+    allocator). Series: ``weights``, ``KV cache``, ``rest``, ``peak`` in the plot's unit, x the ids."""
+    rows = _with_batch(rows)
+    figure, (axes,) = _figure(len(rows))
+    peaks = [r.peak_memory for r in rows]
+    factor, unit = _byte_scale([*peaks, *(r.value("weight_bytes") for r in rows)])
+    devices = {r.peak_memory_name for r in rows}
+    what = " / ".join(sorted(devices)) or "peak memory"
+    plot = Plot("memory", "Peak memory per combination: weights, KV cache and the rest", figure,
+                xlabel="combination", ylabel=unit,
+                caption=f"Peak during the measured call ({what}). Weights: bytes of the loaded weights; KV "
+                "cache: its size at the end of generation; rest: the peak minus both (runtime, activations; "
+                "on the CPU the whole process's resident memory).")  # fmt: skip
+    if not rows:
+        _no_data(axes, "generate benchmark")
+        return plot
+    weights = [r.value("weight_bytes") for r in rows]
+    kv = [r.value("kv_cache_bytes") for r in rows]
+    rest = [
+        None if p is None else max(p - (w or 0.0) - (k or 0.0), 0.0) for p, w, k in zip(peaks, weights, kv, strict=True)
+    ]
+    ids = tuple(r.combination for r in rows)
+    positions = list(range(len(rows)))
+    bottom = [0.0] * len(rows)
+    parts = (("weights", weights, "#4c4c4c"), ("KV cache", kv, "#9e9e9e"), ("rest", rest, "#d9d9d9"))
+    for label, values, color in parts:
+        scaled = _scaled(values, factor)
+        plot.series.append(Series(label, ids, scaled, color=color))
+        heights = [0.0 if v is None else v for v in scaled]
+        axes.bar(positions, heights, bottom=bottom, color=color, label=label, edgecolor="white")
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    plot.series.append(Series("peak", ids, _scaled(peaks, factor)))
+    for x, peak in zip(positions, peaks, strict=True):
+        if peak is None:
+            axes.text(x, 0, "peak n/a", ha="center", va="bottom", fontsize="x-small", rotation=90)
+    axes.set_ylabel(f"peak memory ({unit})")
+    axes.grid(axis="y", alpha=0.3)
+    _combination_axis(axes, rows, positions)
+    axes.legend(fontsize="small")
+    axes.set_title(plot.title)
+    return plot
+
+
+def tokens_vs_time_plot(rows: Sequence[Row]) -> Plot:
+    """Generated tokens of the batch against the time of the call, one colour per precision, each point
+    annotated with its batch size. Series: ``<group>`` with x latency (s), y generated tokens."""
+    rows = _with_batch(rows)
+    figure, (axes,) = _figure(0)
+    plot = Plot("tokens_vs_time", "Generated tokens against generation time", figure,
+                xlabel="s", ylabel="tokens",
+                caption="Tokens generated by one call on the batch (all sequences) against that call's "
+                "latency; labels are batch sizes. Steeper is faster.")  # fmt: skip
+    for label, group in _groups(rows).items():
+        points = [(r.value("latency_s"), _int_value(r.info.get("generated_tokens")), r.batch_size) for r in group]
+        plot.series.append(
+            Series(label, tuple(float("nan") if t is None else t for t, _, _ in points),
+                   tuple(None if n is None else float(n) for _, n, _ in points),
+                   color=precision_color(group[0].precision))
+        )  # fmt: skip
+        shown = [(t, n, b) for t, n, b in points if t is not None and n is not None]
+        axes.scatter([t for t, _, _ in shown], [n for _, n, _ in shown], color=precision_color(group[0].precision),
+                     label=label, s=40)  # fmt: skip
+        for t, n, b in shown:
+            axes.annotate(f"bs{b}", (t, n), textcoords="offset points", xytext=(4, 4), fontsize="x-small")
+    if not rows:
+        _no_data(axes, "generate benchmark")
+        return plot
+    axes.set_xlabel("generation time of the batch (s)")
+    axes.set_ylabel("generated tokens (whole batch)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    axes.set_title(plot.title)
+    return plot
+
+
+def _int_value(value: object) -> int | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    return None
+
+
+ROUGE_METRICS = ("rouge1", "rouge2", "rougeLsum")
+
+
+def rouge_plot(rows: Sequence[Row]) -> Plot:
+    """ROUGE F1 per model, precision and device (measured once for all batch sizes) with its bootstrap
+    interval as error bars. Series: ``rouge1``, ``rouge2``, ``rougeLsum`` with x ``model precision device``,
+    ``low`` / ``high`` the interval."""
+    chosen = [r for r in _one_per_load_key(_with_batch(rows)) if any(r.metric(m) is not None for m in ROUGE_METRICS)]
+    figure, (axes,) = _figure(len(chosen) * 2)
+    plot = Plot("rouge", "Summary quality (ROUGE F1) with 95% bootstrap intervals", figure,
+                xlabel="model precision device", ylabel="F1",
+                caption="Mean F1 against the reference summaries over the quality items; error bars: the "
+                "bootstrap interval saved with the run. One bar colour per precision; shade: ROUGE type.")  # fmt: skip
+    if not chosen:
+        _no_data(axes, "ROUGE figure")
+        return plot
+    labels = tuple(" ".join(r.load_key) for r in chosen)
+    width = 0.8 / len(ROUGE_METRICS)
+    for index, (name, alpha) in enumerate(zip(ROUGE_METRICS, (1.0, 0.45, 0.7), strict=True)):
+        metrics = [r.metric(name) for r in chosen]
+        values = tuple(None if m is None else m.value for m in metrics)
+        low = tuple(None if m is None or m.ci is None else m.ci[0] for m in metrics)
+        high = tuple(None if m is None or m.ci is None else m.ci[1] for m in metrics)
+        plot.series.append(Series(name, labels, values, low, high))
+        xs = [i + (index - 1) * width for i in range(len(chosen))]
+        errors = [
+            [0.0 if v is None or lo is None else max(v - lo, 0.0) for v, lo in zip(values, low, strict=True)],
+            [0.0 if v is None or hi is None else max(hi - v, 0.0) for v, hi in zip(values, high, strict=True)],
+        ]
+        axes.bar(xs, _nan(values), width=width, yerr=errors, capsize=3, alpha=alpha,
+                 color=[precision_color(r.precision) for r in chosen], edgecolor="black", linewidth=0.5,
+                 label=name)  # fmt: skip
+    axes.set_xticks(range(len(chosen)), labels, rotation=30, ha="right", fontsize="small")
+    for tick, row in zip(axes.get_xticklabels(), chosen, strict=True):
+        tick.set_color(precision_color(row.precision))
+    axes.set_ylabel("ROUGE F1")
+    axes.set_ylim(0, 1)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(fontsize="small", title="shade: metric")
+    axes.set_title(plot.title)
+    return plot
+
+
+def batch_scaling_plot(rows: Sequence[Row]) -> Plot:
+    """Latency and whole-batch decode throughput against batch size, one line per model, precision and
+    device. Series: ``latency_s <group>`` and ``decode_tok_s_total <group>``, x the batch sizes."""
+    rows = _with_batch(rows)
+    figure, (left, right) = _figure(0, height=4.0, panels=2)
+    plot = Plot("batch_scaling", "Batch-size scaling", figure, xlabel="batch size", ylabel="s; tok/s",
+                caption="Top: latency of one call against batch size (flat is ideal). Bottom: decode tokens/s "
+                "of the whole batch (rising is what batching buys).")  # fmt: skip
+    if not rows:
+        _no_data(left, "generate benchmark")
+        _no_data(right, "generate benchmark")
+        return plot
+    for label, group in _groups(rows).items():
+        color = precision_color(group[0].precision)
+        xs = tuple(float(r.batch_size or 0) for r in group)
+        for axes, metric in ((left, "latency_s"), (right, "decode_tok_s_total")):
+            values = tuple(r.value(metric) for r in group)
+            plot.series.append(Series(f"{metric} {label}", xs, values, color=color))
+            axes.plot(xs, _nan(values), marker="o", color=color, label=label)
+    ticks = sorted({float(r.batch_size or 0) for r in rows})
+    for axes, what in ((left, "latency of one call (s)"), (right, "decode speed, whole batch (tok/s)")):
+        axes.set_xticks(ticks)
+        axes.set_xlabel("batch size")
+        axes.set_ylabel(what)
+        axes.set_ylim(bottom=0)
+        axes.grid(alpha=0.3)
+    left.legend(fontsize="small")
+    left.set_title(plot.title)
+    return plot
+
+
+#: The plots of one run, in page order.
+RUN_PLOTS: tuple[Callable[[Sequence[Row]], Plot], ...] = (
+    latency_ttft_plot,
+    decode_throughput_plot,
+    memory_breakdown_plot,
+    tokens_vs_time_plot,
+    rouge_plot,
+    batch_scaling_plot,
+)
+
+
+def run_plots(rows: Sequence[Row]) -> list[Plot]:
+    return [make(rows) for make in RUN_PLOTS]
+
+
+# ----------------------------------------------------------------------------- history
+
+#: The metrics drawn over the saved runs (the tidy CSV has every metric of every run).
+HISTORY_METRICS: tuple[str, ...] = (
+    "latency_s", "ttft_s", "decode_tok_s_total", "peak_memory", "rougeLsum", "load_s",
+)  # fmt: skip
+_HISTORY_UNITS = {"latency_s": "s", "ttft_s": "s", "decode_tok_s_total": "tok/s", "rougeLsum": "F1", "load_s": "s"}
+
+
+def _history_value(row: Row, metric: str) -> float | None:
+    return row.peak_memory if metric == "peak_memory" else row.value(metric)
+
+
+def history_plots(
+    table: Table, runs: Sequence[Run], regressed: Collection[tuple[str, str]] = (), last: Run | None = None
+) -> list[Plot]:
+    """One plot per metric of :data:`HISTORY_METRICS` with data: the value of each combination over the
+    runs (x: run labels, oldest first). ``regressed`` holds the (combination, metric) pairs the gate
+    found regressed in ``last`` (default: the last run); those points get a red cross and the series
+    the label suffix. Series: one per combination, labelled with its id; ``regressions`` (if any)."""
+    last = last if last is not None else (runs[-1] if runs else None)
+    labels = tuple(run.label for run in runs)
+    plots = []
+    combos: dict[str, Row] = {}
+    for row in table.rows:
+        if row.batch_size is not None:
+            combos.setdefault(row.combination, row)
+    by_key = {(id(row.run), row.combination): row for row in table.rows}
+    for metric in HISTORY_METRICS:
+        if not any(_history_value(r, metric) is not None for r in table.rows):
+            continue
+        unit = _HISTORY_UNITS.get(metric, "")
+        factor = 1.0
+        if metric == "peak_memory":
+            factor, unit = _byte_scale([_history_value(r, metric) for r in table.rows])
+        figure, (axes,) = _figure(len(runs), height=3.6, per_item=0.5)
+        name = "peak memory" if metric == "peak_memory" else metric
+        plot = Plot(f"history_{metric}", f"{name} over the saved runs", figure, xlabel="run", ylabel=unit,
+                    caption=f"{name} ({unit}) of each combination in each saved run, oldest first; "
+                    "a red cross marks a regression found by the gate in the latest run.")  # fmt: skip
+        crosses_x: list[str] = []
+        crosses_y: list[float | None] = []
+        for combination, sample in sorted(combos.items(), key=lambda item: combination_sort_key(item[1])):
+            found = [by_key.get((id(run), combination)) for run in runs]
+            values = _scaled([None if r is None else _history_value(r, metric) for r in found], factor)
+            if all(v is None for v in values):
+                continue
+            plot.series.append(Series(combination, labels, values, color=precision_color(sample.precision)))
+            axes.plot(range(len(runs)), _nan(values), marker="o", color=precision_color(sample.precision),
+                      label=combination, linestyle=("-", "--", ":", "-.")[(sample.batch_size or 0) % 4])  # fmt: skip
+            memory_names = ("peak_rss_bytes", "peak_cuda_allocated_bytes")
+            names = memory_names if metric == "peak_memory" else (metric,)
+            if last is not None and any((combination, n) in regressed for n in names) and last in runs:
+                index = list(runs).index(last)
+                crosses_x.append(labels[index])
+                crosses_y.append(values[index])
+                axes.plot([index], _nan([values[index]]), marker="x", markersize=14, markeredgewidth=3,
+                          color=_REGRESSION_COLOR, linestyle="none")  # fmt: skip
+        if crosses_x:
+            plot.series.append(Series("regressions", tuple(crosses_x), tuple(crosses_y), color=_REGRESSION_COLOR))
+        axes.set_xticks(range(len(runs)), labels, rotation=30, ha="right", fontsize="small")
+        axes.set_ylabel(f"{name} ({unit})")
+        axes.grid(alpha=0.3)
+        if len(plot.series) <= 16:
+            axes.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+        axes.set_title(plot.title)
+        plots.append(plot)
+    return plots

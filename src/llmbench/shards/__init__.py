@@ -1,0 +1,1 @@
+"""Splitting the matrix over CI runners and merging their saved runs."""
