@@ -119,6 +119,102 @@ def test_benchmark_jobs_are_least_privilege() -> None:
     assert jobs["shard"]["runs-on"] == "${{ fromJSON(needs.plan.outputs.runner) }}"
 
 
+EXPRESSION_TOKEN = re.compile(r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<op>&&|\|\||==|!=|[(),])|(?P<name>[\w.-]+))")
+
+
+def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
+    """Evaluate the subset of GitHub's expression syntax the concurrency group uses.
+
+    Property paths, string literals, ``format()``, ``==`` / ``!=`` (case-insensitive on strings) and
+    ``&&`` / ``||``, which return an operand as in JavaScript; a missing property is null.
+    """
+    tokens = [(m.lastgroup, m.group(m.lastgroup or "")) for m in EXPRESSION_TOKEN.finditer(expression.strip())]
+    assert "".join(value for _, value in tokens) == re.sub(r"\s+", "", expression), expression
+    position = 0
+
+    def peek() -> str | None:
+        return tokens[position][1] if position < len(tokens) else None
+
+    def take() -> tuple[str | None, str]:
+        nonlocal position
+        position += 1
+        return tokens[position - 1]
+
+    def primary() -> Any:
+        kind, value = take()
+        if kind == "string":
+            return value[1:-1].replace("''", "'")
+        if value == "(":
+            result = disjunction()
+            assert take()[1] == ")"
+            return result
+        if peek() == "(":
+            assert value == "format", value
+            take()
+            args = [disjunction()]
+            while take()[1] == ",":
+                args.append(disjunction())
+            return re.sub(r"\{(\d+)\}", lambda m: str(args[1 + int(m.group(1))]), args[0])
+        node: Any = context
+        for part in value.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        return node
+
+    def comparison() -> Any:
+        left = primary()
+        while peek() in ("==", "!="):
+            op = take()[1]
+            right = primary()
+            same = str(left).lower() == str(right).lower() if isinstance(left, str) else left == right
+            left = same if op == "==" else not same
+        return left
+
+    def conjunction() -> Any:
+        left = comparison()
+        while peek() == "&&":
+            take()
+            right = comparison()
+            left = right if left else left
+        return left
+
+    def disjunction() -> Any:
+        left = conjunction()
+        while peek() == "||":
+            take()
+            right = conjunction()
+            left = left if left else right
+        return left
+
+    result = disjunction()
+    assert position == len(tokens), expression
+    return result
+
+
+def concurrency_group(event: Mapping[str, Any]) -> str:
+    template = load("benchmarks.yml")["concurrency"]["group"]
+    return re.sub(r"\$\{\{(.*?)\}\}", lambda m: str(evaluate(m.group(1), {"github": event}) or ""), template)
+
+
+def test_a_label_other_than_benchmark_never_cancels_a_benchmark() -> None:
+    def pull_request(action: str, label: str | None, run_id: str) -> dict[str, Any]:
+        event: dict[str, Any] = {"action": action, "pull_request": {"number": 42}}
+        if label is not None:
+            event["label"] = {"name": label}
+        return {"event_name": "pull_request", "event": event, "ref": "refs/pull/42/merge", "run_id": run_id}
+
+    benchmark = concurrency_group(pull_request("labeled", "benchmark", "101"))
+    assert benchmark == "benchmarks-42"
+    # A push to the pull request joins the benchmark's group and cancels it (its code changed) ...
+    assert concurrency_group(pull_request("synchronize", None, "102")) == benchmark
+    # ... another label does not: a group of its own, so the running benchmark goes on.
+    other = concurrency_group(pull_request("labeled", "documentation", "103"))
+    assert other == "benchmarks-42-label-103"
+    assert concurrency_group(pull_request("labeled", "documentation", "104")) != other
+    # Pushes to main and nightly runs keep one group per ref.
+    push = {"event_name": "push", "event": {}, "ref": "refs/heads/main", "run_id": "105"}
+    assert concurrency_group(push) == "benchmarks-refs/heads/main"
+
+
 def test_ci_runs_lint_typecheck_and_tests_on_two_pythons() -> None:
     job = load("ci.yml")["jobs"]["test"]
     assert job["strategy"]["matrix"]["python"] == ["3.11", "3.12"]
