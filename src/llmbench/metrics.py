@@ -30,6 +30,67 @@ SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
+class MetricFacts:
+    """What is known of a metric before it is measured: its unit, which way is better, its label."""
+
+    name: str
+    unit: Unit
+    direction: Direction
+    #: A short label for people ("decode", "peak RSS").
+    label: str
+
+
+def _facts(*rows: tuple[str, Unit, Direction, str]) -> dict[str, MetricFacts]:
+    return {name: MetricFacts(name, unit, direction, label) for name, unit, direction, label in rows}
+
+
+#: The ONE table of metric facts, keyed by the names saved in runs, in reading order (reports list
+#: metrics in this order, then any other saved metric by name). See docs/metrics.md.
+METRIC_FACTS: Mapping[str, MetricFacts] = _facts(
+    ("latency_s", "s", "lower", "latency"),
+    ("ttft_s", "s", "lower", "TTFT"),
+    ("prefill_tok_s", "tok/s", "higher", "prefill"),
+    ("decode_tok_s_per_seq", "tok/s", "higher", "decode per sequence"),
+    ("decode_tok_s_total", "tok/s", "higher", "decode"),
+    ("mbu", "ratio", "higher", "MBU"),
+    ("peak_rss_bytes", "bytes", "lower", "peak RSS"),
+    ("peak_cuda_allocated_bytes", "bytes", "lower", "peak CUDA allocated"),
+    ("peak_cuda_reserved_bytes", "bytes", "lower", "peak CUDA reserved"),
+    ("weight_bytes", "bytes", "lower", "weights"),
+    ("kv_cache_bytes", "bytes", "lower", "KV cache"),
+    ("file_bytes", "bytes", "lower", "file size"),
+    ("load_s", "s", "lower", "load"),
+    ("load_added_bytes", "bytes", "lower", "memory added by loading"),
+    ("rouge1", "F1", "higher", "ROUGE-1"),
+    ("rouge2", "F1", "higher", "ROUGE-2"),
+    ("rougeLsum", "F1", "higher", "ROUGE-Lsum"),
+    ("semantic_sim", "ratio", "higher", "semantic similarity"),
+    ("drift_identical_share", "ratio", "higher", "identical to reference"),
+    ("drift_first_diff_token", "tokens", "higher", "first differing token"),
+    ("rouge1_share", "ratio", "higher", "ROUGE-1 share of reference"),
+    ("rouge2_share", "ratio", "higher", "ROUGE-2 share of reference"),
+    ("rougeLsum_share", "ratio", "higher", "ROUGE-Lsum share of reference"),
+    ("quality_target_met", "ratio", "higher", "quality target met"),
+    ("peak_bandwidth", "bytes/s", "none", "peak bandwidth"),
+    ("rss_before_bytes", "bytes", "lower", "RSS before"),
+    ("cuda_allocated_before_bytes", "bytes", "lower", "CUDA allocated before"),
+)
+#: The metric names in reading order.
+METRIC_ORDER: tuple[str, ...] = tuple(METRIC_FACTS)
+
+
+def metric_label(name: str) -> str:
+    """The label of a metric for people; the name itself for a metric not in :data:`METRIC_FACTS`."""
+    facts = METRIC_FACTS.get(name)
+    return facts.label if facts is not None else name
+
+
+def reading_order(name: str) -> tuple[int, str]:
+    """Sort key: :data:`METRIC_FACTS` order first, then any other metric by name."""
+    return (METRIC_ORDER.index(name), "") if name in METRIC_FACTS else (len(METRIC_ORDER), name)
+
+
+@dataclass(frozen=True)
 class Metric:
     """One figure of one combination: the value, its unit, which way is better, and raw samples."""
 
