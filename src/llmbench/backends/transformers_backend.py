@@ -48,23 +48,11 @@ from llmbench.backends.base import (
     has_blank_line_after_text,
 )
 from llmbench.backends.model_files import converted_hf_dir, package_missing_reason
-from llmbench.config.combination import GGUF_PRECISIONS, TORCH_PRECISIONS, Combination, ModelSpec
+from llmbench.config.combination import Combination, ModelSpec
+from llmbench.config.precisions import GGUF_PRECISIONS, TORCH_PRECISIONS, precision_facts
 
 __all__ = ["TransformersBackend", "TransformersModel"]
 
-#: dtype of the weights per precision; for int8/nf4, of the modules bitsandbytes leaves unquantized
-#: (embeddings, norms, and the tied output head: 0.17 G of Gemma 3 270M's 0.27 G parameters).
-#: nf4 computes in bf16. int8 casts each matmul input to fp16 whatever this dtype is; bf16 there
-#: measured faster than fp32 on Gemma 3 270M (1 thread, 32 tokens: bs1 14.9 vs 12.5 tok/s, bs4 30.9
-#: vs 22.0) with identical greedy text, and halves the embedding (436 MB loaded instead of 772 MB).
-_DTYPES: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-    "int8": torch.bfloat16,
-    "nf4": torch.bfloat16,
-}
-_QUANTIZED = ("int8", "nf4")
 #: Values of HF_HUB_OFFLINE that mean offline, as huggingface_hub reads them.
 _TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
 #: Seconds to wait for the hub before calling it unreachable (huggingface_hub itself retries for
@@ -89,7 +77,7 @@ class TransformersBackend:
         if spec.family not in ("causal", "seq2seq"):
             return f"unknown family {spec.family!r} of model {spec.name!r}; known: causal, seq2seq"
         reason = device_unavailable_reason(device)
-        if reason is None and precision in _QUANTIZED:
+        if reason is None and _quantization(precision) is not None:
             reason = bitsandbytes_unavailable_reason()
         if reason is None:
             reason = source_unavailable_reason(spec)
@@ -152,11 +140,27 @@ def _resolve_source(spec: ModelSpec, cache_dir: Path) -> _Source:
     raise ValueError(f"model {spec.name!r}: source {spec.source!r} must start with package:, path: or hub:")
 
 
+def weight_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of a precision's weights; for int8/nf4, of the modules bitsandbytes leaves as they
+    are (bf16: see docs/matrix-and-models.md)."""
+    facts = precision_facts(precision)
+    if facts is None or facts.torch_dtype is None:
+        raise ValueError(f"{precision!r} is not a transformers precision; known: {', '.join(TORCH_PRECISIONS)}")
+    dtype = getattr(torch, facts.torch_dtype)
+    assert isinstance(dtype, torch.dtype), facts.torch_dtype
+    return dtype
+
+
+def _quantization(precision: str) -> str | None:
+    facts = precision_facts(precision)
+    return facts.quantization if facts is not None else None
+
+
 def _load_model(spec: ModelSpec, precision: str, device: str, source: _Source) -> PreTrainedModel:
     from transformers import BitsAndBytesConfig
 
     kwargs: dict[str, Any] = {
-        "dtype": _DTYPES[precision],
+        "dtype": weight_dtype(precision),
         "trust_remote_code": spec.trust_remote_code,
         # Load straight onto the device (bitsandbytes requires it, and for the others it avoids a
         # full copy in host memory before `.to(device)`).

@@ -9,23 +9,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-Family = Literal["causal", "seq2seq"]
-BackendName = Literal["transformers", "llama_cpp"]
+from llmbench.config.precisions import (
+    GGUF_PRECISIONS,
+    KNOWN_PRECISIONS,
+    TORCH_PRECISIONS,
+    BackendName,
+    backend_for,
+)
 
-#: Precisions run by the transformers backend. int8 and nf4 go through bitsandbytes.
-TORCH_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8", "nf4")
-#: GGUF quantization types that llama.cpp can run (lower case, as in file names).
-GGUF_PRECISIONS: tuple[str, ...] = (
-    "f32", "f16", "bf16-gguf", "q8_0", "q6_k", "q5_k_m", "q5_k_s", "q5_0",
-    "q4_k_m", "q4_k_s", "q4_0", "q3_k_m", "q2_k", "iq4_xs",
-)  # fmt: skip
-KNOWN_PRECISIONS: tuple[str, ...] = TORCH_PRECISIONS + GGUF_PRECISIONS
+Family = Literal["causal", "seq2seq"]
 KNOWN_DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")
 
-
-def backend_for(precision: str) -> BackendName:
-    """The backend that runs a precision: GGUF types on llama.cpp, the rest on transformers."""
-    return "llama_cpp" if precision in GGUF_PRECISIONS else "transformers"
+# Precision facts live in llmbench.config.precisions; these names stay importable from here.
+__all__ = [
+    "GGUF_PRECISIONS", "KNOWN_DEVICES", "KNOWN_PRECISIONS", "TORCH_PRECISIONS",
+    "BackendName", "Combination", "Family", "ModelSpec", "backend_for",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from llmbench.config.combination import KNOWN_DEVICES, KNOWN_PRECISIONS, Combination, ModelSpec
+from llmbench.config.combination import KNOWN_DEVICES, Combination, ModelSpec
 from llmbench.config.models import BUILTIN_MODELS
 from llmbench.config.options import SettingError
+from llmbench.config.precisions import KNOWN_PRECISIONS
 
 #: The matrix used when no matrix file exists: the offline default model on CPU.
 DEFAULT_MATRIX: dict[str, list[Any]] = {
