@@ -1,0 +1,320 @@
+"""The parent's side: start a worker for one (model, precision, device) and drive it by requests.
+
+:class:`Worker` starts the process (multiprocessing's spawn context, optionally on another
+interpreter), sends one request at a time and waits for the reply within a timeout. A worker that
+dies (a signal, an exit), hangs past the timeout (it is then killed) or raises in a request is
+reported as :class:`WorkerFailed` with the reason and the last lines of the worker's log; after a
+death or a hang every later request fails fast with the same reason. :class:`WorkerModel` wraps a
+loaded worker as a :class:`llmbench.backends.LoadedModel`. See docs/isolation.md.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.spawn
+import os
+import signal
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from llmbench.backends import BackendUnavailable, Generation
+from llmbench.backends.base import KVLayout
+from llmbench.config.combination import Combination
+from llmbench.workers.protocol import (
+    Close,
+    Failed,
+    Generate,
+    Generated,
+    Load,
+    Loaded,
+    LoadMeasured,
+    MeasureLoad,
+    Prepare,
+    Ready,
+    Reply,
+    Request,
+    TimedGenerate,
+    TimedRound,
+    Unavailable,
+    WorkerSetup,
+)
+from llmbench.workers.serve import run_worker
+
+#: How long a generate request may take before the worker counts as hung and is killed.
+DEFAULT_TIMEOUT_S = 600.0
+#: The same for ``prepare`` and loads: a first conversion or download can take many minutes.
+DEFAULT_LOAD_TIMEOUT_S = 3600.0
+#: How long a worker may take to start (a fresh interpreter importing torch) before its first answer.
+DEFAULT_START_TIMEOUT_S = 300.0
+#: Log lines quoted in a failure's reason.
+TAIL_LINES = 15
+
+_EXECUTABLE_LOCK = threading.Lock()
+
+
+class WorkerFailed(Exception):
+    """A worker died, hung or raised; ``str(error)`` is the reason, fit for a test report."""
+
+    def __init__(self, reason: str, remote_traceback: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        #: The traceback text from the worker, where the request raised there.
+        self.remote_traceback = remote_traceback
+
+
+def _signal_name(exitcode: int) -> str:
+    try:
+        return signal.Signals(-exitcode).name
+    except ValueError:
+        return f"signal {-exitcode}"
+
+
+class Worker:
+    """One worker process serving one (model, precision, device); one request at a time."""
+
+    def __init__(
+        self,
+        setup: WorkerSetup,
+        *,
+        python: str | os.PathLike[str] | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S,
+        start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
+    ) -> None:
+        """Start the worker process (it imports its libraries before it answers the first request)."""
+        self.setup = setup
+        self.timeout_s = timeout_s
+        self.load_timeout_s = load_timeout_s
+        self.start_timeout_s = start_timeout_s
+        self._ready = False
+        self.name = "-".join(setup.combination.load_key)
+        self._failure: str | None = None
+        self._closed = False
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_conn = context.Pipe()
+        self._process = context.Process(
+            target=run_worker, args=(child_conn, setup), name=f"llmbench-worker-{self.name}", daemon=True
+        )
+        with _EXECUTABLE_LOCK:  # the spawn executable is process-wide state
+            previous = multiprocessing.spawn.get_executable()
+            if python is not None:
+                context.set_executable(os.fspath(python))
+            try:
+                self._process.start()
+            finally:
+                context.set_executable(previous)  # type: ignore[arg-type]
+        child_conn.close()
+
+    @classmethod
+    def start(
+        cls,
+        combination: Combination,
+        cache_dir: Path,
+        *,
+        threads: int | None = None,
+        log_dir: Path | None = None,
+        python: str | os.PathLike[str] | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S,
+    ) -> Worker:
+        """A worker for ``combination``'s (model, precision, device), logging under ``log_dir``."""
+        log_dir = log_dir or Path(tempfile.gettempdir()) / "llmbench-workers"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        name = "-".join(combination.load_key)
+        fd, log_path = tempfile.mkstemp(prefix=f"{name}-", suffix=".log", dir=log_dir)
+        os.close(fd)
+        setup = WorkerSetup(combination, cache_dir, threads, Path(log_path))
+        return cls(setup, python=python, timeout_s=timeout_s, load_timeout_s=load_timeout_s)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self.setup.log_path
+
+    @property
+    def failure(self) -> str | None:
+        """Why this worker can no longer answer (it died or hung), or None."""
+        return self._failure
+
+    def is_alive(self) -> bool:
+        return self._process.is_alive()
+
+    def log_tail(self, lines: int = TAIL_LINES) -> list[str]:
+        """The last lines of the worker's stdout and stderr."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if line.strip()][-lines:]
+
+    def _with_tail(self, reason: str) -> str:
+        tail = self.log_tail()
+        if not tail:
+            return f"{reason} (its log {self.log_path} is empty)"
+        quoted = "\n".join(f"  | {line}" for line in tail)
+        return f"{reason}; last lines of its log {self.log_path}:\n{quoted}"
+
+    def _fail(self, reason: str) -> WorkerFailed:
+        self._failure = self._with_tail(reason)
+        return WorkerFailed(self._failure)
+
+    def _died(self, kind: str) -> WorkerFailed:
+        self._process.join(5)
+        code = self._process.exitcode
+        hint = ""
+        if code is None:
+            how = "closed its pipe"
+        elif code < 0:
+            how = f"died with {_signal_name(code)}"
+            if code == -signal.SIGKILL:
+                hint = " (out of memory? the kernel's OOM killer sends SIGKILL)"
+        else:
+            how = f"exited with status {code}"
+        return self._fail(f"worker for {self.name} {how} during a {kind!r} request{hint}")
+
+    def kill(self) -> None:
+        """End the worker now (SIGKILL) and wait for it."""
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join(10)
+
+    def request(self, request: Request, timeout_s: float | None = None) -> Reply:
+        """Send one request and wait for its reply; raise :class:`WorkerFailed` if none comes or it failed."""
+        if self._failure is not None:
+            raise WorkerFailed(self._failure)
+        if self._closed:
+            raise WorkerFailed(f"worker for {self.name} is closed")
+        if timeout_s is None:
+            long = isinstance(request, Prepare | Load | MeasureLoad)
+            timeout_s = self.load_timeout_s if long else self.timeout_s
+        if not self._ready:
+            hello = self._receive(request.kind, self.start_timeout_s, "start (its first message)")
+            if not isinstance(hello, Ready):
+                raise self._fail(f"worker for {self.name} started with {hello!r} instead of Ready")
+            self._ready = True
+        try:
+            self._conn.send(request)
+        except OSError:
+            raise self._died(request.kind) from None
+        reply = self._receive(request.kind, timeout_s, f"answer a {request.kind!r} request")
+        if isinstance(reply, Failed):
+            raise WorkerFailed(
+                f"worker for {self.name}: {reply.error_type}: {reply.message} (in a {request.kind!r} request)",
+                remote_traceback=reply.traceback,
+            )
+        return reply
+
+    def _receive(self, kind: str, timeout_s: float, what: str) -> Reply:
+        """The next message, or :class:`WorkerFailed` if the worker dies or is silent for ``timeout_s``."""
+        ready = multiprocessing.connection.wait([self._conn, self._process.sentinel], timeout_s)
+        if not ready:
+            self.kill()
+            raise self._fail(f"worker for {self.name} did not {what} within {timeout_s:g} s (hung?) and was killed")
+        if not self._conn.poll():
+            raise self._died(kind)
+        try:
+            reply: Reply = self._conn.recv()
+        except (EOFError, OSError):
+            raise self._died(kind) from None
+        return reply
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Ask the worker to free its model and exit; kill it if it does not. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._failure is None and self._process.is_alive():
+            try:
+                self._conn.send(Close())
+                if self._conn.poll(timeout_s):
+                    self._conn.recv()
+            except (OSError, EOFError):
+                pass
+            self._process.join(timeout_s)
+        self.kill()
+        self._conn.close()
+
+
+class WorkerModel:
+    """A model loaded in a worker, usable as a :class:`llmbench.backends.LoadedModel`.
+
+    ``generate`` runs untimed in the worker; :meth:`timed_generate` runs one measured round there.
+    """
+
+    def __init__(self, worker: Worker, loaded: Loaded) -> None:
+        self.worker = worker
+        self.load_s = loaded.load_s
+        self.facts = loaded.facts
+
+    @classmethod
+    def start(
+        cls,
+        combination: Combination,
+        cache_dir: Path,
+        *,
+        threads: int | None = None,
+        log_dir: Path | None = None,
+        python: str | os.PathLike[str] | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        prepare: bool = True,
+    ) -> WorkerModel:
+        """Start a worker, prepare the weights (untimed) and load the model (timed in the worker).
+
+        Raises :class:`BackendUnavailable` (a skip) or :class:`WorkerFailed`; the worker is closed then.
+        """
+        worker = Worker.start(
+            combination, cache_dir, threads=threads, log_dir=log_dir, python=python, timeout_s=timeout_s
+        )
+        try:
+            if prepare:
+                worker.request(Prepare())
+            reply = worker.request(Load())
+        except BaseException:
+            worker.close()
+            raise
+        if isinstance(reply, Unavailable):
+            worker.close()
+            raise BackendUnavailable(reply.reason)
+        if not isinstance(reply, Loaded):
+            worker.close()
+            raise WorkerFailed(f"worker for {worker.name} answered a load with {reply!r}")
+        return cls(worker, reply)
+
+    @property
+    def combination_key(self) -> tuple[str, str, str]:
+        return self.facts.combination_key
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> Generation:
+        reply = self.worker.request(Generate(tuple(prompts), max_new_tokens))
+        assert isinstance(reply, Generated), reply
+        return reply.generation
+
+    def timed_generate(self, prompts: Sequence[str], max_new_tokens: int) -> TimedRound:
+        """One round measured in the worker: its seconds, memory reading and generation."""
+        reply = self.worker.request(TimedGenerate(tuple(prompts), max_new_tokens))
+        assert isinstance(reply, TimedRound), reply
+        return reply
+
+    def measure_load(self) -> LoadMeasured:
+        """Load (and free) another copy in the worker, timed and with its memory reading."""
+        reply = self.worker.request(MeasureLoad())
+        assert isinstance(reply, LoadMeasured), reply
+        return reply
+
+    def weight_bytes(self) -> int:
+        return self.facts.weight_bytes
+
+    def file_bytes(self) -> int | None:
+        return self.facts.file_bytes
+
+    def kv_cache_layout(self) -> KVLayout | None:
+        return self.facts.kv_cache_layout
+
+    def close(self) -> None:
+        self.worker.close()

@@ -1,0 +1,140 @@
+"""Model workers: the request protocol on a tiny model, and a worker that is killed, raises or hangs.
+
+Each worker is a spawned process that imports torch (seconds), so these tests start only a few.
+Faults are injected through the documented test hook ``LLMBENCH_WORKER_FAULT`` (the worker really
+kills itself, raises or hangs), or by killing the worker from outside.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from llmbench.backends import get_backend
+from llmbench.config.combination import Combination, ModelSpec
+from llmbench.workers import FAULT_ENV, Worker, WorkerFailed, WorkerModel
+from llmbench.workers.protocol import Close, Closed, Load, Prepare
+from llmbench.workers.serve import fault_for
+
+PROMPTS = ("The cat sat on the mat.", "A storm hit the coast on Monday.")
+
+
+def tiny(path: Path, precision: str = "fp32") -> Combination:
+    spec = ModelSpec(name="tiny", family="causal", source=f"path:{path}", max_new_tokens=4)
+    return Combination(spec, precision, "cpu", 2)
+
+
+def test_a_worker_measures_in_its_own_process_and_returns_plain_data(tiny_gemma3_dir: Path, tmp_path: Path) -> None:
+    loaded = WorkerModel.start(tiny(tiny_gemma3_dir), tmp_path, threads=1, log_dir=tmp_path)
+    try:
+        assert loaded.worker.pid != os.getpid()
+        assert loaded.combination_key == ("tiny", "fp32", "cpu")
+        assert loaded.load_s > 0
+        assert loaded.weight_bytes() > 0
+        assert loaded.kv_cache_layout() is not None
+        timed = loaded.timed_generate(PROMPTS, 4)
+        assert timed.seconds > 0
+        assert len(timed.generation.texts) == 2
+        assert all(0 < n <= 4 for n in timed.generation.generated_tokens)
+        # The step times were taken in the worker, within the round it timed.
+        assert 0 < timed.generation.step_times_s[-1] <= timed.seconds
+        assert [metric.name for metric in timed.memory.metrics()] == ["peak_rss_bytes", "rss_before_bytes"]
+        assert timed.memory.peak_bytes() >= timed.memory.before_bytes() > 0
+        # Greedy: the untimed generation (quality passes) gives the texts the in-process model gives.
+        assert loaded.generate(PROMPTS, 4).texts == timed.generation.texts
+        in_process = get_backend("transformers").load(tiny(tiny_gemma3_dir), tmp_path)
+        try:
+            assert in_process.generate(list(PROMPTS), 4).texts == timed.generation.texts
+        finally:
+            in_process.close()
+        load = loaded.measure_load()
+        assert load.seconds > 0
+        assert load.memory.peak_bytes() > 0
+        # An exception in the worker (here: a request out of order) comes back with its traceback,
+        # and the worker goes on answering.
+        with pytest.raises(WorkerFailed) as failed:
+            loaded.worker.request(Load())
+        assert str(failed.value) == (
+            "worker for tiny-fp32-cpu: RuntimeError: the model is already loaded (in a 'load' request)"
+        )
+        assert failed.value.remote_traceback is not None
+        assert "Traceback (most recent call last)" in failed.value.remote_traceback
+        assert loaded.generate(PROMPTS, 2).texts
+    finally:
+        loaded.close()
+    assert not loaded.worker.is_alive()
+    assert loaded.worker.failure is None
+    with pytest.raises(WorkerFailed, match="is closed"):
+        loaded.generate(PROMPTS, 2)
+
+
+def test_a_worker_killed_from_outside_fails_with_the_signal_and_stays_failed(tmp_path: Path) -> None:
+    worker = Worker.start(tiny(tmp_path), tmp_path, log_dir=tmp_path)
+    assert worker.pid is not None
+    os.kill(worker.pid, signal.SIGKILL)
+    with pytest.raises(WorkerFailed, match=r"^worker for tiny-fp32-cpu died with SIGKILL during a 'prepare' request"):
+        worker.request(Prepare())
+    with pytest.raises(WorkerFailed, match="died with SIGKILL during a 'prepare' request"):
+        worker.request(Load())  # fails fast, with the same reason
+    assert worker.failure is not None
+    assert "OOM killer" in worker.failure
+    worker.close()
+
+
+def test_a_worker_that_kills_itself_reports_the_signal_and_its_last_log_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(FAULT_ENV, "kill:load:tiny-fp32-cpu")
+    with pytest.raises(WorkerFailed) as failed:
+        WorkerModel.start(tiny(tmp_path), tmp_path, log_dir=tmp_path, prepare=False)
+    reason = str(failed.value)
+    assert reason.startswith("worker for tiny-fp32-cpu died with SIGKILL during a 'load' request (out of memory?")
+    assert "; last lines of its log " in reason
+    assert reason.endswith("| llmbench worker: LLMBENCH_WORKER_FAULT asks for 'kill' on a 'load' request")
+
+
+def test_an_exception_in_the_worker_comes_back_with_its_message_and_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(FAULT_ENV, "raise:prepare, hang:load:other-fp32-cpu")
+    worker = Worker.start(tiny(tmp_path), tmp_path, log_dir=tmp_path)
+    try:
+        with pytest.raises(WorkerFailed) as failed:
+            worker.request(Prepare())
+        assert str(failed.value) == (
+            "worker for tiny-fp32-cpu: RuntimeError: llmbench worker: LLMBENCH_WORKER_FAULT asks for 'raise' "
+            "on a 'prepare' request (in a 'prepare' request)"
+        )
+        assert failed.value.remote_traceback is not None
+        assert "in _inject" in failed.value.remote_traceback
+        assert isinstance(worker.request(Close()), Closed)  # still answering
+    finally:
+        worker.close()
+
+
+def test_a_worker_that_hangs_is_killed_after_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(FAULT_ENV, "hang:load")
+    worker = Worker.start(tiny(tmp_path), tmp_path, log_dir=tmp_path, load_timeout_s=2)
+    with pytest.raises(WorkerFailed) as failed:
+        worker.request(Load())
+    assert str(failed.value).startswith(
+        "worker for tiny-fp32-cpu did not answer a 'load' request within 2 s (hung?) and was killed"
+    )
+    assert not worker.is_alive()
+    with pytest.raises(WorkerFailed, match="within 2 s"):
+        worker.request(Load())
+    worker.close()
+
+
+def test_the_fault_hook_matches_request_kinds_and_keys() -> None:
+    key = ("tiny", "fp32", "cpu")
+    assert fault_for("load", key, "") is None
+    assert fault_for("load", key, "kill:load") == "kill"
+    assert fault_for("load", key, "kill:*:tiny-fp32-cpu") == "kill"
+    assert fault_for("load", key, "kill:load:tiny-bf16-cpu") is None
+    assert fault_for("generate", key, "kill:load, raise:generate") == "raise"
+    with pytest.raises(ValueError, match="LLMBENCH_WORKER_FAULT: entry 'explode:load' must be FAULT:REQUEST"):
+        fault_for("load", key, "explode:load")
