@@ -1,27 +1,113 @@
-"""Options of the plugin: one group, one prefix, each mirrored as an ini key, resolved in one place.
+"""The option table: one group, one prefix, each option mirrored as an ini key, with its validator.
 
-Precedence: command line > ini file > matrix file > built-in default. Every resolved value remembers
-where it came from, so an error can say "unknown precision 'bf61' (from --llmbench-precision on the
-command line)".
+The pytest plugin adds every option (:func:`add_options`); the ``llmbench`` command builds its flags from
+the same entries (:func:`add_cli_argument`). Values are resolved in :mod:`llmbench.config.settings`.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+import argparse
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+
+from llmbench.units import split_number_unit
+
+if TYPE_CHECKING:
+    from llmbench.config.settings import Setting
 
 T = TypeVar("T")
 
 PREFIX = "llmbench"
+#: A validator: ``parse(text, what, origin)`` returns the value or raises :data:`SettingError` naming
+#: ``what`` (the flag), the bad text and ``origin`` (where it came from).
+Parse = Callable[[str, str, str], T]
 
 
 def _ini_name(flag: str) -> str:
     return flag.removeprefix("--").replace("-", "_")
+
+
+#: A usage error naming the option, the bad value, where it came from and what is allowed.
+SettingError = pytest.UsageError
+
+
+def _parse_int(text: str, what: str, origin: str, minimum: int, expected: str, below: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingError(f"{what}: {text!r} is not an integer (from {origin}); expected {expected}") from None
+    if value < minimum:
+        raise SettingError(f"{what}: {value} is {below} (from {origin}); expected {expected}")
+    return value
+
+
+def parse_positive_int(text: str, what: str, origin: str) -> int:
+    return _parse_int(text, what, origin, 1, "a positive integer", "not positive")
+
+
+def parse_non_negative_int(text: str, what: str, origin: str) -> int:
+    return _parse_int(text, what, origin, 0, "0 or more", "negative")
+
+
+def parse_comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_names(text: str, what: str, origin: str) -> tuple[str, ...]:
+    """A non-empty comma list of names."""
+    names = tuple(parse_comma_list(text))
+    if not names:
+        raise SettingError(f"{what}: empty list (from {origin}); give a comma list")
+    return names
+
+
+def parse_batch_sizes(text: str, what: str, origin: str) -> tuple[int, ...]:
+    """A non-empty comma list of positive integers."""
+    return tuple(parse_positive_int(value, what, origin) for value in parse_names(text, what, origin))
+
+
+def parse_items(text: str, what: str, origin: str) -> int | None:
+    """A number of data-set items, or ``all`` (None)."""
+    if text.strip().lower() == "all":
+        return None
+    return parse_non_negative_int(text, what, origin)
+
+
+def parse_share(text: str, what: str, origin: str) -> float:
+    """A share in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise SettingError(f"{what}: {text!r} is not a share in (0, 1] (from {origin}); e.g. 0.99")
+    return value
+
+
+_RATE_UNITS = {
+    "": 1.0, "b/s": 1.0,
+    "kb/s": 1e3, "mb/s": 1e6, "gb/s": 1e9, "tb/s": 1e12,
+    "kib/s": 2.0**10, "mib/s": 2.0**20, "gib/s": 2.0**30, "tib/s": 2.0**40,
+}  # fmt: skip
+
+
+def parse_rate(text: str, what: str, origin: str) -> float:
+    """A bandwidth such as ``26GB/s`` or ``24GiB/s`` (or plain bytes per second) in bytes/s."""
+    number, unit = split_number_unit(text)
+    try:
+        value = float(number) * _RATE_UNITS[unit]
+    except (ValueError, KeyError):
+        raise SettingError(
+            f"{what}: {text!r} is not a bandwidth (from {origin}); expected e.g. 26GB/s, 3.35TB/s, 24GiB/s "
+            "or bytes per second"
+        ) from None
+    if not value > 0 or value == float("inf"):
+        raise SettingError(f"{what}: {text!r} must be positive (from {origin})")
+    return value
 
 
 @dataclass(frozen=True)
@@ -32,6 +118,13 @@ class Option:
     metavar: str
     help: str
     default: str | None = None
+    #: The validator of the option's text (None: the text as given; the gate's and the shard's options are
+    #: parsed by their own modules, which pass their parser to the resolver).
+    parse: Parse[Any] | None = None
+    #: An environment variable that sets the option (below the command line, above the ini file).
+    env: str | None = None
+    #: A marker whose first argument sets the option for one test (above everything else).
+    marker: str | None = None
 
     @property
     def dest(self) -> str:
@@ -55,46 +148,54 @@ OPTIONS: tuple[Option, ...] = (
         "NAMES",
         "Comma list of model names to run instead of the matrix file's (registry or matrix-file names). "
         "Default: the matrix file's list",
+        parse=parse_names,
     ),
     Option(
         "--llmbench-precision",
         "NAMES",
         "Comma list of precisions (fp32, bf16, fp16, int8, nf4, or a GGUF type such as q4_k_m). "
         "Default: the matrix file's list",
+        parse=parse_names,
     ),
     Option(
         "--llmbench-device",
         "NAMES",
         "Comma list of devices (cpu, cuda, mps). Default: the matrix file's list",
+        parse=parse_names,
     ),
     Option(
         "--llmbench-batch-size",
         "INTS",
         "Comma list of batch sizes (positive integers). Default: the matrix file's list",
+        parse=parse_batch_sizes,
     ),
     Option(
         "--llmbench-max-new-tokens",
         "INT",
         "Tokens generated per sequence in timed calls, for every model. "
         "Default: each model's own setting (32 for gemma3-270m)",
+        parse=parse_positive_int,
     ),
     Option(
         "--llmbench-rounds",
         "INT",
         "Timed rounds per combination (pytest-benchmark pedantic rounds). Default: %(default)r",
         "5",
+        parse=parse_positive_int,
     ),
     Option(
         "--llmbench-warmup-rounds",
         "INT",
         "Untimed warm-up rounds before the timed ones. Default: %(default)r",
         "1",
+        parse=parse_non_negative_int,
     ),
     Option(
         "--llmbench-peak-bandwidth",
         "RATE",
         "Peak memory bandwidth for MBU, e.g. 26GB/s, 3.35TB/s or 24GiB/s (bytes/s without a unit). "
         "Default: measured once per session and device",
+        parse=parse_rate,
     ),
     Option(
         "--llmbench-data",
@@ -108,12 +209,14 @@ OPTIONS: tuple[Option, ...] = (
         "Items of the data set summarised once per model, precision and device for ROUGE and drift: "
         "a number (the first N), 'all', or 0 to measure no quality. Default: %(default)r",
         "all",
+        parse=parse_items,
     ),
     Option(
         "--llmbench-quality-batch-size",
         "INT",
         "Batch size of the quality generation (outside the timed rounds). Default: %(default)r",
         "4",
+        parse=parse_positive_int,
     ),
     Option(
         "--llmbench-quality-target",
@@ -121,6 +224,7 @@ OPTIONS: tuple[Option, ...] = (
         "Share of the reference precision's ROUGE a precision must keep (MLPerf asks 0.99 of FP32). "
         "Default: %(default)r",
         "0.99",
+        parse=parse_share,
     ),
     Option(
         "--llmbench-outputs-dir",
@@ -133,6 +237,7 @@ OPTIONS: tuple[Option, ...] = (
         "INT",
         "CPU threads for inference (torch.set_num_threads and llama.cpp n_threads). "
         "Default: torch's default (the number of cores)",
+        parse=parse_positive_int,
     ),
     Option(
         "--llmbench-baseline",
@@ -150,13 +255,15 @@ OPTIONS: tuple[Option, ...] = (
         "by the threshold. 1 uses the baseline alone and the documented default drift (5.3%). "
         "Default: %(default)r",
         "10",
+        parse=parse_positive_int,
     ),
     Option(
         "--llmbench-fail",
         "RULES",
         "Comma list of per-metric rules overriding the defaults, e.g. "
         "decode_tok_s:-5%,peak_rss_bytes:+10%,rougeLsum:-0.01 (sign: the bad direction). "
-        "Default: the built-in rules (see README)",
+        "Default: the built-in rules (see docs/gate.md)",
+        marker="llmbench_fail",
     ),
     Option(
         "--llmbench-fingerprint",
@@ -188,6 +295,7 @@ OPTIONS: tuple[Option, ...] = (
         "DIR",
         "Where converted models and assembled GGUF files are cached (also LLMBENCH_CACHE_DIR). "
         "Default: ~/.cache/llmbench",
+        env="LLMBENCH_CACHE_DIR",
     ),
 )
 
@@ -203,37 +311,15 @@ def add_options(group: Any, parser: pytest.Parser | None = None) -> None:
             dest=option.dest,
             metavar=option.metavar,
             default=None,
-            # argparse %-formats help texts: escape the literal % of texts such as "-5%".
-            help=option.help.replace("%(default)r", repr(option.default)).replace("%", "%%"),
+            help=_help(option),
         )
         if parser is not None:
             parser.addini(option.ini, help=option.help.split(". ")[0], default=None)
 
 
-@dataclass(frozen=True)
-class Setting(Generic[T]):
-    """A resolved value and where it came from (for error messages)."""
-
-    value: T
-    origin: str
-    #: "cli", "ini" or "default": relative paths from an ini file are relative to that file.
-    kind: str = "default"
-
-
-#: A usage error naming the option, the bad value, where it came from and what is allowed.
-SettingError = pytest.UsageError
-
-
-def raw_setting(config: pytest.Config, option: Option) -> Setting[str] | None:
-    """The option's raw text from the command line or the ini file, or None where neither sets it."""
-    cli = config.getoption(option.dest, default=None)
-    if cli is not None:
-        return Setting(str(cli), f"{option.flag} on the command line", "cli")
-    ini = config.getini(option.ini)
-    if ini not in (None, "", []):
-        where = config.inipath.name if config.inipath else "the ini file"
-        return Setting(str(ini).strip(), f"{option.ini} in {where}", "ini")
-    return None
+def _help(option: Option) -> str:
+    # argparse %-formats help texts: escape the literal % of texts such as "-5%".
+    return option.help.replace("%(default)r", repr(option.default)).replace("%", "%%")
 
 
 def option_named(flag: str) -> Option:
@@ -243,69 +329,65 @@ def option_named(flag: str) -> Option:
     raise KeyError(flag)
 
 
-def _parse_int(text: str, what: str, origin: str, minimum: int, expected: str, below: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise SettingError(f"{what}: {text!r} is not an integer (from {origin}); expected {expected}") from None
-    if value < minimum:
-        raise SettingError(f"{what}: {value} is {below} (from {origin}); expected {expected}")
-    return value
+class _ParseAction(argparse.Action):
+    """Stores ``parse(value, flag, origin)``; a bad value exits with status 2 and the parser's message."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, parse: Parse[Any], **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.parse = parse
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        flag = option_string or self.dest
+        try:
+            setattr(namespace, self.dest, self.parse(str(values), flag, f"{flag} on the command line"))
+        except SettingError as error:
+            parser.error(str(error))
 
 
-def parse_positive_int(text: str, what: str, origin: str) -> int:
-    return _parse_int(text, what, origin, 1, "a positive integer", "not positive")
+def add_cli_argument(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    cli_flag: str | None = None,
+    *,
+    parse: Parse[Any] | None = None,
+    help: str | None = None,
+) -> argparse.Action:
+    """Add the plugin option ``flag`` to an ``llmbench`` subcommand: the same metavar, default, help (with
+    the default) and validator as the plugin's option.
+
+    ``cli_flag`` names it on the command (default: ``flag`` without ``llmbench-``); ``parse`` replaces
+    the table's validator (the gate's options are parsed in :mod:`llmbench.gate`); ``help`` replaces the
+    text. The value is stored parsed; the default is parsed too. A bad value exits with status 2::
+
+        parser = argparse.ArgumentParser(prog="llmbench compare")
+        add_cli_argument(parser, "--llmbench-drift-history")   # adds --drift-history N
+        parser.parse_args(["--drift-history", "3"]).drift_history  # 3
+    """
+    option = option_named(flag)
+    name = cli_flag or flag.replace(f"--{PREFIX}-", "--", 1)
+    validator = parse or option.parse
+    text = _help(option) if help is None else help.replace("%", "%%")
+    if validator is None:
+        return parser.add_argument(name, metavar=option.metavar, default=option.default, help=text)
+    default = None if option.default is None else validator(option.default, name, "the default")
+    return parser.add_argument(
+        name, metavar=option.metavar, default=default, help=text, action=_ParseAction, parse=validator
+    )
 
 
-def parse_non_negative_int(text: str, what: str, origin: str) -> int:
-    return _parse_int(text, what, origin, 0, "0 or more", "negative")
+def raw_setting(config: pytest.Config, option: Option) -> Setting[str] | None:
+    """Superseded by :func:`llmbench.config.settings.raw_value`; kept while the hook modules switch."""
+    from llmbench.config.settings import raw_value
 
-
-def parse_comma_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def resolved(config: pytest.Config, flag: str, parse: Callable[[str, str], T], fallback: Setting[T]) -> Setting[T]:
-    """Resolve one option: command line > ini > ``fallback`` (matrix file or built-in default)."""
-    raw = raw_setting(config, option_named(flag))
-    if raw is None:
-        return fallback
-    return Setting(parse(raw.value, raw.origin), raw.origin, raw.kind)
+    return raw_value(config, option.flag)
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("LLMBENCH_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
+    """Where models are cached without a ``--llmbench-cache-dir`` (or ``LLMBENCH_CACHE_DIR``)."""
     return Path("~/.cache/llmbench").expanduser()
-
-
-_RATE_UNITS = {
-    "": 1.0, "b/s": 1.0,
-    "kb/s": 1e3, "mb/s": 1e6, "gb/s": 1e9, "tb/s": 1e12,
-    "kib/s": 2.0**10, "mib/s": 2.0**20, "gib/s": 2.0**30, "tib/s": 2.0**40,
-}  # fmt: skip
-
-
-def split_number_unit(text: str) -> tuple[str, str]:
-    """``"26 GB/s"`` -> ``("26", "gb/s")``: the number and the lower-cased unit after it ("" if none)."""
-    number = text.strip()
-    for index, char in enumerate(number):
-        if char.isalpha():
-            return number[:index].strip(), number[index:].strip().lower()
-    return number, ""
-
-
-def parse_rate(text: str, what: str, origin: str) -> float:
-    """A bandwidth such as ``26GB/s`` or ``24GiB/s`` (or plain bytes per second) in bytes/s."""
-    number, unit = split_number_unit(text)
-    try:
-        value = float(number) * _RATE_UNITS[unit]
-    except (ValueError, KeyError):
-        raise SettingError(
-            f"{what}: {text!r} is not a bandwidth (from {origin}); expected e.g. 26GB/s, 3.35TB/s, 24GiB/s "
-            "or bytes per second"
-        ) from None
-    if not value > 0 or value == float("inf"):
-        raise SettingError(f"{what}: {text!r} must be positive (from {origin})")
-    return value

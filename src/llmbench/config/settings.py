@@ -1,34 +1,118 @@
-"""All settings of a session, resolved once from the command line, the ini file and the matrix file."""
+"""The one resolver of settings: marker > command line > environment > ini file > matrix file > default.
+
+Every value remembers where it came from (:class:`Setting`), so an error can say "invalid X (from
+llmbench_rounds in pytest.ini)". :func:`raw_value` and :func:`resolve` resolve one option (the gate,
+report and shard hooks use them); :func:`resolve_settings` resolves the whole session once.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import pytest
 
 from llmbench.config.combination import Combination
 from llmbench.config.matrix import Axis, Matrix, load_matrix, validate
-from llmbench.config.options import (
-    Setting,
-    SettingError,
-    default_cache_dir,
-    option_named,
-    parse_comma_list,
-    parse_non_negative_int,
-    parse_positive_int,
-    parse_rate,
-    raw_setting,
-    resolved,
-)
+from llmbench.config.options import Parse, SettingError, default_cache_dir, option_named
+
+__all__ = [
+    "Origin",
+    "Setting",
+    "SettingError",
+    "Settings",
+    "option_value",
+    "raw_value",
+    "resolve",
+    "resolve_path",
+    "resolve_settings",
+]
 
 T = TypeVar("T")
+
+#: Where a value came from; relative paths of an ini value are relative to the ini file's folder.
+Origin = Literal["marker", "cli", "env", "ini", "matrix", "default"]
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """A resolved value and where it came from (``origin``: words for messages, ``kind``: the source)."""
+
+    value: T
+    origin: str
+    kind: Origin = "default"
+
+
+def raw_value(config: pytest.Config, flag: str, item: pytest.Item | None = None) -> Setting[str] | None:
+    """The option's text and origin, or None where nothing sets it.
+
+    Precedence: the option's marker on ``item`` (first argument) > command line > environment > ini.
+    """
+    option = option_named(flag)
+    if item is not None and option.marker is not None:
+        marker = item.get_closest_marker(option.marker)
+        if marker is not None and marker.args:
+            return Setting(str(marker.args[0]), f"the {option.marker} marker of {item.nodeid}", "marker")
+    cli = config.getoption(option.dest, default=None)
+    if cli is not None:
+        return Setting(str(cli), f"{option.flag} on the command line", "cli")
+    if option.env is not None and os.environ.get(option.env):
+        return Setting(os.environ[option.env], f"{option.env} in the environment", "env")
+    ini = config.getini(option.ini)
+    if ini not in (None, "", []):
+        where = config.inipath.name if config.inipath else "the ini file"
+        return Setting(str(ini).strip(), f"{option.ini} in {where}", "ini")
+    return None
+
+
+def resolve(
+    config: pytest.Config,
+    flag: str,
+    parse: Parse[T],
+    fallback: Setting[T],
+    item: pytest.Item | None = None,
+) -> Setting[T]:
+    """One option parsed with ``parse(text, flag, origin)``, or ``fallback`` where nothing sets it.
+
+    ``parse`` raises :data:`SettingError` (a :class:`pytest.UsageError`) naming the flag, the bad value
+    and its origin. Example: ``resolve(config, "--llmbench-drift-history", parse_positive_int,
+    Setting(10, "the default"))``.
+    """
+    raw = raw_value(config, flag, item)
+    if raw is None:
+        return fallback
+    return Setting(parse(raw.value, flag, raw.origin), raw.origin, raw.kind)
+
+
+def option_value(config: pytest.Config, flag: str, item: pytest.Item | None = None) -> Setting[Any]:
+    """One option parsed by the validator of its table entry, else its table default (also parsed)."""
+    option = option_named(flag)
+
+    def parse(text: str, what: str, origin: str) -> Any:
+        return text if option.parse is None else option.parse(text, what, origin)
+
+    default = None if option.default is None else parse(option.default, flag, "the default")
+    return resolve(config, flag, parse, Setting(default, "the default"), item)
+
+
+def resolve_path(config: pytest.Config, setting: Setting[str]) -> Path:
+    """A path option's value: ``~`` expanded; relative to the ini file's folder for an ini value, else to
+    the directory pytest was invoked from."""
+    path = Path(setting.value).expanduser()
+    if path.is_absolute():
+        return path
+    base = config.inipath.parent if setting.kind == "ini" and config.inipath else config.invocation_params.dir
+    return base / path
 
 
 @dataclass(frozen=True)
 class Settings:
+    """Every option of the session, resolved once (the plugin keeps it in its stash)."""
+
     matrix: Matrix
     max_new_tokens: Setting[int | None]
     rounds: Setting[int]
@@ -41,6 +125,8 @@ class Settings:
     quality_target: float
     outputs_dir: Path
     threads: int | None
+    #: flag -> where its value came from (e.g. "--llmbench-rounds on the command line", "the default").
+    origins: Mapping[str, str]
 
     def max_new_tokens_for(self, combination: Combination) -> int:
         """The command line or ini wins, then the matrix file, then the model's own setting."""
@@ -51,111 +137,77 @@ class Settings:
         return combination.model.max_new_tokens
 
 
-def _axis_override(config: pytest.Config, flag: str, axis: Axis) -> Axis:
-    raw = raw_setting(config, option_named(flag))
-    if raw is None:
-        return axis
-    values = parse_comma_list(raw.value)
-    if not values:
-        raise pytest.UsageError(f"{flag}: empty list (from {raw.origin}); give a comma list")
-    if flag == "--llmbench-batch-size":
-        return Axis(tuple(parse_positive_int(v, flag, raw.origin) for v in values), raw.origin)
-    return Axis(tuple(values), raw.origin)
+#: Options of the matrix axes: the matrix file's list unless one of these is set.
+_AXES = {
+    "models": "--llmbench-model",
+    "precisions": "--llmbench-precision",
+    "devices": "--llmbench-device",
+    "batch_sizes": "--llmbench-batch-size",
+}
+#: Options that :func:`resolve_settings` reads (the others belong to the gate, report and shard hooks).
+_SESSION_OPTIONS = (
+    "--llmbench-matrix", *_AXES.values(), "--llmbench-max-new-tokens", "--llmbench-rounds",
+    "--llmbench-warmup-rounds", "--llmbench-peak-bandwidth", "--llmbench-data", "--llmbench-quality-items",
+    "--llmbench-quality-batch-size", "--llmbench-quality-target", "--llmbench-outputs-dir",
+    "--llmbench-threads", "--llmbench-cache-dir",
+)  # fmt: skip
 
 
-def _path(config: pytest.Config, raw: Setting[str]) -> Path:
-    path = Path(raw.value).expanduser()
-    if path.is_absolute():
-        return path
-    # Relative to the ini file's folder for ini values, else to the invocation directory.
-    base = config.inipath.parent if raw.kind == "ini" and config.inipath else config.invocation_params.dir
-    return base / path
-
-
-def resolve_settings(config: pytest.Config) -> Settings:
-    """Resolve every option; raise :class:`pytest.UsageError` naming the bad value and its origin."""
-    matrix_raw = raw_setting(config, option_named("--llmbench-matrix"))
+def _matrix(config: pytest.Config) -> Matrix:
+    matrix_raw = raw_value(config, "--llmbench-matrix")
     if matrix_raw is None:
         matrix = load_matrix(config.rootpath / "benchmarks" / "matrix.toml", required=False)
     else:
-        matrix = load_matrix(_path(config, matrix_raw), required=True)
+        matrix = load_matrix(resolve_path(config, matrix_raw), required=True)
+
+    def axis(flag: str, current: Axis) -> Axis:
+        parse = option_named(flag).parse
+        assert parse is not None, flag
+        value = resolve(config, flag, parse, Setting(current.values, current.origin))
+        return Axis(tuple(value.value), value.origin)
+
     matrix = replace(
         matrix,
-        models=_axis_override(config, "--llmbench-model", matrix.models),
-        precisions=_axis_override(config, "--llmbench-precision", matrix.precisions),
-        devices=_axis_override(config, "--llmbench-device", matrix.devices),
-        batch_sizes=_axis_override(config, "--llmbench-batch-size", matrix.batch_sizes),
+        models=axis("--llmbench-model", matrix.models),
+        precisions=axis("--llmbench-precision", matrix.precisions),
+        devices=axis("--llmbench-device", matrix.devices),
+        batch_sizes=axis("--llmbench-batch-size", matrix.batch_sizes),
     )
     validate(matrix)
+    return matrix
 
-    def positive(flag: str) -> Setting[int]:
-        option = option_named(flag)
-        assert option.default is not None
-        return resolved(
-            config,
-            flag,
-            lambda text, origin: parse_positive_int(text, flag, origin),
-            Setting(int(option.default), "the default"),
-        )
 
-    max_new_tokens: Setting[int | None] = resolved(
-        config,
-        "--llmbench-max-new-tokens",
-        lambda text, origin: parse_positive_int(text, "--llmbench-max-new-tokens", origin),
-        Setting(None, "each model's setting"),
-    )
-    warmup = resolved(
-        config,
-        "--llmbench-warmup-rounds",
-        lambda text, origin: parse_non_negative_int(text, "--llmbench-warmup-rounds", origin),
-        Setting(1, "the default"),
-    )
-    data_raw = raw_setting(config, option_named("--llmbench-data"))
-    outputs_raw = raw_setting(config, option_named("--llmbench-outputs-dir"))
+def resolve_settings(config: pytest.Config) -> Settings:
+    """Resolve every session option; raise :class:`pytest.UsageError` naming the bad value and its origin."""
+    matrix = _matrix(config)
+    value = {flag: option_value(config, flag) for flag in _SESSION_OPTIONS if flag not in _AXES.values()}
+    # Unset, these two fall back to each model's setting and to a measurement.
+    for flag, fallback in (
+        ("--llmbench-max-new-tokens", "each model's setting"),
+        ("--llmbench-peak-bandwidth", "measured"),
+    ):
+        if value[flag].kind == "default":
+            value[flag] = Setting(None, fallback)
+
+    def path(flag: str) -> Path | None:
+        raw = raw_value(config, flag)
+        return resolve_path(config, raw) if raw is not None else None
+
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    cache_raw = raw_setting(config, option_named("--llmbench-cache-dir"))
+    origins = {flag: setting.origin for flag, setting in value.items()}
+    origins.update({flag: getattr(matrix, field).origin for field, flag in _AXES.items()})
     return Settings(
         matrix=matrix,
-        max_new_tokens=max_new_tokens,
-        rounds=positive("--llmbench-rounds"),
-        warmup_rounds=warmup,
-        data_path=_path(config, data_raw) if data_raw else None,
-        cache_dir=_path(config, cache_raw) if cache_raw else default_cache_dir(),
-        peak_bandwidth=resolved(
-            config,
-            "--llmbench-peak-bandwidth",
-            lambda text, origin: parse_rate(text, "--llmbench-peak-bandwidth", origin),
-            _none("measured", float),
-        ),
-        quality_items=resolved(config, "--llmbench-quality-items", _parse_items, _none("the default", int)).value,
-        quality_batch_size=positive("--llmbench-quality-batch-size").value,
-        quality_target=resolved(config, "--llmbench-quality-target", _parse_share, Setting(0.99, "the default")).value,
-        threads=resolved(
-            config,
-            "--llmbench-threads",
-            lambda text, origin: parse_positive_int(text, "--llmbench-threads", origin),
-            _none("the default", int),
-        ).value,
-        outputs_dir=_path(config, outputs_raw) if outputs_raw else config.rootpath / ".benchmarks" / "outputs" / stamp,
+        max_new_tokens=value["--llmbench-max-new-tokens"],
+        rounds=value["--llmbench-rounds"],
+        warmup_rounds=value["--llmbench-warmup-rounds"],
+        data_path=path("--llmbench-data"),
+        cache_dir=path("--llmbench-cache-dir") or default_cache_dir(),
+        peak_bandwidth=value["--llmbench-peak-bandwidth"],
+        quality_items=value["--llmbench-quality-items"].value,
+        quality_batch_size=value["--llmbench-quality-batch-size"].value,
+        quality_target=value["--llmbench-quality-target"].value,
+        outputs_dir=path("--llmbench-outputs-dir") or config.rootpath / ".benchmarks" / "outputs" / stamp,
+        threads=value["--llmbench-threads"].value,
+        origins=origins,
     )
-
-
-def _none(origin: str, kind: type[T]) -> Setting[T | None]:
-    """A fallback that leaves a setting unset (typed for mypy)."""
-    return Setting(None, origin)
-
-
-def _parse_items(text: str, origin: str) -> int | None:
-    if text.strip().lower() == "all":
-        return None
-    return parse_non_negative_int(text, "--llmbench-quality-items", origin)
-
-
-def _parse_share(text: str, origin: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= 1:
-        raise SettingError(f"--llmbench-quality-target: {text!r} is not a share in (0, 1] (from {origin}); e.g. 0.99")
-    return value
