@@ -22,19 +22,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmbench.gate.decision import (
-    DEFAULT_RUN_SPREAD,
-    Decision,
-    PooledMetric,
-    _robust_cv,
-    decide,
-    decide_all,
-    min_attainable_p,
-    pool_baseline,
-    rounds_needed,
-)
-from llmbench.gate.rules import DEFAULT_RULES, FailSpecError, MiB, Rule, merge_rules, parse_fail_spec, rule_for
+from llmbench.gate.decision import DEFAULT_RUN_SPREAD, Decision, decide, decide_all
+from llmbench.gate.pooling import PooledMetric, pool_baseline
+from llmbench.gate.rules import DEFAULT_RULES, FailSpecError, Rule, merge_rules, parse_fail_spec, rule_for
+from llmbench.gate.statistics import min_attainable_p, robust_cv, rounds_needed
 from llmbench.metrics import Direction, Metric, Unit
+from llmbench.units import MiB
 
 SETTINGS = settings(derandomize=True, deadline=None, max_examples=60, database=None)
 
@@ -144,8 +137,8 @@ def test_twenty_percent_shift_is_always_detected(
                                     (DECODE, faster, "regressed"), (DECODE, slower, "improved")):  # fmt: skip
         decision = _compare(rule, baseline, current)
         if decision.verdict == "noisy" and "busy" in decision.reason:
-            assert _robust_cv(current) > 3 * _robust_cv(baseline)
-            assert _robust_cv(current) > 0.05
+            assert robust_cv(current) > 3 * robust_cv(baseline)
+            assert robust_cv(current) > 0.05
         else:
             assert decision.verdict == expected
 

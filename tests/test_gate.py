@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from llmbench import gate
 from llmbench.cli import main
-from llmbench.gate import compare as gate
 from llmbench.gate.decision import decide
 from llmbench.gate.rules import DEFAULT_RULES
 from llmbench.metrics import Metric
+from llmbench.runs import load_run
 
 DATA = Path(__file__).parent / "data" / "runs"
 RUNS = DATA / "Linux-CPython-3.11-64bit"
@@ -107,7 +108,7 @@ def test_window_prefers_runs_with_the_same_fingerprint(tmp_path: Path) -> None:
     baseline = gate.choose_baseline(gate.BaselineSpec("window", window=3), runs, other)
     assert [run.name for run in baseline.runs] == ["0001", "0002"]
     assert baseline.notes == ("window:3: no saved run has this machine's fingerprint; pooled the latest 2",)
-    mine = gate.load_run(runs[0]).fingerprint
+    mine = load_run(runs[0]).fingerprint
     baseline = gate.choose_baseline(gate.BaselineSpec("window", window=3), runs, mine)
     assert baseline.notes == ("window:3: only 2 saved run(s) have this machine's fingerprint; pooled those",)
 
@@ -462,7 +463,7 @@ def test_drift_history_counts_only_runs_of_this_machine(tmp_path: Path) -> None:
     other = json.loads(paths[1].read_text())
     other["machine_info"]["llmbench"] = dict(runs.FINGERPRINT, cpu_count=64)
     paths[1].write_text(json.dumps(other))
-    mine = gate.load_run(paths[-1]).fingerprint
+    mine = load_run(paths[-1]).fingerprint
     baseline = gate.choose_baseline(gate.BaselineSpec("last"), paths[:-1], mine, drift_history=5)
     assert [run.name for run in baseline.drift_runs] == ["0001", "0003", "0004", "0005"]
     assert [run.name for run in baseline.runs] == ["0005"]

@@ -1,4 +1,4 @@
-"""The one saved-run model (llmbench.runs), the one formatter (llmbench.units) and the one bootstrap (llmbench.stats)."""
+"""The one saved-run model (llmbench.runs), value formatter (llmbench.units) and bootstrap (llmbench.stats)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def test_saved_runs_load_with_their_number_name_and_fingerprint() -> None:
     assert (run.name, run.number, run.path, run.machine_id) == ("0001", 1, paths[0], MACHINE)
     assert run.benchmarks
     report_run = load_run(list_runs(REPORT_RUNS)[0])
-    assert report_run.commit is not None and report_run.datetime
+    assert report_run.commit is not None
+    assert report_run.datetime
     assert report_run.label.startswith(f"0001 {report_run.commit[:7]}")
 
 
@@ -54,7 +55,8 @@ def test_find_run_and_run_ids() -> None:
     assert find_run(RUNS, "0002", MACHINE, "test").name == "0002_same.json"
     with pytest.raises(RunError, match=r"run 0009 not found .*saved runs: 0001, 0002, 0003, 0004"):
         find_run(RUNS, "0009", MACHINE, "test")
-    assert [parse_run_id(t) for t in ("3", "0003", "0003_abc", "x.json", "last")] == ["0003", "0003", "0003", None, None]
+    ids = [parse_run_id(t) for t in ("3", "0003", "0003_abc.json", "x.json", "last")]
+    assert ids == ["0003", "0003", "0003", None, None]
 
 
 def test_atomic_writers_leave_only_the_file(tmp_path: Path) -> None:
@@ -87,14 +89,17 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate() -> None:
     assert bootstrap_ci(values) == bootstrap_ci(values)
     assert paired_bootstrap_ci([1.0]) is None
     ratio = ratio_of_medians_ci([1.0, 1.01, 0.99, 1.0], [1.2, 1.21, 1.19, 1.2])
-    assert ratio is not None and 1.15 < ratio[0] <= ratio[1] < 1.25
+    assert ratio is not None
+    assert 1.15 < ratio[0] <= ratio[1] < 1.25
     assert not math.isnan(ratio[0])
 
 
 def test_metric_facts_use_the_saved_names() -> None:
-    assert "semantic_sim" in METRIC_FACTS and "semantic_similarity" not in METRIC_FACTS
+    assert "semantic_sim" in METRIC_FACTS
+    assert "semantic_similarity" not in METRIC_FACTS
     assert METRIC_ORDER[0] == "latency_s"
-    assert metric_label("decode_tok_s_total") == "decode" and metric_label("custom") == "custom"
+    assert metric_label("decode_tok_s_total") == "decode"
+    assert metric_label("custom") == "custom"
     assert sorted(["custom", "rouge1", "latency_s"], key=reading_order) == ["latency_s", "rouge1", "custom"]
     saved = {
         name: (metric["unit"], metric["direction"])

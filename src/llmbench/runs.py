@@ -27,6 +27,7 @@ __all__ = [
     "find_run",
     "list_runs",
     "load_run",
+    "machine_id_here",
     "parse_run_id",
     "run_from_json",
     "run_number",
@@ -105,11 +106,9 @@ def run_number(path: Path) -> int | None:
 
 
 def parse_run_id(text: str) -> str | None:
-    """``"0003"`` for ``3``, ``0003`` or ``0003_abc`` (not a ``.json`` file name); None otherwise."""
-    match = _RUN_ID.match(text.strip())
-    if match is None or text.strip().endswith(".json"):
-        return None
-    return f"{int(match['number']):04d}"
+    """``"0003"`` for ``3``, ``0003`` or ``0003_abc`` (also ``0003_abc.json``); None for other text."""
+    match = _RUN_ID.match(text)
+    return f"{int(match['number']):04d}" if match else None
 
 
 def _not_finite_count(value: Any) -> int:
@@ -269,3 +268,10 @@ def write_text_atomically(path: Path, text: str) -> None:
 def write_json_atomically(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON (as pytest-benchmark saves runs) through :func:`write_text_atomically`."""
     write_text_atomically(path, json.dumps(data, indent=4) + "\n")
+
+
+def machine_id_here() -> str:
+    """pytest-benchmark's id of this machine, its storage subfolder (``Linux-CPython-3.11-64bit``)."""
+    from pytest_benchmark.utils import get_machine_id
+
+    return str(get_machine_id())  # type: ignore[no-untyped-call]

@@ -32,12 +32,12 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from llmbench.metrics import Direction
+from llmbench.units import GiB, KiB, MiB
 
 __all__ = [
     "ALIASES",
     "DEFAULT_RULES",
     "FailSpecError",
-    "MiB",
     "Rule",
     "SampleKind",
     "merge_rules",
@@ -50,9 +50,6 @@ __all__ = [
 #: ``items``: one score per item of the data set, in data-set order, compared item by item (paired).
 SampleKind = Literal["rounds", "items"]
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
 
 #: The significance level of the rank test. With the default 5 rounds a side, the smallest two-sided
 #: Mann-Whitney p-value is 2 / C(10, 5) = 0.0079: 0.01 is the smallest round level 5 rounds can reach.

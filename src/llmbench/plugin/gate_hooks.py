@@ -1,4 +1,4 @@
-"""The regression gate's pytest hooks, kept thin: the work is in :mod:`llmbench.gate.compare`.
+"""The regression gate's pytest hooks, kept thin: the work is in :mod:`llmbench.gate`.
 
 - Every saved run gets ``machine_info["llmbench"]``, the machine fingerprint.
 - ``@pytest.mark.llmbench_fail("decode_tok_s:-10%")`` sets a benchmark's own rules (over ``--llmbench-fail``
@@ -15,15 +15,27 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from llmbench import gate
 from llmbench.fingerprint import machine_fingerprint
-from llmbench.gate import compare as gate
-from llmbench.gate.rules import FailSpecError, parse_fail_spec
+from llmbench.runs import RunError, list_runs
 
-GATE_KEY = pytest.StashKey[gate.GateState]()
+
+@dataclass
+class GateState:
+    """What the hooks keep between configure and the end of the session."""
+
+    settings: gate.GateSettings
+    baseline: gate.Baseline | None = None
+    verdict: gate.Verdict | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+GATE_KEY = pytest.StashKey[GateState]()
 FINGERPRINT_KEY = pytest.StashKey[dict[str, Any]]()
 
 
@@ -41,19 +53,19 @@ def pytest_configure(config: pytest.Config) -> None:
         "e.g. 'decode_tok_s:-10%'; they win over --llmbench-fail and the defaults",
     )
     settings = gate.gate_settings(config)
-    state = config.stash[GATE_KEY] = gate.GateState(settings)
+    state = config.stash[GATE_KEY] = GateState(settings)
     if settings.inactive_reason:
         state.messages.append(f"not run: {settings.inactive_reason}")
     if not settings.active or not config.pluginmanager.hasplugin("benchmark"):
         return
     assert settings.storage is not None
-    candidates = gate.list_runs(settings.storage, settings.machine_id)
+    candidates = list_runs(settings.storage, settings.machine_id)
     try:
         state.baseline = gate.choose_baseline(
             settings.baseline, candidates, _fingerprint(config),
             storage=settings.storage, machine_id=settings.machine_id, drift_history=settings.drift_history,
         )  # fmt: skip
-    except gate.GateError as error:
+    except (gate.GateError, RunError) as error:
         raise pytest.UsageError(str(error)) from None
 
 
@@ -84,8 +96,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if text is None:
             continue
         try:
-            parse_fail_spec(text, f"the {gate.MARKER} marker of {item.nodeid}", what=gate.MARKER)
-        except FailSpecError as error:
+            gate.parse_fail_spec(text, f"the {gate.MARKER} marker of {item.nodeid}", what=gate.MARKER)
+        except gate.FailSpecError as error:
             raise pytest.UsageError(str(error)) from None
 
 

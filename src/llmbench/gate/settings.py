@@ -1,0 +1,124 @@
+"""The gate's settings, resolved once per session from the plugin's options (:mod:`llmbench.config.options`).
+
+Each value remembers where it came from, so an error names the flag or ini key and the bad value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from llmbench.config.options import option_named, parse_positive_int, raw_setting
+from llmbench.gate.baseline import DEFAULT_DRIFT_HISTORY, BaselineSpec, GateError, parse_baseline
+from llmbench.gate.rules import DEFAULT_RULES, FailSpecError, Rule, merge_rules, parse_fail_spec
+from llmbench.runs import machine_id_here
+
+__all__ = [
+    "FINGERPRINT_MODES",
+    "FingerprintMode",
+    "GateSettings",
+    "gate_settings",
+    "parse_fingerprint_mode",
+    "resolve_rules",
+]
+
+FingerprintMode = Literal["warn", "strict", "ignore"]
+FINGERPRINT_MODES: tuple[FingerprintMode, ...] = ("warn", "strict", "ignore")
+
+
+def parse_fingerprint_mode(text: str, origin: str, what: str = "--llmbench-fingerprint") -> FingerprintMode:
+    value = text.strip().lower()
+    for mode in FINGERPRINT_MODES:
+        if value == mode:
+            return mode
+    raise GateError(f"{what}: {text!r} is not a mode (from {origin}); allowed: {', '.join(FINGERPRINT_MODES)}")
+
+
+def resolve_rules(text: str | None, origin: str, what: str = "--llmbench-fail") -> dict[str, Rule]:
+    """The default rules with the ``--llmbench-fail`` items in place. Raises :class:`GateError`."""
+    if text is None:
+        return dict(DEFAULT_RULES)
+    try:
+        return merge_rules(DEFAULT_RULES, parse_fail_spec(text, origin, what=what))
+    except FailSpecError as error:
+        raise GateError(str(error)) from None
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """The gate's options, parsed. ``active``: compare at the end of the session."""
+
+    active: bool
+    baseline: BaselineSpec
+    rules: Mapping[str, Rule]
+    fingerprint: FingerprintMode
+    verdict_path: Path | None
+    #: ``--llmbench-drift-history``: how many same-machine saved runs show the drift between runs.
+    drift_history: int
+    #: pytest-benchmark's storage folder and this machine's id (``Linux-CPython-3.11-64bit``).
+    storage: Path | None
+    machine_id: str
+    #: Why the gate does not run although asked (a non-file storage), or "".
+    inactive_reason: str = ""
+
+
+def gate_settings(config: pytest.Config) -> GateSettings:
+    """Parse the gate's options (always, so a bad value fails at once). Raises :class:`pytest.UsageError`.
+
+    The gate is active when ``--benchmark-compare`` is given or ``--llmbench-baseline`` is set (command
+    line or ini). Without ``--llmbench-baseline``, ``--benchmark-compare=NUM`` names the baseline run.
+    """
+    try:
+        raw = raw_setting(config, option_named("--llmbench-baseline"))
+        compare = config.getoption("benchmark_compare", default=None)
+        if raw is not None:
+            baseline = parse_baseline(raw.value, raw.origin)
+        elif isinstance(compare, str) and compare:
+            baseline = parse_baseline(compare, "--benchmark-compare on the command line", "--benchmark-compare")
+        else:
+            baseline = BaselineSpec("last")
+        fail = raw_setting(config, option_named("--llmbench-fail"))
+        rules = resolve_rules(fail.value if fail else None, fail.origin if fail else "the default")
+        mode_raw = raw_setting(config, option_named("--llmbench-fingerprint"))
+        mode = parse_fingerprint_mode(mode_raw.value, mode_raw.origin) if mode_raw else "warn"
+    except GateError as error:
+        raise pytest.UsageError(str(error)) from None
+    history_raw = raw_setting(config, option_named("--llmbench-drift-history"))
+    drift_history = (
+        parse_positive_int(history_raw.value, "--llmbench-drift-history", history_raw.origin)
+        if history_raw
+        else DEFAULT_DRIFT_HISTORY
+    )
+    verdict_raw = raw_setting(config, option_named("--llmbench-verdict"))
+    verdict_path = None
+    if verdict_raw is not None:
+        verdict_path = Path(verdict_raw.value).expanduser()
+        if not verdict_path.is_absolute():
+            from_ini = verdict_raw.kind == "ini" and config.inipath
+            base = config.inipath.parent if from_ini and config.inipath else config.invocation_params.dir
+            verdict_path = base / verdict_path
+        if verdict_path.is_dir():
+            raise pytest.UsageError(
+                f"--llmbench-verdict: {verdict_raw.value!r} is a folder (from {verdict_raw.origin}); "
+                "give the path of a markdown file"
+            )
+    active = bool(compare) or raw is not None
+    storage, machine_id, reason = None, "", ""
+    if active:
+        storage_uri = str(config.getoption("benchmark_storage", default="file://./.benchmarks"))
+        if "://" in storage_uri and not storage_uri.startswith("file://"):
+            reason = f"the gate reads file storage only, not {storage_uri!r} (--benchmark-storage)"
+        else:
+            storage = Path(storage_uri.removeprefix("file://")).expanduser()
+            if not storage.is_absolute():
+                storage = config.invocation_params.dir / storage
+            machine_id = machine_id_here()
+    return GateSettings(
+        active=active and not reason, baseline=baseline, rules=rules, fingerprint=mode,
+        verdict_path=verdict_path, drift_history=drift_history, storage=storage, machine_id=machine_id,
+        inactive_reason=reason,
+    )  # fmt: skip
