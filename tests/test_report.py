@@ -18,26 +18,26 @@ from typing import Any
 import pytest
 
 from llmbench.cli import main as cli_main
-from llmbench.report.html import GITHUB_COMMENT_LIMIT, build_markdown, marked_differences, write_report
-from llmbench.report.plots import history_plots, run_plots
-from llmbench.report.tables import (
+from llmbench.report.commands import gate_verdict, parse_budget
+from llmbench.report.export import write_export
+from llmbench.report.frame import (
+    TIDY_COLUMNS,
     ReportError,
     Table,
-    gate_verdict,
     load_runs,
-    parse_size,
-    read_json,
-    run_from_json,
+    regressed,
     select_runs,
-    write_export,
 )
+from llmbench.report.html import marked_differences, write_report
+from llmbench.report.markdown import GITHUB_COMMENT_LIMIT, build_markdown
+from llmbench.report.plots import history_plots, run_plots
+from llmbench.runs import read_json, run_from_json
 from tests.test_plugin import TINY_MATRIX
 
 RUNS = Path(__file__).parent / "data" / "report_runs"
 MACHINE = RUNS / "Linux-CPython-3.11-64bit"
 COMBINATIONS = [f"gemma3-270m-{p}-cpu-bs{b}" for p in ("fp32", "bf16", "q4_k_m") for b in (1, 4)]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
 
 
 def assert_github_table(markdown: str) -> list[list[str]]:
@@ -81,9 +81,9 @@ def only_inline_references(page: str) -> None:
 
 def test_saved_runs_become_one_row_per_run_and_combination() -> None:
     runs = load_runs(RUNS)
-    assert [run.id for run in runs] == ["0001", "0002", "0003"]
+    assert [run.name for run in runs] == ["0001", "0002", "0003"]
     table = Table.of(runs)
-    assert [(row.run.id, row.combination) for row in table.rows] == [
+    assert [(row.run.name, row.combination) for row in table.rows] == [
         (run, combination) for run in ("0001", "0002", "0003") for combination in COMBINATIONS
     ]
     old = table.of_run(runs[0])
@@ -105,20 +105,50 @@ def read_median(combination: str, run: str) -> float:
 
 def test_default_selection_is_the_latest_run_with_its_history() -> None:
     current, history = select_runs(RUNS, history=2)
-    assert current.id == "0003"
-    assert [run.id for run in history] == ["0002", "0003"]
+    assert current.name == "0003"
+    assert [run.name for run in history] == ["0002", "0003"]
     current, history = select_runs(RUNS, ["0001", "0002"])
-    assert (current.id, [run.id for run in history]) == ("0002", ["0001", "0002"])
+    assert (current.name, [run.name for run in history]) == ("0002", ["0001", "0002"])
     with pytest.raises(ReportError, match=r"'0009' matches no saved run"):
         select_runs(RUNS, ["0009"])
 
 
 def test_sizes_parse_and_bad_ones_say_what_is_expected() -> None:
-    assert parse_size("8GiB") == 8 * 2**30
-    assert parse_size("512 MiB") == 512 * 2**20
-    assert parse_size("16GB") == 16e9
+    assert parse_budget("8GiB") == 8 * 2**30
+    assert parse_budget("512 MiB") == 512 * 2**20
+    assert parse_budget("16GB") == 16e9
     with pytest.raises(ReportError, match=r"--memory-budget: '8 parsecs' is not a memory size; expected e.g. 8GiB"):
-        parse_size("8 parsecs")
+        parse_budget("8 parsecs")
+
+
+def test_the_tidy_frame_has_one_line_per_run_combination_and_metric() -> None:
+    runs = load_runs(RUNS)
+    table = Table.of(runs)
+    frame = table.frame
+    assert list(frame.columns) == list(TIDY_COLUMNS)
+    line = frame[(frame["run"] == "0003") & (frame["combination"] == "gemma3-270m-bf16-cpu-bs4")
+                 & (frame["metric"] == "rougeLsum")]  # fmt: skip
+    assert len(line) == 1
+    assert line.iloc[0][["value", "unit", "direction", "ci_low", "ci_high"]].tolist() == pytest.approx(
+        [0.55, "F1", "higher", 0.47, 0.63]
+    )
+    assert line.iloc[0]["run_number"] == 3
+    assert line.iloc[0]["batch_size"] == 4
+    # The old run saved only latency (from pytest-benchmark's median): one line per combination.
+    assert (frame.loc[frame["run"] == "0001", "metric"] == "latency_s").all()
+    assert len(table.wide()) == len(table.rows)
+
+
+def test_metrics_are_ordered_by_the_names_runs_save_them_under() -> None:
+    data = copy.deepcopy(dict(read_json(next(MACHINE.glob("0003_*.json")))))
+    for bench in data["benchmarks"]:
+        metrics = (bench.get("extra_info") or {}).get("metrics")
+        if metrics:
+            metrics["semantic_sim"] = {"value": 0.8, "unit": "ratio", "direction": "higher"}
+    names = Table.of([run_from_json(data, "a run with semantic_sim", name="0042")]).metric_names
+    # semantic_sim reads with the quality figures, not after everything else (the old order named it
+    # semantic_similarity, so the saved metric was sorted to the end).
+    assert names.index("rougeLsum") < names.index("semantic_sim") < names.index("drift_identical_share")
 
 
 # ----------------------------------------------------------------------------- plots
@@ -176,8 +206,9 @@ def test_history_marks_the_gates_regressions() -> None:
     runs = load_runs(RUNS)
     verdict = gate_verdict(runs[2], runs)
     assert verdict is not None
-    assert verdict.regressed == {("gemma3-270m-q4_k_m-cpu-bs4", "latency_s")}
-    plots = {plot.name: plot for plot in history_plots(Table.of(runs), runs, verdict.regressed)}
+    marks = regressed(verdict, runs[2])
+    assert marks == {("gemma3-270m-q4_k_m-cpu-bs4", "latency_s")}
+    plots = {plot.name: plot for plot in history_plots(Table.of(runs), runs, marks)}
     assert list(plots) == [f"history_{m}" for m in ("latency_s", "ttft_s", "decode_tok_s_total", "peak_memory",
                                                      "rougeLsum", "load_s")]  # fmt: skip
     latency = plots["history_latency_s"]
@@ -249,10 +280,10 @@ def large_run(combinations: int) -> dict[str, Any]:
 
 
 def test_markdown_stays_under_githubs_limit_for_a_large_matrix() -> None:
-    run = run_from_json(large_run(200), run_id="0042")
+    run = run_from_json(large_run(200), "a large run", name="0042")
     rows = Table.of([run]).of_run(run)
     assert len(rows) == 200
-    markdown = build_markdown(run, rows, None, parse_size("8GiB"))
+    markdown = build_markdown(run, rows, None, parse_budget("8GiB"))
     assert len(markdown) < GITHUB_COMMENT_LIMIT
     table = assert_github_table(markdown)
     assert 1 < len(table) <= 201
@@ -285,6 +316,30 @@ def test_parquet_needs_pyarrow_and_says_so(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(builtins, "__import__", no_pyarrow)
     with pytest.raises(ReportError, match=r"needs pyarrow, which is not installed; install it .* or write a \.csv"):
         write_export(Table.of(load_runs(RUNS)), tmp_path / "all.parquet")
+
+
+def test_parquet_export_reads_back_with_pandas(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "all.parquet"
+    assert cli_main(["export", "--storage", str(RUNS), "--output", str(out)]) == 0
+    frame = pd.read_parquet(out)
+    assert len(frame) == 3 * 6
+    assert frame["rougeLsum"].iloc[-1] == pytest.approx(0.5)
+    assert frame["batch_size"].tolist() == [1, 4] * 9
+
+
+def test_the_page_renders_the_verdicts_objects(tmp_path: Path) -> None:
+    current, history = select_runs(RUNS)
+    verdict = gate_verdict(current, history)
+    assert verdict is not None
+    page = write_report(current, history, tmp_path, verdict=verdict).index.read_text(encoding="utf-8")
+    rows = re.findall(r'<tr class="regressed">(.*?)</tr>', page)
+    # The verdict's table row of the regression, and the key table's row of its combination.
+    assert any("<td>gemma3-270m q4_k_m cpu bs4</td><td>latency_s</td>" in row for row in rows)
+    assert any("gemma3-270m-q4_k_m-cpu-bs4" in row for row in rows)
+    assert len(rows) == 2
+    assert f"<b>{verdict.summary()}</b>" in page
 
 
 def test_differences_from_full_precision_are_marked() -> None:
@@ -344,7 +399,7 @@ def test_the_suite_writes_the_report_of_its_saved_run(suite: pytest.Pytester, ti
     assert [row.combination for row in Table.of(saved).rows] == combos
     page = (suite.path / "rep" / "index.html").read_text(encoding="utf-8")
     only_inline_references(page)
-    assert f"run {saved[0].id}" in page
+    assert f"run {saved[0].name}" in page
     assert "tiny-bf16-cpu-bs2" in page
     rows = Table.of(saved).rows
     plots = {plot.name: plot for plot in run_plots(rows)}

@@ -17,8 +17,8 @@ from llmbench import __version__
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("llmbench.gate.compare", "compare a run with a baseline and give the gate's verdict"),
     "merge": ("llmbench.shards.merge", "merge the saved runs of matrix shards into one run"),
-    "report": ("llmbench.report.tables", "write the HTML and markdown report of saved runs"),
-    "export": ("llmbench.report.tables", "write saved runs as a CSV or Parquet table, one row per combination and run"),
+    "report": ("llmbench.report.commands", "write the HTML and markdown report of saved runs"),
+    "export": ("llmbench.report.commands", "write saved runs as a CSV or Parquet table: a row per combination and run"),
 }
 
 

@@ -78,15 +78,12 @@ def _session_json(session: Any, config: pytest.Config) -> dict[str, Any]:
     }
 
 
-def _session_verdict(config: pytest.Config, current: Any) -> Any:
+def _session_verdict(config: pytest.Config) -> Any:
     """The verdict the gate gave in this session (its ``pytest_sessionfinish`` runs before this one)."""
     from llmbench.plugin.gate_hooks import GATE_KEY
-    from llmbench.report.tables import from_gate
 
     state = config.stash.get(GATE_KEY, None)
-    if state is None or state.verdict is None:
-        return None
-    return from_gate(state.verdict, current)
+    return None if state is None else state.verdict
 
 
 @pytest.hookimpl(trylast=True)
@@ -94,30 +91,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if REPORT_DIR_KEY not in config.stash or hasattr(config, "workerinput"):
         return
+    from llmbench.report.frame import DEFAULT_HISTORY, history_of, load_runs, session_run
     from llmbench.report.html import write_report
-    from llmbench.report.tables import (
-        DEFAULT_HISTORY,
-        Run,
-        history_of,
-        load_runs,
-        run_from_json,
-    )
+    from llmbench.runs import SavedRun
 
     output = config.stash[REPORT_DIR_KEY]
     bench_session = _benchmark_session(config)
     storage = _storage_dir(bench_session, config)
     saved: Mapping[str, Any] | None = config.stash.get(SAVED_JSON_KEY, None)
     runs = load_runs(storage) if storage.is_dir() else []
-    current: Run | None = None
+    current: SavedRun | None = None
     if saved is not None:
         current = next((run for run in reversed(runs) if run.datetime == saved.get("datetime")), None)
     if current is None:
         data = _session_json(bench_session, config) if bench_session is not None else {"benchmarks": []}
-        current = run_from_json(data)
+        current = session_run(data)
         history = [*runs[-(DEFAULT_HISTORY - 1) :], current]
     else:
         history = history_of(current, runs, DEFAULT_HISTORY)
-    files = write_report(current, history, output, verdict=_session_verdict(config, current))
+    files = write_report(current, history, output, verdict=_session_verdict(config))
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"llmbench report: {files.index} and {files.markdown}")

@@ -1,11 +1,9 @@
-"""The report itself: ``index.html`` (one self-contained page), ``report.md`` and the tables as CSV.
+"""The report's page, ``index.html``, and :func:`write_report` (the page, ``report.md`` and the CSV tables).
 
 The page needs no network and no other file: plots are embedded as base64 PNG ``data:`` URIs, the
-style is inline, links point only inside the page. Sections: summary (the gate's verdict, the
-machine fingerprint, the matrix, the key figures), plots, history, side-by-side outputs (words that
-differ from the full-precision output marked), and hardware guidance (measured peak memory against
-weights + KV cache, and which combinations fit a memory budget). ``report.md`` is GitHub markdown for
-a pull-request comment or job summary, kept under GitHub's 65,536-character limit.
+style is inline, links point only inside the page. Sections: summary (the gate's verdict, rendered
+from its objects, the machine fingerprint, the matrix, the key figures), plots, history, side-by-side
+outputs (words that differ from the full-precision output marked), and hardware guidance.
 """
 
 from __future__ import annotations
@@ -13,56 +11,37 @@ from __future__ import annotations
 import base64
 import difflib
 import html
-import re
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from llmbench.report.plots import Plot, history_plots, precision_color, run_plots
-from llmbench.report.tables import (
-    DEFAULT_MEMORY_BUDGET,
-    ReportVerdict,
-    Row,
-    Run,
-    Table,
-    combination_sort_key,
-    format_bytes,
-    format_value,
-    parse_size,
-    precision_rank,
-    write_csv,
+from llmbench.config.precisions import precision_rank
+from llmbench.report.export import write_csv
+from llmbench.report.frame import Row, Table, combination_sort_key, regressed
+from llmbench.report.markdown import (
+    GUIDANCE_COLUMNS,
+    KEY_COLUMNS,
+    Guidance,
+    build_markdown,
+    guidance,
+    key_cells,
+    key_records,
+    matrix_line,
+    run_line,
 )
+from llmbench.report.plots import Plot, history_plots, plot_color, run_plots
+from llmbench.runs import SavedRun
+from llmbench.units import GiB, format_bytes, format_number, format_value, scale_for
 
-__all__ = [
-    "GITHUB_COMMENT_LIMIT",
-    "KEY_COLUMNS",
-    "ReportFiles",
-    "build_markdown",
-    "guidance",
-    "markdown_table",
-    "marked_differences",
-    "side_by_side",
-    "write_report",
-]
+if TYPE_CHECKING:
+    from llmbench.gate.compare import Decision, Verdict
 
-#: GitHub rejects comments (and job summaries beyond 1 MiB) longer than this many characters.
-GITHUB_COMMENT_LIMIT = 65_536
-#: What report.md aims under, leaving room for a bot's header or footer.
-MARKDOWN_BUDGET = 60_000
+__all__ = ["DEFAULT_BUDGET_BYTES", "ReportFiles", "marked_differences", "side_by_side", "write_report"]
 
-#: (column title, metric) of the key table; ``peak_memory`` is CUDA allocated on a GPU, RSS on the CPU.
-KEY_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("latency", "latency_s"),
-    ("TTFT", "ttft_s"),
-    ("decode/seq", "decode_tok_s_per_seq"),
-    ("decode/batch", "decode_tok_s_total"),
-    ("MBU", "mbu"),
-    ("peak memory", "peak_memory"),
-    ("weights", "weight_bytes"),
-    ("ROUGE-Lsum", "rougeLsum"),
-    ("identical to ref.", "drift_identical_share"),
-)
+#: The memory budget of the hardware guidance when none is given (``--memory-budget``'s default, 8 GiB).
+DEFAULT_BUDGET_BYTES = 8.0 * GiB
 
 
 @dataclass(frozen=True)
@@ -73,88 +52,6 @@ class ReportFiles:
     markdown: Path
     csvs: tuple[Path, ...]
     plots: tuple[Plot, ...] = field(default=(), repr=False)
-
-
-# ----------------------------------------------------------------------------- tables
-
-
-def _key_value(row: Row, metric: str) -> tuple[float | None, str]:
-    if metric == "peak_memory":
-        return row.peak_memory, "bytes"
-    found = row.metric(metric)
-    return (None, "") if found is None else (found.value, found.unit)
-
-
-def key_records(rows: Sequence[Row]) -> list[dict[str, Any]]:
-    """The key table with raw numbers (for summary.csv)."""
-    out = []
-    for row in rows:
-        record: dict[str, Any] = {"combination": row.combination}
-        for _, metric in KEY_COLUMNS:
-            record[metric] = _key_value(row, metric)[0]
-        out.append(record)
-    return out
-
-
-def _key_cells(row: Row) -> list[str]:
-    return [format_value(*_key_value(row, metric)) for _, metric in KEY_COLUMNS]
-
-
-@dataclass(frozen=True)
-class Guidance:
-    """Hardware guidance for one combination: memory predicted by weights + KV cache against measured."""
-
-    row: Row
-    weights: float | None
-    kv: float | None
-    predicted: float | None
-    measured: float | None
-    budget: float
-
-    @property
-    def fits(self) -> bool | None:
-        """Whether the measured peak (else the prediction) fits the budget; None where neither is known."""
-        basis = self.measured if self.measured is not None else self.predicted
-        return None if basis is None else basis <= self.budget
-
-    @property
-    def fits_text(self) -> str:
-        if self.fits is None:
-            return "n/a"
-        text = "yes" if self.fits else "no"
-        return text if self.measured is not None else f"{text} (predicted)"
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "combination": self.row.combination, "model": self.row.model, "precision": self.row.precision,
-            "device": self.row.device, "batch_size": self.row.batch_size, "weight_bytes": self.weights,
-            "kv_cache_bytes": self.kv, "predicted_bytes": self.predicted, "measured_peak_bytes": self.measured,
-            "measured_metric": self.row.peak_memory_name, "budget_bytes": self.budget,
-            "fits": "" if self.fits is None else self.fits,
-        }  # fmt: skip
-
-
-def guidance(rows: Sequence[Row], budget: float) -> list[Guidance]:
-    """Per combination: weights + KV cache (the Gemma 3 report's prediction) against the measured peak."""
-    out = []
-    for row in rows:
-        if row.batch_size is None:
-            continue
-        weights, kv = row.value("weight_bytes"), row.value("kv_cache_bytes")
-        predicted = None if weights is None else weights + (kv or 0.0)
-        out.append(Guidance(row, weights, kv, predicted, row.peak_memory, budget))
-    return out
-
-
-def markdown_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub table: header, separator with one cell per column, rows (pipes escaped)."""
-    lines = ["| " + " | ".join(markdown_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- side by side
@@ -241,88 +138,6 @@ def side_by_side(rows: Sequence[Row], root: Path | None = None) -> list[ItemOutp
     return items
 
 
-# ----------------------------------------------------------------------------- markdown
-
-
-def _verdict_markdown(verdict: ReportVerdict | None, limit: int) -> str:
-    if verdict is None:
-        return "_No gate verdict for this run (no comparison was made, or the gate is not available)._"
-    text = (verdict.short_markdown or verdict.markdown).strip()
-    if len(text) > limit:
-        cut = text[:limit].rsplit("\n", 1)[0]
-        text = f"{cut}\n\n_(verdict truncated: the full verdict is in index.html)_"
-    return text
-
-
-def _matrix_line(rows: Sequence[Row]) -> str:
-    def listed(values: Sequence[object]) -> str:
-        return ", ".join(str(v) for v in dict.fromkeys(values))
-
-    ordered = sorted(rows, key=combination_sort_key)
-    return (
-        f"{len(rows)} combinations: models {listed([r.model for r in ordered])}; precisions "
-        f"{listed([r.precision for r in ordered])}; devices {listed([r.device for r in ordered])}; batch sizes "
-        f"{listed(sorted({r.batch_size for r in ordered if r.batch_size is not None}))}"
-    )
-
-
-def _run_line(run: Run) -> str:
-    commit = f", commit {run.commit[:12]}{' (dirty)' if run.dirty else ''}" if run.commit else ""
-    return f"run {run.id} ({run.datetime or 'no date'}{commit})"
-
-
-def build_markdown(
-    current: Run, rows: Sequence[Row], verdict: ReportVerdict | None, budget: float, page: str = "index.html"
-) -> str:
-    """GitHub markdown: verdict, machine, matrix, key table (and guidance), under :data:`MARKDOWN_BUDGET`
-    characters: with a large matrix, regressed combinations first, then as many rows as fit, and a
-    pointer to the full page."""
-    rows = sorted(rows, key=combination_sort_key)
-    regressed = {c for c, _ in verdict.regressed} if verdict else set()
-    rows = [r for r in rows if r.combination in regressed] + [r for r in rows if r.combination not in regressed]
-    fingerprint = current.fingerprint or {}
-    machine = fingerprint.get("cpu") or (current.machine_info.get("cpu") or {}).get("brand_raw") or "n/a"
-    gpus = fingerprint.get("gpus")
-    head = [
-        f"## llmbench report: {_run_line(current)}",
-        "",
-        _verdict_markdown(verdict, MARKDOWN_BUDGET // 3),
-        "",
-        f"**Machine:** {machine}" + (f"; GPUs: {', '.join(map(str, gpus))}" if gpus else ""),
-        "",
-        f"**Matrix:** {_matrix_line(rows)}",
-        "",
-    ]
-    fitting = [g for g in guidance(rows, budget) if g.fits]
-    tail = [
-        "",
-        f"**Memory budget {format_bytes(budget)}:** {len(fitting)} of {len(rows)} combinations fit "
-        "(measured peak; see the hardware guidance in the full report).",
-        "",
-        f"Full report with plots, history and side-by-side outputs: `{page}` (in the report directory "
-        "or the job's artifacts).",
-    ]
-    header = ["combination", *(title for title, _ in KEY_COLUMNS)]
-
-    def render(count: int) -> str:
-        table = markdown_table(header, [[r.combination, *_key_cells(r)] for r in rows[:count]])
-        more = (
-            f"\n\n_{len(rows) - count} more combinations not shown (GitHub's comment limit): see the full report._"
-            if count < len(rows)
-            else ""
-        )
-        return "\n".join(head) + "\n" + table + more + "\n" + "\n".join(tail) + "\n"
-
-    text = render(len(rows))
-    if len(text) <= MARKDOWN_BUDGET:
-        return text
-    fits, too_many = 0, len(rows)  # the most rows that fit: binary search (the text grows with each row)
-    while too_many - fits > 1:
-        middle = (fits + too_many) // 2
-        fits, too_many = (middle, too_many) if len(render(middle)) <= MARKDOWN_BUDGET else (fits, middle)
-    return render(fits)
-
-
 # ----------------------------------------------------------------------------- HTML
 
 _STYLE = """
@@ -363,65 +178,94 @@ def _num(text: str) -> str:
 
 
 def _swatch(precision: str) -> str:
-    return f'<span class="swatch" style="background:{precision_color(precision)}"></span>'
-
-
-def _inline(text: str) -> str:
-    """Escaped text with markdown's **bold** and `code` kept as such."""
-    escaped = _esc(text.replace("\\|", "|"))
-    escaped = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    return f'<span class="swatch" style="background:{plot_color(precision)}"></span>'
 
 
 #: Items of a list in the gate's verdict shown before the rest is folded.
 _LIST_SHOWN = 4
+#: Rows of the verdict's table above which it starts folded.
+_TABLE_OPEN = 12
 
 
-def _markdown_to_html(text: str) -> str:
-    """The gate's markdown, minimally: headings, paragraphs, bullet lists, quotes and pipe tables (a long
-    table folded into a ``<details>``, regressed rows highlighted)."""
-    blocks: list[str] = []
-    table: list[list[str]] = []
-    items: list[str] = []
+def _list_html(items: Sequence[str]) -> str:
+    """A bullet list of plain-text items: the first few shown, the rest folded."""
+    shown, folded = items[:_LIST_SHOWN], items[_LIST_SHOWN:]
+    out = "<ul>" + "".join(f"<li>{_esc(item)}</li>" for item in shown) + "</ul>"
+    if folded:
+        rest = "".join(f"<li>{_esc(item)}</li>" for item in folded)
+        out += f"<details><summary>{len(folded)} more</summary><ul>{rest}</ul></details>"
+    return out
 
-    def flush() -> None:
-        if items:
-            # A long list (notes, noisy metrics): the first few shown, the rest folded.
-            shown, folded = items[:_LIST_SHOWN], items[_LIST_SHOWN:]
-            blocks.append("<ul>" + "".join(f"<li>{item}</li>" for item in shown) + "</ul>")
-            if folded:
-                rest = "".join(f"<li>{item}</li>" for item in folded)
-                blocks.append(f"<details><summary>{len(folded)} more</summary><ul>{rest}</ul></details>")
-            items.clear()
-        if table:
-            header, *body = table
-            classes = ["regressed" if any(c.strip() == "regressed" for c in r) else "" for r in body]
-            rendered = _html_table(
-                [_inline(c) for c in header], [[f"<td>{_inline(c)}</td>" for c in r] for r in body], classes
-            )
-            opened = " open" if len(body) <= 12 else ""
-            blocks.append(f"<details{opened}><summary>all {len(body)} compared metrics</summary>{rendered}</details>")
-            table.clear()
 
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("|"):
-            cells = [c.strip() for c in re.split(r"(?<!\\)\|", stripped.strip("|"))]
-            if not all(re.fullmatch(r":?-+:?", c) for c in cells if c):
-                table.append(cells)
-            continue
-        if stripped.startswith(("- ", "> - ")):
-            items.append(_inline(stripped.removeprefix("> ").removeprefix("- ")))
-            continue
-        flush()
-        if stripped.startswith("#"):
-            blocks.append(f"<h4>{_inline(stripped.lstrip('#').strip())}</h4>")
-        elif stripped.startswith(">"):
-            blocks.append(f'<p class="warn">{_inline(stripped.lstrip("> "))}</p>')
-        elif stripped:
-            blocks.append(f"<p>{_inline(stripped)}</p>")
-    flush()
-    return "\n".join(blocks)
+def _decision_cells(decision: Decision) -> list[str]:
+    """metric, baseline, current, change, interval, verdict of one decision, as the gate shows them."""
+    divisor, unit = scale_for(decision.unit, [v for v in (decision.baseline, decision.current) if v is not None])
+
+    def value(v: float | None) -> str:
+        return "n/a" if v is None else f"{format_number(v / divisor)} {unit}".rstrip()
+
+    change, interval = "", ""
+    if decision.change is not None and decision.difference is not None:
+        if math.isinf(decision.change):
+            change = "from 0"
+        elif decision.rule.sample_kind == "items" and decision.rule.relative is None:
+            change = f"{decision.difference:+.3g}"
+        else:
+            change = f"{decision.change * 100:+.1f}%"
+    if decision.interval is not None:
+        low, high = decision.interval
+        ratio = decision.interval_of == "ratio"
+        interval = f"{(low - 1) * 100:+.1f}%..{(high - 1) * 100:+.1f}%" if ratio else f"{low:+.3g}..{high:+.3g}"
+    status: str = decision.verdict
+    if decision.verdict == "regressed" and not decision.rule.gate:
+        status = "worse (info)"
+    elif decision.verdict == "noisy" and decision.rounds_needed:
+        status = f"noisy (~{decision.rounds_needed} rounds)" if decision.rounds_needed < 10_000 else "noisy"
+    return [decision.metric, value(decision.baseline), value(decision.current), change, interval, status]
+
+
+def _verdict_html(verdict: Verdict | None) -> str:
+    """The gate's verdict from its objects: headline, runs, machine, notes, regressions, noisy metrics and
+    the table of every compared metric (regressed rows highlighted)."""
+    if verdict is None:
+        return (
+            '<p class="muted">No gate verdict for this run: no comparison was made, or the gate is not available. '
+            "Run <code>pytest benchmarks --benchmark-compare</code> to compare with a baseline.</p>"
+        )
+    title = "FAILED" if verdict.failed else "no regression" if verdict.compared else "nothing to compare with"
+    parts = [
+        f"<h4>llmbench regression gate: {title}</h4>",
+        f"<p>Baseline: {_esc(verdict.baseline)}<br>Current: {_esc(verdict.current)}</p>",
+    ]
+    if verdict.machine_differences and verdict.fingerprint_mode != "ignore":
+        strict = verdict.fingerprint_mode == "strict"
+        head = "fails: --llmbench-fingerprint=strict" if strict else "compared anyway"
+        parts.append(f'<p class="warn">The machine differs from the baseline\'s ({head}):</p>')
+        parts.append(_list_html(verdict.machine_differences))
+    if verdict.notes:
+        parts.append(_list_html([f"note: {note}" for note in verdict.notes]))
+    for title_text, lines in (
+        ("Regressions", verdict.regression_lines()),
+        ("Noisy, cannot tell", verdict.noisy_lines()),
+    ):
+        if lines:
+            parts.append(f"<p><b>{title_text} ({len(lines)})</b></p>" + _list_html(lines))
+    shown = [(result.label, decision) for result in verdict.ordered for decision in result.shown]
+    if shown:
+        header = ["combination", "metric", "baseline", "current", "change", "interval (95%)", "verdict"]
+        rows = [[f"<td>{_esc(cell)}</td>" for cell in (label, *_decision_cells(d))] for label, d in shown]
+        classes = ["regressed" if d.fails else "" for _, d in shown]
+        opened = " open" if len(shown) <= _TABLE_OPEN else ""
+        parts.append(
+            f"<details{opened}><summary>all {len(shown)} compared metrics</summary>"
+            f"{_html_table(header, rows, classes)}</details>"
+        )
+    if verdict.new:
+        parts.append(f"<p>New (not in the baseline): {_esc(', '.join(verdict.new))}</p>")
+    if verdict.removed:
+        parts.append(f"<p>Removed (not in the current run): {_esc(', '.join(verdict.removed))}</p>")
+    parts.append(f"<p><b>{_esc(verdict.summary())}</b></p>")
+    return "\n".join(parts)
 
 
 def _figure_html(plot: Plot) -> str:
@@ -432,7 +276,7 @@ def _figure_html(plot: Plot) -> str:
     )
 
 
-def _fingerprint_html(run: Run) -> str:
+def _fingerprint_html(run: SavedRun) -> str:
     fingerprint = run.fingerprint
     if fingerprint:
         items = dict(fingerprint)
@@ -511,28 +355,23 @@ def _guidance_html(entries: Sequence[Guidance], budget: float) -> str:
 
 
 def build_page(
-    current: Run,
-    history: Sequence[Run],
-    table: Table,
-    plots: Sequence[Plot],
-    history_figures: Sequence[Plot],
-    verdict: ReportVerdict | None,
+    current: SavedRun,
+    history: Sequence[SavedRun],
+    rows: Sequence[Row],
+    figures: Sequence[Plot],
+    verdict: Verdict | None,
     budget: float,
     root: Path | None,
     csv_names: Sequence[str],
 ) -> str:
-    rows = table.of_run(current)
-    regressed = {c for c, _ in verdict.regressed} if verdict else set()
+    """The page of ``current``'s ``rows``; ``figures``: the run's plots, then the history's (``history_*``)."""
+    combos = {c for c, _ in regressed(verdict, current)}
     key_rows = [
-        [f"<td>{_swatch(r.precision)}{_esc(r.combination)}</td>", *(_num(c) for c in _key_cells(r))] for r in rows
+        [f"<td>{_swatch(r.precision)}{_esc(r.combination)}</td>", *(_num(c) for c in key_cells(r))] for r in rows
     ]
-    key_classes = ["regressed" if r.combination in regressed else "" for r in rows]
-    verdict_html = (
-        _markdown_to_html(verdict.markdown)
-        if verdict is not None
-        else '<p class="muted">No gate verdict for this run: no comparison was made, or the gate is not available. '
-        "Run <code>pytest benchmarks --benchmark-compare</code> to compare with a baseline.</p>"
-    )
+    key_classes = ["regressed" if r.combination in combos else "" for r in rows]
+    plots = [p for p in figures if not p.name.startswith("history_")]
+    history_figures = [p for p in figures if p.name.startswith("history_")]
     history_html = (
         "\n".join(_figure_html(p) for p in history_figures)
         if len(history) > 1 and history_figures
@@ -554,18 +393,18 @@ def build_page(
     history_runs = ", ".join(run.label for run in history)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>llmbench report: {_esc(_run_line(current))}</title><style>{_STYLE}</style></head>
+<title>llmbench report: {_esc(run_line(current))}</title><style>{_STYLE}</style></head>
 <body>
 <h1>llmbench report</h1>
-<p class="muted">{_esc(_run_line(current))}. History: {_esc(history_runs)}.</p>
+<p class="muted">{_esc(run_line(current))}. History: {_esc(history_runs)}.</p>
 <nav>{nav}</nav>
 <h2 id="summary">Summary</h2>
 <h3>Verdict of the last comparison</h3>
-{verdict_html}
+{_verdict_html(verdict)}
 <h3>Machine</h3>
 {_fingerprint_html(current)}
 <h3>Matrix</h3>
-<p>{_esc(_matrix_line(rows))}.</p>
+<p>{_esc(matrix_line(rows))}.</p>
 {_html_table(["combination", *(_esc(t) for t, _ in KEY_COLUMNS)], key_rows, key_classes)}
 {missing_html}
 <p class="muted">Tables as CSV next to this page: {_esc(", ".join(csv_names))}.</p>
@@ -582,45 +421,37 @@ def build_page(
 
 
 def write_report(
-    current: Run,
-    history: Sequence[Run],
+    current: SavedRun,
+    history: Sequence[SavedRun],
     output: Path,
     memory_budget: float | None = None,
     combinations: Sequence[str] = (),
-    verdict: ReportVerdict | None = None,
+    verdict: Verdict | None = None,
 ) -> ReportFiles:
-    """Write ``index.html``, ``report.md`` and the CSV tables of ``current`` (with ``history``) to ``output``."""
-    budget = memory_budget if memory_budget is not None else parse_size(DEFAULT_MEMORY_BUDGET)
+    """Write ``index.html``, ``report.md`` and the CSV tables of ``current`` (with ``history``) to ``output``.
+    ``verdict``: the gate's verdict on ``current`` (shown, and its regressions marked), if any."""
+    budget = memory_budget if memory_budget is not None else DEFAULT_BUDGET_BYTES
     runs = list(history) if current in history else [*history, current]
     table = Table.of(runs, combinations)
     rows = table.of_run(current)
     root = current.path.parent.parent.parent if current.path is not None else None
     output.mkdir(parents=True, exist_ok=True)
-    csvs = {
-        "results.csv": table.records(),
-        "summary.csv": key_records(rows),
-        "guidance.csv": [g.record() for g in guidance(rows, budget)],
-        "outputs.csv": [
-            {"item": item.id, "source": label, "text": text}
-            for item in side_by_side(rows, root)
-            for label, text in ([("reference", item.reference or "")] + [(o[0], o[1]) for o in item.outputs])
-        ],
-    }
-    columns = {
-        "summary.csv": ["combination", *(m for _, m in KEY_COLUMNS)],
-        "guidance.csv": list(Guidance(rows[0], None, None, None, None, budget).record()) if rows else ["combination"],
-        "outputs.csv": ["item", "source", "text"],
-    }
-    paths = []
-    for name, records in csvs.items():
-        path = output / name
-        write_csv(path, records, columns.get(name))
-        paths.append(path)
-    plots = run_plots(rows)
-    figures = history_plots(table, runs, verdict.regressed if verdict else (), current)
-    page = build_page(current, runs, table, plots, figures, verdict, budget, root, list(csvs))
+    outputs = [
+        {"item": item.id, "source": label, "text": text}
+        for item in side_by_side(rows, root)
+        for label, text in ([("reference", item.reference or "")] + [(o[0], o[1]) for o in item.outputs])
+    ]
+    paths = [
+        write_csv(output / "results.csv", table.wide()),
+        write_csv(output / "summary.csv", key_records(rows), ["combination", *(m for _, m in KEY_COLUMNS)]),
+        write_csv(output / "guidance.csv", [g.record() for g in guidance(rows, budget)], GUIDANCE_COLUMNS),
+        write_csv(output / "outputs.csv", outputs, ["item", "source", "text"]),
+    ]
+    marks = regressed(verdict, current)
+    figures = [*run_plots(rows), *history_plots(table, runs, marks, current)]
+    page = build_page(current, runs, rows, figures, verdict, budget, root, [path.name for path in paths])
     index = output / "index.html"
     index.write_text(page, encoding="utf-8")
     markdown = output / "report.md"
-    markdown.write_text(build_markdown(current, rows, verdict, budget), encoding="utf-8")
-    return ReportFiles(index, markdown, tuple(paths), tuple([*plots, *figures]))
+    markdown.write_text(build_markdown(current, rows, verdict, budget, marks), encoding="utf-8")
+    return ReportFiles(index, markdown, tuple(paths), tuple(figures))

@@ -2,8 +2,8 @@
 
 Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas, never pyplot: no global
 state, no display needed. Every :class:`Plot` carries its :class:`Series` (the exact numbers drawn),
-so tests check the data rather than pixels. One colour per precision (:func:`precision_color`),
-the same in every plot and every report.
+so tests check the data rather than pixels. One colour per precision (:func:`plot_color`), the same
+in every plot and every report.
 """
 
 from __future__ import annotations
@@ -13,11 +13,15 @@ import zlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
+import pandas as pd  # type: ignore[import-untyped]  # no stubs installed (pandas-stubs)
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from llmbench.report.tables import Row, Run, Table, combination_sort_key
+from llmbench.config.precisions import precision_color
+from llmbench.report.frame import Row, Table, combination_sort_key
+from llmbench.runs import SavedRun
+from llmbench.units import GiB, MiB
 
 __all__ = [
     "HISTORY_METRICS",
@@ -28,28 +32,19 @@ __all__ = [
     "history_plots",
     "latency_ttft_plot",
     "memory_breakdown_plot",
-    "precision_color",
+    "plot_color",
     "rouge_plot",
     "run_plots",
     "tokens_vs_time_plot",
 ]
 
-#: Fixed colours for the precisions of the registry (Okabe-Ito and tab10 shades, colour-blind safe first).
-_PRECISION_COLORS = {
-    "fp32": "#0072B2", "f32": "#0072B2", "bf16": "#E69F00", "bf16-gguf": "#E69F00", "fp16": "#009E73",
-    "f16": "#009E73", "int8": "#CC79A7", "q8_0": "#CC79A7", "nf4": "#D55E00", "q4_k_m": "#56B4E9",
-    "q4_k_s": "#56B4E9", "q4_0": "#17becf", "q5_k_m": "#8c564b", "q6_k": "#7f7f7f", "q3_k_m": "#bcbd22",
-    "q2_k": "#9467bd",
-}  # fmt: skip
 _OTHER_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22")
 _REGRESSION_COLOR = "#d62728"
 
 
-def precision_color(precision: str) -> str:
+def plot_color(precision: str) -> str:
     """The colour of a precision, the same in every plot (unknown names: a stable hash into a palette)."""
-    if precision in _PRECISION_COLORS:
-        return _PRECISION_COLORS[precision]
-    return _OTHER_COLORS[zlib.crc32(precision.encode()) % len(_OTHER_COLORS)]
+    return precision_color(precision) or _OTHER_COLORS[zlib.crc32(precision.encode()) % len(_OTHER_COLORS)]
 
 
 @dataclass(frozen=True)
@@ -115,7 +110,7 @@ def _no_data(axes: Axes, what: str) -> None:
 
 def _byte_scale(values: Sequence[float | None]) -> tuple[float, str]:
     largest = max((abs(v) for v in values if v is not None), default=0.0)
-    return (2.0**30, "GiB") if largest >= 2.0**30 else (2.0**20, "MiB")
+    return (GiB, "GiB") if largest >= GiB else (MiB, "MiB")
 
 
 def _scaled(values: Sequence[float | None], factor: float) -> tuple[float | None, ...]:
@@ -130,7 +125,7 @@ def _precision_legend(axes: Axes, rows: Sequence[Row]) -> None:
     from matplotlib.patches import Patch
 
     precisions = list(dict.fromkeys(r.precision for r in sorted(rows, key=combination_sort_key)))
-    handles = [Patch(color=precision_color(p), label=p) for p in precisions]
+    handles = [Patch(color=plot_color(p), label=p) for p in precisions]
     if handles:
         axes.legend(handles=handles, title="precision", fontsize="small", loc="best")
 
@@ -138,7 +133,7 @@ def _precision_legend(axes: Axes, rows: Sequence[Row]) -> None:
 def _combination_axis(axes: Axes, rows: Sequence[Row], positions: Sequence[float]) -> None:
     axes.set_xticks(list(positions), [r.combination for r in rows], rotation=45, ha="right", fontsize="small")
     for label, row in zip(axes.get_xticklabels(), rows, strict=True):
-        label.set_color(precision_color(row.precision))
+        label.set_color(plot_color(row.precision))
 
 
 def _one_per_load_key(rows: Sequence[Row]) -> list[Row]:
@@ -190,14 +185,14 @@ def latency_ttft_plot(rows: Sequence[Row]) -> Plot:
     positions = list(range(len(rows)))
     for axes, metric, what in ((top, "latency_s", "latency (s)"), (bottom, "ttft_s", "time to first token (s)")):
         values = [r.value(metric) for r in rows]
-        axes.bar(positions, _nan(values), color=[precision_color(r.precision) for r in rows])
+        axes.bar(positions, _nan(values), color=[plot_color(r.precision) for r in rows])
         axes.set_ylabel(what)
         axes.grid(axis="y", alpha=0.3)
         for precision in dict.fromkeys(r.precision for r in rows):
             chosen = [r for r in rows if r.precision == precision]
             plot.series.append(
                 Series(f"{metric} {precision}", tuple(r.combination for r in chosen),
-                       tuple(r.value(metric) for r in chosen), color=precision_color(precision))
+                       tuple(r.value(metric) for r in chosen), color=plot_color(precision))
             )  # fmt: skip
         for x, value in zip(positions, values, strict=True):
             if value is None:
@@ -236,7 +231,7 @@ def decode_throughput_plot(rows: Sequence[Row]) -> Plot:
                 "memory can feed one decode step; MBU is the measured share of it.")  # fmt: skip
     drawn = False
     for label, group in _groups(rows).items():
-        color = precision_color(group[0].precision)
+        color = plot_color(group[0].precision)
         xs = tuple(float(r.batch_size or 0) for r in group)
         measured = tuple(r.value("decode_tok_s_per_seq") for r in group)
         limits = [bandwidth_limit(r) for r in group]
@@ -319,10 +314,10 @@ def tokens_vs_time_plot(rows: Sequence[Row]) -> Plot:
         plot.series.append(
             Series(label, tuple(float("nan") if t is None else t for t, _, _ in points),
                    tuple(None if n is None else float(n) for _, n, _ in points),
-                   color=precision_color(group[0].precision))
+                   color=plot_color(group[0].precision))
         )  # fmt: skip
         shown = [(t, n, b) for t, n, b in points if t is not None and n is not None]
-        axes.scatter([t for t, _, _ in shown], [n for _, n, _ in shown], color=precision_color(group[0].precision),
+        axes.scatter([t for t, _, _ in shown], [n for _, n, _ in shown], color=plot_color(group[0].precision),
                      label=label, s=40)  # fmt: skip
         for t, n, b in shown:
             axes.annotate(f"bs{b}", (t, n), textcoords="offset points", xytext=(4, 4), fontsize="x-small")
@@ -373,11 +368,11 @@ def rouge_plot(rows: Sequence[Row]) -> Plot:
             [0.0 if v is None or hi is None else max(hi - v, 0.0) for v, hi in zip(values, high, strict=True)],
         ]
         axes.bar(xs, _nan(values), width=width, yerr=errors, capsize=3, alpha=alpha,
-                 color=[precision_color(r.precision) for r in chosen], edgecolor="black", linewidth=0.5,
+                 color=[plot_color(r.precision) for r in chosen], edgecolor="black", linewidth=0.5,
                  label=name)  # fmt: skip
     axes.set_xticks(range(len(chosen)), labels, rotation=30, ha="right", fontsize="small")
     for tick, row in zip(axes.get_xticklabels(), chosen, strict=True):
-        tick.set_color(precision_color(row.precision))
+        tick.set_color(plot_color(row.precision))
     axes.set_ylabel("ROUGE F1")
     axes.set_ylim(0, 1)
     axes.grid(axis="y", alpha=0.3)
@@ -399,7 +394,7 @@ def batch_scaling_plot(rows: Sequence[Row]) -> Plot:
         _no_data(right, "generate benchmark")
         return plot
     for label, group in _groups(rows).items():
-        color = precision_color(group[0].precision)
+        color = plot_color(group[0].precision)
         xs = tuple(float(r.batch_size or 0) for r in group)
         for axes, metric in ((left, "latency_s"), (right, "decode_tok_s_total")):
             values = tuple(r.value(metric) for r in group)
@@ -441,32 +436,41 @@ HISTORY_METRICS: tuple[str, ...] = (
 _HISTORY_UNITS = {"latency_s": "s", "ttft_s": "s", "decode_tok_s_total": "tok/s", "rougeLsum": "F1", "load_s": "s"}
 
 
-def _history_value(row: Row, metric: str) -> float | None:
-    return row.peak_memory if metric == "peak_memory" else row.value(metric)
+def _history_frame(table: Table, runs: Sequence[SavedRun]) -> pd.DataFrame:
+    """The tidy frame's generate rows, ``peak_memory`` added (the memory figure the gate uses: CUDA
+    allocated on a GPU, RSS on the CPU) and ``position``: the run's place in ``runs``."""
+    frame = table.frame[table.frame["batch_size"].notna()]
+    memory = frame[frame["metric"].isin(("peak_cuda_allocated_bytes", "peak_rss_bytes"))]
+    memory = memory.sort_values("metric").drop_duplicates("row").assign(metric="peak_memory")
+    positions = {id(run): index for index, run in enumerate(runs)}
+    position = [positions.get(id(row.run), -1) for row in table.rows]
+    frame = pd.concat([frame, memory], ignore_index=True)
+    return frame.assign(position=frame["row"].map(lambda row: position[row]))
 
 
 def history_plots(
-    table: Table, runs: Sequence[Run], regressed: Collection[tuple[str, str]] = (), last: Run | None = None
+    table: Table, runs: Sequence[SavedRun], regressed: Collection[tuple[str, str]] = (), last: SavedRun | None = None
 ) -> list[Plot]:
     """One plot per metric of :data:`HISTORY_METRICS` with data: the value of each combination over the
     runs (x: run labels, oldest first). ``regressed`` holds the (combination, metric) pairs the gate
-    found regressed in ``last`` (default: the last run); those points get a red cross and the series
-    the label suffix. Series: one per combination, labelled with its id; ``regressions`` (if any)."""
+    found regressed in ``last`` (default: the last run); those points get a red cross. Series: one per
+    combination, labelled with its id; ``regressions`` (if any)."""
     last = last if last is not None else (runs[-1] if runs else None)
     labels = tuple(run.label for run in runs)
+    samples: dict[str, Row] = {}
+    for row in sorted((r for r in table.rows if r.batch_size is not None), key=combination_sort_key):
+        samples.setdefault(row.combination, row)
+    frame = _history_frame(table, runs)
     plots = []
-    combos: dict[str, Row] = {}
-    for row in table.rows:
-        if row.batch_size is not None:
-            combos.setdefault(row.combination, row)
-    by_key = {(id(row.run), row.combination): row for row in table.rows}
     for metric in HISTORY_METRICS:
-        if not any(_history_value(r, metric) is not None for r in table.rows):
+        data = frame[(frame["metric"] == metric) & frame["value"].notna() & (frame["position"] >= 0)]
+        if data.empty:
             continue
-        unit = _HISTORY_UNITS.get(metric, "")
-        factor = 1.0
+        grid = data.pivot_table(index="combination", columns="position", values="value", aggfunc="first")
+        grid = grid.reindex(index=[c for c in samples if c in grid.index], columns=range(len(runs)))
+        factor, unit = (1.0, _HISTORY_UNITS.get(metric, ""))
         if metric == "peak_memory":
-            factor, unit = _byte_scale([_history_value(r, metric) for r in table.rows])
+            factor, unit = _byte_scale(list(data["value"]))
         figure, (axes,) = _figure(len(runs), height=3.6, per_item=0.5)
         name = "peak memory" if metric == "peak_memory" else metric
         plot = Plot(f"history_{metric}", f"{name} over the saved runs", figure, xlabel="run", ylabel=unit,
@@ -474,17 +478,15 @@ def history_plots(
                     "a red cross marks a regression found by the gate in the latest run.")  # fmt: skip
         crosses_x: list[str] = []
         crosses_y: list[float | None] = []
-        for combination, sample in sorted(combos.items(), key=lambda item: combination_sort_key(item[1])):
-            found = [by_key.get((id(run), combination)) for run in runs]
-            values = _scaled([None if r is None else _history_value(r, metric) for r in found], factor)
-            if all(v is None for v in values):
-                continue
-            plot.series.append(Series(combination, labels, values, color=precision_color(sample.precision)))
-            axes.plot(range(len(runs)), _nan(values), marker="o", color=precision_color(sample.precision),
-                      label=combination, linestyle=("-", "--", ":", "-.")[(sample.batch_size or 0) % 4])  # fmt: skip
-            memory_names = ("peak_rss_bytes", "peak_cuda_allocated_bytes")
-            names = memory_names if metric == "peak_memory" else (metric,)
-            if last is not None and any((combination, n) in regressed for n in names) and last in runs:
+        names = ("peak_rss_bytes", "peak_cuda_allocated_bytes") if metric == "peak_memory" else (metric,)
+        for combination, values_row in grid.iterrows():
+            sample = samples[str(combination)]
+            values = tuple(None if pd.isna(v) else float(v) / factor for v in values_row)
+            color = plot_color(sample.precision)
+            plot.series.append(Series(str(combination), labels, values, color=color))
+            axes.plot(range(len(runs)), _nan(values), marker="o", color=color, label=combination,
+                      linestyle=("-", "--", ":", "-.")[(sample.batch_size or 0) % 4])  # fmt: skip
+            if last is not None and last in runs and any((combination, n) in regressed for n in names):
                 index = list(runs).index(last)
                 crosses_x.append(labels[index])
                 crosses_y.append(values[index])

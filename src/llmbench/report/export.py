@@ -1,0 +1,43 @@
+"""Tables written to files through pandas: CSV (empty cells where a value is missing) and Parquet."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd  # type: ignore[import-untyped]  # no stubs installed (pandas-stubs)
+
+from llmbench.report.frame import ReportError, Table
+
+__all__ = ["write_csv", "write_export"]
+
+
+def write_csv(path: Path, records: Sequence[Mapping[str, Any]] | pd.DataFrame, columns: Sequence[str] = ()) -> Path:
+    """Records (or a frame) as CSV, ``columns`` first where given; pandas reads the empty cells back as NaN."""
+    frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(list(records))
+    if columns:
+        frame = frame.reindex(columns=list(columns))
+    frame.to_csv(path, index=False)
+    return path
+
+
+def write_export(table: Table, output: Path) -> Path:
+    """The table, one line per run x combination (:meth:`Table.wide`), as ``.csv`` or ``.parquet`` (pyarrow)."""
+    suffix = output.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ReportError(f"--output: {str(output)!r} must end in .csv or .parquet")
+    if suffix == ".parquet":
+        try:
+            import pyarrow  # type: ignore[import-untyped]  # noqa: F401  (pandas writes Parquet through it)
+        except ImportError:
+            raise ReportError(
+                f"--output: writing {output.name} needs pyarrow, which is not installed; "
+                "install it (pip install pyarrow) or write a .csv file"
+            ) from None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    wide = table.wide()
+    if suffix == ".csv":
+        return write_csv(output, wide)
+    wide.to_parquet(output, engine="pyarrow", index=False)
+    return output

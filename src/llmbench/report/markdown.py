@@ -1,0 +1,223 @@
+"""The report's tables and ``report.md``: the key figures, the hardware guidance, GitHub markdown.
+
+``report.md`` is for a pull-request comment or a job summary: the gate's verdict, the machine, the
+matrix and the key table, kept under GitHub's 65,536-character limit (regressed combinations first,
+then as many rows as fit, and a pointer to the full page).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from llmbench.report.frame import Row, combination_sort_key
+from llmbench.runs import SavedRun
+from llmbench.units import format_bytes, format_value
+
+if TYPE_CHECKING:
+    from llmbench.gate.compare import Verdict
+
+__all__ = [
+    "GITHUB_COMMENT_LIMIT",
+    "KEY_COLUMNS",
+    "MARKDOWN_BUDGET",
+    "Guidance",
+    "build_markdown",
+    "guidance",
+    "key_cells",
+    "key_records",
+    "markdown_table",
+    "matrix_line",
+    "run_line",
+]
+
+#: GitHub rejects comments (and job summaries beyond 1 MiB) longer than this many characters.
+GITHUB_COMMENT_LIMIT = 65_536
+#: What report.md aims under, leaving room for a bot's header or footer.
+MARKDOWN_BUDGET = 60_000
+#: Characters of report.md given to the gate's verdict (the report's own tables need the rest).
+VERDICT_MARKDOWN_LIMIT = 20_000
+
+#: (column title, metric) of the key table; ``peak_memory`` is CUDA allocated on a GPU, RSS on the CPU.
+KEY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("latency", "latency_s"),
+    ("TTFT", "ttft_s"),
+    ("decode/seq", "decode_tok_s_per_seq"),
+    ("decode/batch", "decode_tok_s_total"),
+    ("MBU", "mbu"),
+    ("peak memory", "peak_memory"),
+    ("weights", "weight_bytes"),
+    ("ROUGE-Lsum", "rougeLsum"),
+    ("identical to ref.", "drift_identical_share"),
+)
+
+
+def _key_value(row: Row, metric: str) -> tuple[float | None, str]:
+    if metric == "peak_memory":
+        return row.peak_memory, "bytes"
+    found = row.metric(metric)
+    return (None, "") if found is None else (found.value, found.unit)
+
+
+def key_records(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """The key table with raw numbers (for summary.csv)."""
+    return [
+        {"combination": row.combination, **{metric: _key_value(row, metric)[0] for _, metric in KEY_COLUMNS}}
+        for row in rows
+    ]
+
+
+def key_cells(row: Row) -> list[str]:
+    """The key table's cells of one row, formatted."""
+    return [format_value(*_key_value(row, metric)) for _, metric in KEY_COLUMNS]
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """Hardware guidance for one combination: memory predicted by weights + KV cache against measured."""
+
+    row: Row
+    weights: float | None
+    kv: float | None
+    predicted: float | None
+    measured: float | None
+    budget: float
+
+    @property
+    def fits(self) -> bool | None:
+        """Whether the measured peak (else the prediction) fits the budget; None where neither is known."""
+        basis = self.measured if self.measured is not None else self.predicted
+        return None if basis is None else basis <= self.budget
+
+    @property
+    def fits_text(self) -> str:
+        if self.fits is None:
+            return "n/a"
+        text = "yes" if self.fits else "no"
+        return text if self.measured is not None else f"{text} (predicted)"
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "combination": self.row.combination, "model": self.row.model, "precision": self.row.precision,
+            "device": self.row.device, "batch_size": self.row.batch_size, "weight_bytes": self.weights,
+            "kv_cache_bytes": self.kv, "predicted_bytes": self.predicted, "measured_peak_bytes": self.measured,
+            "measured_metric": self.row.peak_memory_name, "budget_bytes": self.budget,
+            "fits": "" if self.fits is None else self.fits,
+        }  # fmt: skip
+
+
+#: The columns of guidance.csv.
+GUIDANCE_COLUMNS: tuple[str, ...] = (
+    "combination", "model", "precision", "device", "batch_size", "weight_bytes", "kv_cache_bytes",
+    "predicted_bytes", "measured_peak_bytes", "measured_metric", "budget_bytes", "fits",
+)  # fmt: skip
+
+
+def guidance(rows: Sequence[Row], budget: float) -> list[Guidance]:
+    """Per combination: weights + KV cache (the Gemma 3 report's prediction) against the measured peak."""
+    out = []
+    for row in rows:
+        if row.batch_size is None:
+            continue
+        weights, kv = row.value("weight_bytes"), row.value("kv_cache_bytes")
+        predicted = None if weights is None else weights + (kv or 0.0)
+        out.append(Guidance(row, weights, kv, predicted, row.peak_memory, budget))
+    return out
+
+
+def markdown_cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub table: header, separator with one cell per column, rows (pipes escaped)."""
+    lines = ["| " + " | ".join(markdown_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def matrix_line(rows: Sequence[Row]) -> str:
+    """``6 combinations: models ...; precisions ...; devices ...; batch sizes ...``."""
+
+    def listed(values: Sequence[object]) -> str:
+        return ", ".join(str(v) for v in dict.fromkeys(values))
+
+    ordered = sorted(rows, key=combination_sort_key)
+    return (
+        f"{len(rows)} combinations: models {listed([r.model for r in ordered])}; precisions "
+        f"{listed([r.precision for r in ordered])}; devices {listed([r.device for r in ordered])}; batch sizes "
+        f"{listed(sorted({r.batch_size for r in ordered if r.batch_size is not None}))}"
+    )
+
+
+def run_line(run: SavedRun) -> str:
+    """``run 0003 (2026-11-15T10:00:00, commit 3333333ccccc)``."""
+    commit = f", commit {run.commit[:12]}{' (dirty)' if run.dirty else ''}" if run.commit else ""
+    return f"run {run.name} ({run.datetime or 'no date'}{commit})"
+
+
+def _verdict_markdown(verdict: Verdict | None, limit: int) -> str:
+    if verdict is None:
+        return "_No gate verdict for this run (no comparison was made, or the gate is not available)._"
+    text = verdict.markdown(limit=VERDICT_MARKDOWN_LIMIT).strip()
+    if len(text) > limit:
+        cut = text[:limit].rsplit("\n", 1)[0]
+        text = f"{cut}\n\n_(verdict truncated: the full verdict is in index.html)_"
+    return text
+
+
+def build_markdown(
+    current: SavedRun,
+    rows: Sequence[Row],
+    verdict: Verdict | None,
+    budget: float,
+    regressed: frozenset[tuple[str, str]] = frozenset(),
+    page: str = "index.html",
+) -> str:
+    """GitHub markdown: verdict, machine, matrix, key table (and guidance), under :data:`MARKDOWN_BUDGET`
+    characters. ``regressed``: the (combination, metric) pairs the verdict found regressed, listed first."""
+    rows = sorted(rows, key=combination_sort_key)
+    combos = {c for c, _ in regressed}
+    rows = [r for r in rows if r.combination in combos] + [r for r in rows if r.combination not in combos]
+    fingerprint = current.fingerprint or {}
+    machine = fingerprint.get("cpu") or (current.machine_info.get("cpu") or {}).get("brand_raw") or "n/a"
+    gpus = fingerprint.get("gpus")
+    head = [
+        f"## llmbench report: {run_line(current)}",
+        "",
+        _verdict_markdown(verdict, MARKDOWN_BUDGET // 3),
+        "",
+        f"**Machine:** {machine}" + (f"; GPUs: {', '.join(map(str, gpus))}" if gpus else ""),
+        "",
+        f"**Matrix:** {matrix_line(rows)}",
+        "",
+    ]
+    fitting = [g for g in guidance(rows, budget) if g.fits]
+    tail = [
+        "",
+        f"**Memory budget {format_bytes(budget)}:** {len(fitting)} of {len(rows)} combinations fit "
+        "(measured peak; see the hardware guidance in the full report).",
+        "",
+        f"Full report with plots, history and side-by-side outputs: `{page}` (in the report directory "
+        "or the job's artifacts).",
+    ]
+    header = ["combination", *(title for title, _ in KEY_COLUMNS)]
+
+    def render(count: int) -> str:
+        table = markdown_table(header, [[r.combination, *key_cells(r)] for r in rows[:count]])
+        more = (
+            f"\n\n_{len(rows) - count} more combinations not shown (GitHub's comment limit): see the full report._"
+            if count < len(rows)
+            else ""
+        )
+        return "\n".join(head) + "\n" + table + more + "\n" + "\n".join(tail) + "\n"
+
+    text = render(len(rows))
+    if len(text) <= MARKDOWN_BUDGET:
+        return text
+    fits, too_many = 0, len(rows)  # the most rows that fit: binary search (the text grows with each row)
+    while too_many - fits > 1:
+        middle = (fits + too_many) // 2
+        fits, too_many = (middle, too_many) if len(render(middle)) <= MARKDOWN_BUDGET else (fits, middle)
+    return render(fits)
