@@ -19,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from llmbench.config.precisions import precision_color
+from llmbench.metrics import METRIC_FACTS
 from llmbench.report.frame import Row, Table, combination_sort_key
 from llmbench.runs import SavedRun
 from llmbench.units import GiB, MiB
@@ -433,7 +434,6 @@ def run_plots(rows: Sequence[Row]) -> list[Plot]:
 HISTORY_METRICS: tuple[str, ...] = (
     "latency_s", "ttft_s", "decode_tok_s_total", "peak_memory", "rougeLsum", "load_s",
 )  # fmt: skip
-_HISTORY_UNITS = {"latency_s": "s", "ttft_s": "s", "decode_tok_s_total": "tok/s", "rougeLsum": "F1", "load_s": "s"}
 
 
 def _history_frame(table: Table, runs: Sequence[SavedRun]) -> pd.DataFrame:
@@ -468,7 +468,8 @@ def history_plots(
             continue
         grid = data.pivot_table(index="combination", columns="position", values="value", aggfunc="first")
         grid = grid.reindex(index=[c for c in samples if c in grid.index], columns=range(len(runs)))
-        factor, unit = (1.0, _HISTORY_UNITS.get(metric, ""))
+        facts = METRIC_FACTS.get(metric)
+        factor, unit = 1.0, str(facts.unit if facts else "")
         if metric == "peak_memory":
             factor, unit = _byte_scale(list(data["value"]))
         figure, (axes,) = _figure(len(runs), height=3.6, per_item=0.5)
