@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from llmbench.backends import get_backend
 from llmbench.config.combination import Combination, ModelSpec
+from llmbench.measure.probes import probes_for
+from llmbench.metrics import METRICS_KEY
 from llmbench.workers import FAULT_ENV, Worker, WorkerFailed, WorkerModel
-from llmbench.workers.protocol import Close, Closed, Load, Prepare
+from llmbench.workers.benchmark import WorkerClock, WorkerGenerateBenchmark
+from llmbench.workers.protocol import Close, Closed, Load, Prepare, TimedRound
 from llmbench.workers.serve import fault_for
 
 PROMPTS = ("The cat sat on the mat.", "A storm hit the coast on Monday.")
@@ -27,48 +33,97 @@ def tiny(path: Path, precision: str = "fp32") -> Combination:
     return Combination(spec, precision, "cpu", 2)
 
 
-def test_a_worker_measures_in_its_own_process_and_returns_plain_data(tiny_gemma3_dir: Path, tmp_path: Path) -> None:
-    loaded = WorkerModel.start(tiny(tiny_gemma3_dir), tmp_path, threads=1, log_dir=tmp_path)
+@pytest.fixture(scope="module")
+def loaded(tiny_gemma3_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerModel]:
+    """The tiny model loaded in a worker, shared by the tests that need a loaded model."""
+    folder = tmp_path_factory.mktemp("worker")
+    model = WorkerModel.start(tiny(tiny_gemma3_dir), folder, threads=1, log_dir=folder)
+    yield model
+    model.close()
+
+
+def test_a_worker_measures_in_its_own_process_and_returns_plain_data(
+    loaded: WorkerModel, tiny_gemma3_dir: Path, tmp_path: Path
+) -> None:
+    assert loaded.worker.pid != os.getpid()
+    assert loaded.combination_key == ("tiny", "fp32", "cpu")
+    assert loaded.load_s > 0
+    assert loaded.weight_bytes() > 0
+    assert loaded.kv_cache_layout() is not None
+    timed = loaded.timed_generate(PROMPTS, 4)
+    assert timed.seconds > 0
+    assert len(timed.generation.texts) == 2
+    assert all(0 < n <= 4 for n in timed.generation.generated_tokens)
+    # The step times were taken in the worker, within the round it timed.
+    assert 0 < timed.generation.step_times_s[-1] <= timed.seconds
+    assert [metric.name for metric in timed.memory.metrics()] == ["peak_rss_bytes", "rss_before_bytes"]
+    assert timed.memory.peak_bytes() >= timed.memory.before_bytes() > 0
+    # Greedy: the untimed generation (quality passes) gives the texts the in-process model gives.
+    assert loaded.generate(PROMPTS, 4).texts == timed.generation.texts
+    in_process = get_backend("transformers").load(tiny(tiny_gemma3_dir), tmp_path)
     try:
-        assert loaded.worker.pid != os.getpid()
-        assert loaded.combination_key == ("tiny", "fp32", "cpu")
-        assert loaded.load_s > 0
-        assert loaded.weight_bytes() > 0
-        assert loaded.kv_cache_layout() is not None
-        timed = loaded.timed_generate(PROMPTS, 4)
-        assert timed.seconds > 0
-        assert len(timed.generation.texts) == 2
-        assert all(0 < n <= 4 for n in timed.generation.generated_tokens)
-        # The step times were taken in the worker, within the round it timed.
-        assert 0 < timed.generation.step_times_s[-1] <= timed.seconds
-        assert [metric.name for metric in timed.memory.metrics()] == ["peak_rss_bytes", "rss_before_bytes"]
-        assert timed.memory.peak_bytes() >= timed.memory.before_bytes() > 0
-        # Greedy: the untimed generation (quality passes) gives the texts the in-process model gives.
-        assert loaded.generate(PROMPTS, 4).texts == timed.generation.texts
-        in_process = get_backend("transformers").load(tiny(tiny_gemma3_dir), tmp_path)
-        try:
-            assert in_process.generate(list(PROMPTS), 4).texts == timed.generation.texts
-        finally:
-            in_process.close()
-        load = loaded.measure_load()
-        assert load.seconds > 0
-        assert load.memory.peak_bytes() > 0
-        # An exception in the worker (here: a request out of order) comes back with its traceback,
-        # and the worker goes on answering.
-        with pytest.raises(WorkerFailed) as failed:
-            loaded.worker.request(Load())
-        assert str(failed.value) == (
-            "worker for tiny-fp32-cpu: RuntimeError: the model is already loaded (in a 'load' request)"
-        )
-        assert failed.value.remote_traceback is not None
-        assert "Traceback (most recent call last)" in failed.value.remote_traceback
-        assert loaded.generate(PROMPTS, 2).texts
+        assert in_process.generate(list(PROMPTS), 4).texts == timed.generation.texts
     finally:
-        loaded.close()
-    assert not loaded.worker.is_alive()
-    assert loaded.worker.failure is None
+        in_process.close()
+    load = loaded.measure_load()
+    assert load.seconds > 0
+    assert load.memory.peak_bytes() > 0
+    # An exception in the worker (here: a request out of order) comes back with its traceback,
+    # and the worker goes on answering.
+    with pytest.raises(WorkerFailed) as failed:
+        loaded.worker.request(Load())
+    assert (
+        str(failed.value) == "worker for tiny-fp32-cpu: RuntimeError: the model is already loaded (in a 'load' request)"
+    )
+    assert failed.value.remote_traceback is not None
+    assert "Traceback (most recent call last)" in failed.value.remote_traceback
+    assert loaded.generate(PROMPTS, 2).texts
+
+
+def test_pytest_benchmark_rounds_are_the_latencies_measured_in_the_worker(loaded: WorkerModel, benchmark: Any) -> None:
+    measured = WorkerGenerateBenchmark(
+        benchmark=benchmark,
+        combination=tiny(Path("unused")),
+        probes=probes_for("cpu"),
+        peak_bandwidth=None,
+        load_s=loaded.load_s,
+        rounds=3,
+        warmup_rounds=1,
+    )
+    seen: list[float] = []
+    timed_generate = loaded.timed_generate
+
+    def spy(prompts: Sequence[str], max_new_tokens: int) -> TimedRound:
+        timed = timed_generate(prompts, max_new_tokens)
+        seen.append(timed.seconds)
+        time.sleep(0.05)  # a slow round trip must not count
+        return timed
+
+    loaded.timed_generate = spy  # type: ignore[method-assign]
+    try:
+        result = measured.run(loaded, PROMPTS, 3)
+    finally:
+        del loaded.timed_generate
+    assert len(result.texts) == 2
+    assert len(seen) == 4
+    assert benchmark.stats.stats.data == seen[1:]  # exactly the worker's seconds, warm-up left out
+    metrics = benchmark.extra_info[METRICS_KEY]
+    assert metrics["latency_s"]["samples"] == seen[1:]
+    assert metrics["peak_rss_bytes"]["value"] > 0
+    assert metrics["load_s"]["value"] == loaded.load_s
+    assert benchmark.extra_info["model"] == "tiny"
+    # The fixture's own timer is back for whatever else uses it.
+    assert not isinstance(benchmark._timer, WorkerClock)
+
+
+def test_a_closed_worker_ends_and_answers_no_more(tmp_path: Path) -> None:
+    worker = Worker.start(tiny(tmp_path), tmp_path, log_dir=tmp_path)
+    assert isinstance(worker.request(Close()), Closed)
+    worker.close()
+    assert not worker.is_alive()
+    assert worker.failure is None
     with pytest.raises(WorkerFailed, match="is closed"):
-        loaded.generate(PROMPTS, 2)
+        worker.request(Load())
 
 
 def test_a_worker_killed_from_outside_fails_with_the_signal_and_stays_failed(tmp_path: Path) -> None:

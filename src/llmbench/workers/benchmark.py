@@ -1,0 +1,74 @@
+"""Timed ``generate`` rounds measured in a worker and given to pytest-benchmark as its own rounds.
+
+pytest-benchmark's runner reads its timer before and after each round's target. For a model in a
+worker the target is a request, and the round is timed in the worker; so, for the rounds of this
+benchmark only, the fixture's timer is a :class:`WorkerClock` that reads 0 before the round and
+the worker's seconds after it. pytest-benchmark's statistics are then the in-worker latencies,
+not the round trip between the processes; its saved options still name the session's timer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from llmbench.backends import Generation, LoadedModel
+from llmbench.measure.generate import GenerateBenchmark
+from llmbench.workers.client import WorkerModel
+from llmbench.workers.protocol import TimedRound
+
+#: The BenchmarkFixture attribute its runner reads the timer from (pytest-benchmark 4 and 5).
+_FIXTURE_TIMER = "_timer"
+
+
+class WorkerClock:
+    """A stand-in timer: 0.0 before a round, the worker's measured seconds after it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class WorkerGenerateBenchmark(GenerateBenchmark):
+    """:class:`GenerateBenchmark` for a :class:`WorkerModel`: the rounds are measured in the worker.
+
+    For an in-process model it behaves exactly as its base class.
+    """
+
+    def run(self, llm: LoadedModel, prompts: Sequence[str], max_new_tokens: int) -> Generation:
+        if not isinstance(llm, WorkerModel):
+            return super().run(llm, prompts, max_new_tokens)
+        benchmark: Any = self.benchmark
+        if not hasattr(benchmark, _FIXTURE_TIMER):
+            raise RuntimeError(
+                f"this pytest-benchmark's fixture has no {_FIXTURE_TIMER!r}: cannot time rounds in a worker; "
+                "use --llmbench-isolation=none"
+            )
+        session_timer = getattr(benchmark, _FIXTURE_TIMER)
+        clock = WorkerClock()
+        rounds: list[TimedRound] = []
+
+        def setup() -> None:
+            # Called before each round, warm-up included, after pytest-benchmark has recorded its
+            # options and before it builds the round's runner (which reads the timer).
+            clock.now = 0.0
+            setattr(benchmark, _FIXTURE_TIMER, clock)
+
+        def target() -> Generation:
+            timed = llm.timed_generate(prompts, max_new_tokens)
+            clock.now = timed.seconds
+            rounds.append(timed)
+            return timed.generation
+
+        try:
+            result: Generation = benchmark.pedantic(
+                target, setup=setup, rounds=self.rounds, warmup_rounds=self.warmup_rounds, iterations=1
+            )
+        finally:
+            setattr(benchmark, _FIXTURE_TIMER, session_timer)
+        timed = rounds[self.warmup_rounds :]  # the warm-up rounds come first, as in the base class
+        latencies = list(benchmark.stats.stats.data) if benchmark.stats else []
+        self.record(llm, [r.generation for r in timed], latencies, [r.memory for r in timed], max_new_tokens)
+        return result
