@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 COLLECT_TEST = """
 def test_generate(llm_combination):
@@ -128,7 +129,7 @@ def test_command_line_wins_over_ini(pytester: pytest.Pytester) -> None:
         (
             ["--llmbench-peak-bandwidth=fast"],
             "",
-            "*--llmbench-peak-bandwidth: 'fast' is not a bandwidth (from --llmbench-peak-bandwidth on the command line)*"  # noqa: E501,
+            "*--llmbench-peak-bandwidth: 'fast' is not a bandwidth (from --llmbench-peak-bandwidth on the command line)*",  # noqa: E501,
         ),
         (
             [],
@@ -213,6 +214,36 @@ batch_sizes = [1]
             "SKIPPED * gemma3-270m-q8_0-cuda-bs1: *",
         ]
     )
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="checks the skip on a machine without MPS")
+def test_mps_combinations_are_skipped_at_collection_where_there_is_no_mps(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_matrix_ids=COLLECT_TEST)
+    result = pytester.runpytest(
+        "-rs", "--llmbench-model=gemma3-270m", "--llmbench-precision=bf16", "--llmbench-device=mps"
+    )
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(
+        ["SKIPPED * gemma3-270m-bf16-mps-bs1: MPS is not available (torch *, no Apple GPU found)"]
+    )
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="checks the skip on a machine without MPS")
+def test_a_device_the_probes_cannot_measure_is_skipped_even_where_the_backend_accepts_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import llmbench.plugin
+    from llmbench.config.combination import Combination
+    from llmbench.config.models import BUILTIN_MODELS
+
+    class AcceptingBackend:  # a backend that would run anything (as a Metal build of llama.cpp would mps)
+        def unavailable_reason(self, spec: object, precision: str, device: str) -> str | None:
+            return None
+
+    monkeypatch.setattr(llmbench.plugin, "get_backend", lambda name: AcceptingBackend())
+    combination = Combination(BUILTIN_MODELS["gemma3-270m"], "q4_k_m", "mps", 1)
+    assert "'mps': MPS is not available" in (llmbench.plugin.skip_reason(combination) or "")
+    assert llmbench.plugin.skip_reason(Combination(BUILTIN_MODELS["gemma3-270m"], "q4_k_m", "cpu", 1)) is None
 
 
 TINY_MATRIX = """

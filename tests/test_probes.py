@@ -18,9 +18,12 @@ from llmbench.measure.probes import (
     CpuTimer,
     CudaMemoryProbe,
     CudaTimer,
+    MpsMemoryProbe,
+    MpsTimer,
     measure_peak_bandwidth,
     peak_rss_reset_unsupported,
     probes_for,
+    probes_unavailable_reason,
 )
 
 MiB = 1 << 20
@@ -48,9 +51,7 @@ def kernel_peak_reset_refused() -> str | None:
 
 
 RESET_REFUSED = kernel_peak_reset_refused()
-needs_peak_reset = pytest.mark.skipif(
-    RESET_REFUSED is not None, reason=f"peak RSS cannot be reset: {RESET_REFUSED}"
-)
+needs_peak_reset = pytest.mark.skipif(RESET_REFUSED is not None, reason=f"peak RSS cannot be reset: {RESET_REFUSED}")
 
 
 def allocate_and_free(hold_s: float = 0.0) -> None:
@@ -160,9 +161,9 @@ def test_probes_for_cpu() -> None:
     assert isinstance(probes.bandwidth, CpuBandwidthMeter)
 
 
-@pytest.mark.parametrize("device", ["tpu", "cuda:x", "cpu:0", ""])
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", "cpu:0", "", "mps:0"])
 def test_probes_for_an_unknown_device_says_what_is_allowed(device: str) -> None:
-    with pytest.raises(ValueError, match=r"has no probes; allowed: 'cpu', 'cuda', 'cuda:<index>'"):
+    with pytest.raises(ValueError, match=r"has no probes; allowed: 'cpu', 'cuda', 'cuda:<index>', 'mps'"):
         probes_for(device)
 
 
@@ -170,6 +171,14 @@ def test_probes_for_an_unknown_device_says_what_is_allowed(device: str) -> None:
 def test_probes_for_cuda_without_cuda() -> None:
     with pytest.raises(RuntimeError, match=r"'cuda:0': torch.cuda.is_available\(\) is False"):
         probes_for("cuda:0")
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="checks the error on a machine without MPS")
+def test_probes_for_mps_without_mps_says_why() -> None:
+    with pytest.raises(RuntimeError, match=r"'mps': MPS is not available"):
+        probes_for("mps")
+    assert "MPS is not available" in (probes_unavailable_reason("mps") or "")
+    assert probes_unavailable_reason("cpu") is None
 
 
 # ---------------------------------------- the CUDA implementations' call order, on a fake runtime
@@ -275,6 +284,59 @@ def test_cuda_memory_probe_resets_then_reads_the_peak() -> None:
         "peak_cuda_allocated_bytes": 400 * MiB,
         "peak_cuda_reserved_bytes": 1002 * MiB,  # the allocator keeps what it reserved
         "cuda_allocated_before_bytes": 100 * MiB,
+    }
+
+
+# ------------------------------------------- the MPS implementations, on a fake runtime (no MPS here)
+
+
+class FakeMpsRuntime:
+    """Stands in for ``torch.mps``: allocator counters the test moves and a call log."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.allocated = 0
+        self.driver = 0
+
+    def synchronize(self) -> None:
+        self.calls.append("synchronize")
+
+    def allocate(self, size: int) -> None:
+        self.allocated += size
+        self.driver = max(self.driver, self.allocated + 4 * MiB)  # the driver keeps what it handed out
+
+    def current_allocated_memory(self) -> int:
+        return self.allocated
+
+    def driver_allocated_memory(self) -> int:
+        return self.driver
+
+
+def test_mps_timer_synchronizes_before_each_timestamp() -> None:
+    runtime = FakeMpsRuntime()
+    with MpsTimer(runtime).measure() as clock:
+        runtime.calls.append("body")
+        clock.mark()
+    assert runtime.calls == ["synchronize", "body", "synchronize", "synchronize"]
+    assert 0 <= clock.marks_s()[0] <= clock.seconds()
+
+
+def test_mps_memory_probe_samples_the_peak_of_a_block() -> None:
+    runtime = FakeMpsRuntime()
+    runtime.allocate(100 * MiB)
+    with MpsMemoryProbe(runtime).measure() as memory:
+        runtime.allocate(300 * MiB)
+        time.sleep(0.05)  # held for 50 sampling intervals
+        runtime.allocate(-300 * MiB)
+    assert runtime.calls == ["synchronize", "synchronize"]
+    assert memory.before_bytes() == 100 * MiB
+    assert memory.peak_bytes() == 400 * MiB
+    assert memory.added_bytes() == 0
+    metrics = {m.name: m.value for m in memory.metrics()}
+    assert metrics == {
+        "peak_mps_allocated_bytes": 400 * MiB,
+        "peak_mps_driver_bytes": 404 * MiB,
+        "mps_allocated_before_bytes": 100 * MiB,
     }
 
 

@@ -80,9 +80,7 @@ def _mean(values: Sequence[float | None]) -> float | None:
 def _check_shape(generation: Generation) -> int:
     batch = len(generation.generated_tokens)
     if len(generation.prompt_tokens) != batch:
-        raise ValueError(
-            f"Generation has {len(generation.prompt_tokens)} prompt_tokens entries for a batch of {batch}"
-        )
+        raise ValueError(f"Generation has {len(generation.prompt_tokens)} prompt_tokens entries for a batch of {batch}")
     if any(g < 0 for g in generation.generated_tokens) or any(p < 0 for p in generation.prompt_tokens):
         raise ValueError("Generation has a negative token count")
     return batch
@@ -117,22 +115,16 @@ def _sequential(generation: Generation) -> RoundSpeed:
     if not all_times:
         return RoundSpeed(None, None, None, None, None, None, 1)
     if len(all_times) != batch:
-        raise ValueError(
-            f"Generation has {len(all_times)} sequence_step_times_s entries for a batch of {batch}"
-        )
+        raise ValueError(f"Generation has {len(all_times)} sequence_step_times_s entries for a batch of {batch}")
     ttfts: list[float | None] = []
     prefills: list[float | None] = []
     rates: list[float | None] = []
     decode_tokens, decode_time, kv_weighted = 0, 0.0, 0.0
-    for prompt, generated, times in zip(
-        generation.prompt_tokens, generation.generated_tokens, all_times, strict=True
-    ):
+    for prompt, generated, times in zip(generation.prompt_tokens, generation.generated_tokens, all_times, strict=True):
         if not times or generated == 0:
             continue  # not recorded, or nothing generated: n/a for this sequence
         if len(times) < generated:
-            raise ValueError(
-                f"Generation has {len(times)} step times for a sequence that generated {generated} tokens"
-            )
+            raise ValueError(f"Generation has {len(times)} step times for a sequence that generated {generated} tokens")
         first = times[0]
         ttfts.append(first if first > 0 else None)
         prefills.append(_ratio(prompt, first))
@@ -243,9 +235,7 @@ def kv_cache_bytes(layout: KVLayout | None, sequence_tokens: int, batch: int) ->
     if layout is None:
         return None
     if sequence_tokens < 0 or batch < 0:
-        raise ValueError(
-            f"kv_cache_bytes needs non-negative tokens and batch, got {sequence_tokens}, {batch}"
-        )
+        raise ValueError(f"kv_cache_bytes needs non-negative tokens and batch, got {sequence_tokens}, {batch}")
     if not 0 <= layout.sliding_layers <= layout.layers:
         raise ValueError(f"KVLayout has {layout.sliding_layers} sliding layers out of {layout.layers}")
     sliding = layout.sliding_layers if layout.sliding_window is not None else 0

@@ -14,7 +14,7 @@ from llmbench.config.combination import Combination
 from llmbench.config.options import add_options
 from llmbench.config.settings import Settings, resolve_settings
 from llmbench.measure.generate import GenerateBenchmark
-from llmbench.measure.probes import BandwidthReading, probes_for
+from llmbench.measure.probes import BandwidthReading, probes_for, probes_unavailable_reason
 from llmbench.metrics import Metric
 from llmbench.plugin import terminal_table as metrics_table
 from llmbench.plugin.keys import COMBINATION_ARG, LOAD_COMBINATION_ARG, MODELS_KEY, SETTINGS_KEY
@@ -25,7 +25,6 @@ pytest_plugins = [
     "llmbench.plugin.gate_hooks",
     "llmbench.plugin.report_hooks",
 ]
-
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,11 +56,13 @@ def _settings(config: pytest.Config) -> Settings:
 
 
 def skip_reason(combination: Combination) -> str | None:
-    """Why a combination cannot run here (asked of its backend at collection), or None."""
+    """Why a combination cannot run here (asked of its backend, then of the probes, at collection), or None."""
     model = combination.model
     if combination.precision in model.unsupported:
         return model.unsupported[combination.precision]
-    return get_backend(combination.backend).unavailable_reason(model, combination.precision, combination.device)
+    backend = get_backend(combination.backend)
+    reason = backend.unavailable_reason(model, combination.precision, combination.device)
+    return reason or probes_unavailable_reason(combination.device)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
