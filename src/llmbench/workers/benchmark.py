@@ -9,13 +9,14 @@ not the round trip between the processes; its saved options still name the sessi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from llmbench.backends import Generation, LoadedModel
 from llmbench.measure.generate import GenerateBenchmark
 from llmbench.workers.client import WorkerModel
-from llmbench.workers.protocol import TimedRound
+
+R = TypeVar("R")
 
 #: The BenchmarkFixture attribute its runner reads the timer from (pytest-benchmark 4 and 5).
 _FIXTURE_TIMER = "_timer"
@@ -31,6 +32,41 @@ class WorkerClock:
         return self.now
 
 
+def pedantic_in_worker(
+    benchmark: Any, measure: Callable[[], R], seconds: Callable[[R], float], rounds: int, warmup_rounds: int
+) -> list[R]:
+    """Run ``measure`` (a request to a worker) as pytest-benchmark pedantic rounds timed by the worker.
+
+    ``seconds(result)`` is the round's time as the worker measured it; pytest-benchmark records that.
+    Returns every round's result, warm-up rounds first (one untimed call with ``--benchmark-disable``).
+    """
+    if not hasattr(benchmark, _FIXTURE_TIMER):
+        raise RuntimeError(
+            f"this pytest-benchmark's fixture has no {_FIXTURE_TIMER!r}: cannot time rounds in a worker; "
+            "use --llmbench-isolation=none"
+        )
+    session_timer = getattr(benchmark, _FIXTURE_TIMER)
+    clock = WorkerClock()
+    results: list[R] = []
+
+    def setup() -> None:
+        # Called before each round, warm-up included, after pytest-benchmark has recorded its options
+        # and before it builds the round's runner (which reads the timer then).
+        clock.now = 0.0
+        setattr(benchmark, _FIXTURE_TIMER, clock)
+
+    def target() -> None:
+        result = measure()
+        clock.now = seconds(result)
+        results.append(result)
+
+    try:
+        benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
+    finally:
+        setattr(benchmark, _FIXTURE_TIMER, session_timer)
+    return results
+
+
 class WorkerGenerateBenchmark(GenerateBenchmark):
     """:class:`GenerateBenchmark` for a :class:`WorkerModel`: the rounds are measured in the worker.
 
@@ -40,35 +76,14 @@ class WorkerGenerateBenchmark(GenerateBenchmark):
     def run(self, llm: LoadedModel, prompts: Sequence[str], max_new_tokens: int) -> Generation:
         if not isinstance(llm, WorkerModel):
             return super().run(llm, prompts, max_new_tokens)
-        benchmark: Any = self.benchmark
-        if not hasattr(benchmark, _FIXTURE_TIMER):
-            raise RuntimeError(
-                f"this pytest-benchmark's fixture has no {_FIXTURE_TIMER!r}: cannot time rounds in a worker; "
-                "use --llmbench-isolation=none"
-            )
-        session_timer = getattr(benchmark, _FIXTURE_TIMER)
-        clock = WorkerClock()
-        rounds: list[TimedRound] = []
-
-        def setup() -> None:
-            # Called before each round, warm-up included, after pytest-benchmark has recorded its
-            # options and before it builds the round's runner (which reads the timer).
-            clock.now = 0.0
-            setattr(benchmark, _FIXTURE_TIMER, clock)
-
-        def target() -> Generation:
-            timed = llm.timed_generate(prompts, max_new_tokens)
-            clock.now = timed.seconds
-            rounds.append(timed)
-            return timed.generation
-
-        try:
-            result: Generation = benchmark.pedantic(
-                target, setup=setup, rounds=self.rounds, warmup_rounds=self.warmup_rounds, iterations=1
-            )
-        finally:
-            setattr(benchmark, _FIXTURE_TIMER, session_timer)
+        rounds = pedantic_in_worker(
+            self.benchmark,
+            lambda: llm.timed_generate(prompts, max_new_tokens),
+            lambda timed: timed.seconds,
+            self.rounds,
+            self.warmup_rounds,
+        )
         timed = rounds[self.warmup_rounds :]  # the warm-up rounds come first, as in the base class
-        latencies = list(benchmark.stats.stats.data) if benchmark.stats else []
+        latencies = list(self.benchmark.stats.stats.data) if self.benchmark.stats else []
         self.record(llm, [r.generation for r in timed], latencies, [r.memory for r in timed], max_new_tokens)
-        return result
+        return rounds[-1].generation
