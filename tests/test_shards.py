@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmbench.shards.merge import Shard, Work, assign_shards, expected_cost, parse_shard
+from llmbench.shards.plan import Shard, Work, assign_shards, expected_cost, parse_shard
 
 MODELS = ("gemma3-270m", "t5-small", "gemma3-1b-it")
 PRECISIONS = ("fp32", "bf16", "int8", "nf4", "q4_k_m")

@@ -13,10 +13,10 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 __all__ = [
     "FINGERPRINT_KEY",
@@ -29,8 +29,10 @@ __all__ = [
     "load_run",
     "machine_id_here",
     "parse_run_id",
+    "read_json",
     "run_from_json",
     "run_number",
+    "write_atomically",
     "write_json_atomically",
     "write_text_atomically",
 ]
@@ -246,16 +248,14 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``: a temporary file in the same folder, fsynced, renamed, folder fsynced.
-
-    A crash or an error leaves the previous file untouched and no temporary file behind.
-    """
+def write_atomically(path: Path, write: Callable[[TextIO], object]) -> None:
+    """Call ``write(stream)`` on a temporary file in ``path``'s folder, fsync it, rename it to ``path``, fsync
+    the folder. A crash or an error leaves the previous file untouched and no temporary file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
+            write(out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)
@@ -265,9 +265,19 @@ def write_text_atomically(path: Path, text: str) -> None:
     _fsync_directory(path.parent)
 
 
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through :func:`write_atomically`."""
+    write_atomically(path, lambda out: out.write(text))
+
+
 def write_json_atomically(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON (as pytest-benchmark saves runs) through :func:`write_text_atomically`."""
-    write_text_atomically(path, json.dumps(data, indent=4) + "\n")
+    """Write ``data`` as indented JSON (as pytest-benchmark saves runs) through :func:`write_atomically`."""
+
+    def dump(out: TextIO) -> None:
+        json.dump(data, out, indent=4)
+        out.write("\n")
+
+    write_atomically(path, dump)
 
 
 def machine_id_here() -> str:

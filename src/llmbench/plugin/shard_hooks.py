@@ -1,6 +1,6 @@
 """Hooks of ``--llmbench-shard=K/N``: keep shard K's tests, say so, and record the shard in the saved run.
 
-The split itself is :func:`llmbench.shards.merge.assign_shards`; every shard computes the same split from
+The split itself is :func:`llmbench.shards.plan.assign_shards`; every shard computes the same split from
 the collected tests and the matrix settings (nothing machine-specific), so N machines given 1/N ... N/N
 run every combination exactly once. Tests outside the matrix (no ``llm_combination`` or
 ``llm_load_combination``) all go to shard 1.
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from llmbench.config.combination import Combination
-from llmbench.config.options import option_named, raw_setting
+from llmbench.config.settings import Setting, resolve
 from llmbench.plugin.keys import COMBINATION_ARG, LOAD_COMBINATION_ARG, SETTINGS_KEY
-from llmbench.shards.merge import SHARD_INFO_KEY, Shard, Work, assign_shards, expected_cost, parse_shard
+from llmbench.shards.plan import SHARD_INFO_KEY, Shard, Work, assign_shards, expected_cost, parse_shard
 
 SHARD_KEY = pytest.StashKey[Shard]()
 SELECTION_KEY = pytest.StashKey["Selection"]()
@@ -34,9 +34,10 @@ class Selection:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    raw = raw_setting(config, option_named(FLAG))
-    if raw is not None:
-        config.stash[SHARD_KEY] = parse_shard(raw.value, FLAG, raw.origin)
+    unsharded: Setting[Shard | None] = Setting(None, "the default")
+    shard = resolve(config, FLAG, parse_shard, unsharded).value
+    if shard is not None:
+        config.stash[SHARD_KEY] = shard
 
 
 def _work(item: pytest.Item, config: pytest.Config) -> Work | None:

@@ -1,183 +1,27 @@
-"""Splitting the matrix across machines (``--llmbench-shard=K/N``) and merging the shards' saved runs.
+"""``llmbench merge RUN... -o RUN``: join the saved runs of the shards into one pytest-benchmark run.
 
-**Assignment.** The unit that loads once is a (model, precision) pair: its tests go to one shard
-whenever there are at least as many pairs as shards, so each model is loaded in as few shards as
-possible. Pairs are balanced by expected cost, largest first, each onto the least-loaded shard (ties:
-the lower shard number; pairs of equal cost in name order), so the same matrix always gives the same
-shards on every machine and every combination is in exactly one shard. With more shards than pairs,
-the largest pieces are split in two, by device first and then by batch size, until there are enough.
-
-**Cost model** (relative, unitless; only the ratios matter)::
-
-    cost = PRECISION_FACTOR[precision] * batch_size * max_new_tokens
-
-``PRECISION_FACTOR`` is the time per generated token relative to fp32/bf16 on the development machines
-(DESIGN.md: bitsandbytes int8 decodes at about half the speed of bf16, llama.cpp GGUF types at about
-2.5 times). A load test (no batch size) counts as batch size 1. The cost must not depend on the
-machine (CUDA present or not, skips): shards on different machines must compute the same split.
-
-**Merge.** ``llmbench merge RUN... -o RUN`` joins pytest-benchmark JSON runs of the shards into one
-run with the same top-level keys (``machine_info``, ``commit_info``, ``benchmarks``, ``datetime``,
-``version``), refusing a benchmark present in two shards and shards made with different settings.
+The merged run has the same top-level keys (``machine_info``, ``commit_info``, ``benchmarks``,
+``datetime``, ``version``); a benchmark present in two shards, or shards made with different settings,
+are refused with the files named. The merged run is written atomically (:mod:`llmbench.runs`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmbench.config.combination import GGUF_PRECISIONS
+from llmbench.runs import FINGERPRINT_KEY, RunError, read_json, write_json_atomically
+from llmbench.shards.plan import SHARD_INFO_KEY
 
-#: Time per generated token relative to fp32 (DESIGN.md, Gemma 3 270M on CPU: fp32 and bf16 about
-#: 16 tok/s, nf4 14, int8 7.6, llama.cpp Q4_K_M about 42). Unknown precisions count as 1.
-PRECISION_FACTOR: dict[str, float] = {
-    "fp32": 1.0,
-    "bf16": 1.0,
-    "fp16": 1.0,
-    "nf4": 1.0,
-    "int8": 2.0,
-    **{precision: 0.4 for precision in GGUF_PRECISIONS},
-}
-#: The machine_info key of a run that says which shard made it (written by ``llmbench.plugin.shard_hooks``).
-SHARD_INFO_KEY = "llmbench_shard"
+__all__ = ["SHARDS_INFO_KEY", "TOP_LEVEL_KEYS", "MergeError", "add_merge_arguments", "merge_main", "merge_runs"]
+
 #: The machine_info key of a merged run: shard file -> that shard's machine fingerprint.
 SHARDS_INFO_KEY = "llmbench_shards"
-#: The machine_info key of the fingerprint each run carries (``llmbench.fingerprint``).
-FINGERPRINT_KEY = "llmbench"
 TOP_LEVEL_KEYS = ("machine_info", "commit_info", "benchmarks", "datetime", "version")
-
-
-def expected_cost(precision: str, batch_size: int | None, max_new_tokens: int) -> float:
-    """The cost model above: precision factor x batch size x new tokens."""
-    return PRECISION_FACTOR.get(precision, 1.0) * (batch_size or 1) * max_new_tokens
-
-
-@dataclass(frozen=True)
-class Work:
-    """One test to place: its unique name (the test id), what it runs and its expected cost."""
-
-    name: str
-    model: str
-    precision: str
-    device: str
-    batch_size: int | None
-    cost: float
-
-
-@dataclass(frozen=True)
-class _Piece:
-    name: str
-    work: tuple[Work, ...]
-
-    @property
-    def cost(self) -> float:
-        return sum(sorted(w.cost for w in self.work))
-
-
-def _axis_values(piece: _Piece, axis: str) -> dict[str, Any]:
-    """Each work's value on ``axis`` ("device" or "bs"); a load test (no batch size) goes with the
-    smallest batch size of its piece, so splitting by batch size does not add a load."""
-    if axis == "device":
-        return {w.name: w.device for w in piece.work}
-    sizes = [w.batch_size for w in piece.work if w.batch_size is not None]
-    smallest = min(sizes) if sizes else None
-    return {w.name: w.batch_size if w.batch_size is not None else smallest for w in piece.work}
-
-
-def _halves(piece: _Piece) -> tuple[_Piece, _Piece] | None:
-    """Split a piece in two by device, else by batch size (balanced by cost), or None if it cannot be."""
-    for axis in ("device", "bs"):
-        value_of = _axis_values(piece, axis)
-        values = sorted(set(value_of.values()), key=str)
-        if len(values) < 2:
-            continue
-        costs = {v: sum(sorted(w.cost for w in piece.work if value_of[w.name] == v)) for v in values}
-        sides: tuple[list[Any], list[Any]] = ([], [])
-        loads = [0.0, 0.0]
-        for value in sorted(values, key=lambda v: (-costs[v], str(v))):
-            side = 0 if loads[0] <= loads[1] else 1
-            sides[side].append(value)
-            loads[side] += costs[value]
-        halves = tuple(
-            _Piece(
-                f"{piece.name}/{axis}={'+'.join(sorted(str(v) for v in side))}",
-                tuple(w for w in piece.work if value_of[w.name] in side),
-            )
-            for side in sides
-        )
-        return halves[0], halves[1]
-    return None
-
-
-def assign_shards(work: Iterable[Work], n: int) -> dict[str, int]:
-    """Each work name -> its shard (1..n); deterministic, every name in exactly one shard.
-
-    Groups by (model, precision); with more shards than groups, splits the largest groups by device,
-    then batch size; places groups largest first onto the least-loaded shard (ties: lower shard).
-    """
-    if n < 1:
-        raise ValueError(f"shard count must be positive, got {n}")
-    items = list(work)
-    names = [w.name for w in items]
-    if len(set(names)) != len(names):
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        raise ValueError(f"work names must be unique; repeated: {', '.join(duplicates)}")
-    groups: dict[tuple[str, str], list[Work]] = {}
-    for w in sorted(items, key=lambda w: w.name):
-        groups.setdefault((w.model, w.precision), []).append(w)
-    pieces = [_Piece(f"{model}-{precision}", tuple(ws)) for (model, precision), ws in groups.items()]
-    while len(pieces) < n:
-        for piece in sorted(pieces, key=lambda p: (-p.cost, p.name)):
-            halves = _halves(piece)
-            if halves is not None:
-                pieces.remove(piece)
-                pieces.extend(halves)
-                break
-        else:
-            break  # nothing left to split: some shards stay empty
-    loads = [0.0] * n
-    shard_of: dict[str, int] = {}
-    for piece in sorted(pieces, key=lambda p: (-p.cost, p.name)):
-        shard = min(range(n), key=lambda index: (loads[index], index))
-        loads[shard] += piece.cost
-        for w in piece.work:
-            shard_of[w.name] = shard + 1
-    return shard_of
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Shard ``index`` (1-based) of ``count``."""
-
-    index: int
-    count: int
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
-
-
-def parse_shard(text: str, what: str, origin: str) -> Shard:
-    """``K/N`` with 1 <= K <= N; a :class:`llmbench.config.options.SettingError` otherwise."""
-    from llmbench.config.options import SettingError
-
-    parts = text.strip().split("/")
-    try:
-        index, count = (int(part) for part in parts) if len(parts) == 2 else (None, None)
-    except ValueError:
-        index = count = None
-    if index is None or count is None or count < 1 or not 1 <= index <= count:
-        raise SettingError(f"{what}: {text!r} is not a shard (from {origin}); expected K/N with 1 <= K <= N, e.g. 2/3")
-    return Shard(index, count)
-
-
-# --- merge -------------------------------------------------------------------------------------
 
 
 class MergeError(Exception):
@@ -186,11 +30,12 @@ class MergeError(Exception):
 
 def _load(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MergeError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise MergeError(f"{path}: not a readable pytest-benchmark JSON run ({error})") from None
+        data = read_json(path)
+    except RunError as error:
+        reason = str(error).removeprefix(f"{path}: ")
+        if reason == "no such file":
+            raise MergeError(str(error)) from None
+        raise MergeError(f"{path}: not a readable pytest-benchmark JSON run ({reason})") from None
     if not isinstance(data, dict):
         raise MergeError(f"{path}: not a pytest-benchmark run (top level is not an object)")
     missing = [key for key in TOP_LEVEL_KEYS if key not in data]
@@ -322,20 +167,6 @@ def missing_shards(paths: Sequence[Path | str]) -> list[int]:
     return [] if count is None else [index for index in range(1, count + 1) if index not in present]
 
 
-def write_run(run: Mapping[str, Any], output: Path) -> None:
-    """Write a run atomically: a temporary file in the same folder, then ``os.replace``."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(run, stream, indent=4)
-            stream.write("\n")
-        os.replace(temporary, output)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN", type=Path, help="saved runs of the shards (JSON files)")
     parser.add_argument(
@@ -357,7 +188,7 @@ def merge_main(args: argparse.Namespace) -> int:
     except MergeError as error:
         print(f"llmbench merge: error: {error}", file=sys.stderr)
         return 2
-    write_run(merged, output)
+    write_json_atomically(output, merged)
     if missing:
         print(
             f"llmbench merge: warning: no run of shard(s) {', '.join(map(str, missing))}: "
