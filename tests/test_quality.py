@@ -15,22 +15,11 @@ from hypothesis import strategies as st
 from rouge_score import rouge_scorer
 
 from llmbench.metrics import Metric
-from llmbench.quality.scores import (
-    ROUGE_TYPES,
-    QualityRecord,
-    bootstrap_ci,
-    drift_metrics,
-    first_difference,
-    quality_metrics,
-    quality_records,
-    read_outputs,
-    rouge_scores,
-    semantic_available,
-    semantic_scores,
-    semantic_similarity,
-    split_sentences,
-    write_outputs,
-)
+from llmbench.quality.drift import drift_metrics, first_difference
+from llmbench.quality.outputs import QualityRecord, quality_records, read_outputs, write_outputs
+from llmbench.quality.rouge import ROUGE_TYPES, quality_metrics, rouge_scores, split_sentences
+from llmbench.quality.semantic import semantic_available, semantic_scores, semantic_similarity
+from llmbench.stats import bootstrap_ci
 
 # (reference, prediction): stemming, case, punctuation, digits, reordering.
 PAIRS: list[tuple[str, str]] = [
@@ -123,9 +112,7 @@ def test_rouge_scores_rejects_mismatched_lengths() -> None:
         rouge_scores(["a", "b"], ["a"])
 
 
-_WORD = st.text(
-    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=12
-)
+_WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=12)
 _SEPARATOR = st.sampled_from([" ", ", ", ". ", "! ", "? ", "\n", " - "])
 
 
@@ -377,10 +364,7 @@ def test_drift_rejects_missing_rouge_type() -> None:
 
 
 def _records(n: int, output: str = "out") -> list[QualityRecord]:
-    return [
-        QualityRecord(f"item-{i}", f"reference {i}", f"{output} {i}", 0.5, 0.25, 0.4, i % 2 == 0)
-        for i in range(n)
-    ]
+    return [QualityRecord(f"item-{i}", f"reference {i}", f"{output} {i}", 0.5, 0.25, 0.4, i % 2 == 0) for i in range(n)]
 
 
 def test_outputs_round_trip_one_record_a_line(tmp_path: Path) -> None:
@@ -470,7 +454,7 @@ def test_bootstrap_ci_is_the_percentile_interval_of_resampled_means(monkeypatch:
 
     assert bootstrap_ci(values.tolist()) == pytest.approx(expected, rel=1e-12)
     # Drawing the resamples in chunks (to bound memory) draws the same indices.
-    monkeypatch.setattr("llmbench.quality.scores._CHUNK_ENTRIES", 7 * values.size)
+    monkeypatch.setattr("llmbench.stats._CHUNK_ENTRIES", 7 * values.size)
     assert bootstrap_ci(values.tolist()) == pytest.approx(expected, rel=1e-12)
 
 

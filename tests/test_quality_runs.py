@@ -9,8 +9,8 @@ import pytest
 from llmbench.backends import get_backend
 from llmbench.config.combination import Combination, ModelSpec
 from llmbench.data import Item, load_items
+from llmbench.quality.outputs import read_outputs
 from llmbench.quality.runs import QualityRuns
-from llmbench.quality.scores import read_outputs
 from tests.conftest import REPO
 
 ITEMS = load_items(REPO / "src" / "llmbench" / "data" / "summaries.jsonl")[:5]

@@ -16,15 +16,10 @@ from llmbench.backends import LoadedModel
 from llmbench.config.combination import Combination
 from llmbench.data import Item
 from llmbench.metrics import Metric
-from llmbench.quality.scores import (
-    drift_metrics,
-    quality_records,
-    rouge_metrics,
-    rouge_scores,
-    semantic_available,
-    semantic_similarity,
-    write_outputs,
-)
+from llmbench.quality.drift import drift_metrics
+from llmbench.quality.outputs import quality_records, write_outputs
+from llmbench.quality.rouge import rouge_metrics, rouge_scores
+from llmbench.quality.semantic import semantic_available, semantic_similarity
 
 LoadKey = tuple[str, str, str]
 

@@ -1,0 +1,169 @@
+"""Drift of a precision from the reference precision of the same model, on the same items.
+
+``drift_identical_share``: the share of items whose output text equals the reference precision's.
+``drift_first_diff_token``: over the items whose tokens differ, the mean 0-based position of the first
+differing token. ``<rouge>_share`` and ``quality_target_met``: mean F1 as a share of the reference's,
+and whether every share reaches the target (MLPerf Inference asks for 99% of the FP32 reference's
+ROUGE). See docs/quality.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from llmbench.metrics import Metric
+from llmbench.quality.rouge import ROUGE_TYPES, check_lengths
+from llmbench.stats import CONFIDENCE, RESAMPLES, SEED, bootstrap_ci, percentile_interval, resampled_rows
+
+__all__ = ["TARGET_SHARE", "drift_metrics", "first_difference", "share_ci"]
+
+Floats = npt.NDArray[np.float64]
+
+#: MLPerf Inference (inference_rules.adoc, benchmark table): a "99%" submission must reach 99% of the
+#: FP32 reference's accuracy, ROUGE for summarization; the default target against the reference precision.
+TARGET_SHARE: Final = 0.99
+
+
+def share_ci(current: Floats, reference: Floats) -> tuple[float, float] | None:
+    """Paired percentile-bootstrap interval of mean(current) / mean(reference), items resampled together.
+
+    Resamples whose reference mean is 0 are left out; None when fewer than two items or none is left.
+    """
+    if current.size < 2:
+        return None
+    rng = np.random.default_rng(SEED)
+    ratios: list[Floats] = []
+    for rows in resampled_rows(current.size, RESAMPLES, rng):
+        cur, ref = current[rows].mean(axis=1), reference[rows].mean(axis=1)
+        ratios.append(cur[ref > 0] / ref[ref > 0])
+    kept = np.concatenate(ratios)
+    return percentile_interval(kept, CONFIDENCE) if kept.size else None
+
+
+def first_difference(tokens: Sequence[int], reference: Sequence[int]) -> int | None:
+    """The 0-based position of the first differing token; the shorter length where one is a prefix of the
+    other; None where the sequences are equal."""
+    for position, (token, other) in enumerate(zip(tokens, reference, strict=False)):
+        if token != other:
+            return position
+    return None if len(tokens) == len(reference) else min(len(tokens), len(reference))
+
+
+def drift_metrics(
+    token_ids: Sequence[Sequence[int]],
+    reference_token_ids: Sequence[Sequence[int]],
+    texts: Sequence[str],
+    reference_texts: Sequence[str],
+    scores: Mapping[str, Sequence[float]],
+    reference_scores: Mapping[str, Sequence[float]],
+    target_share: float = TARGET_SHARE,
+    reference_precision: str = "fp32",
+) -> list[Metric]:
+    """How far this precision's outputs are from the reference precision's on the same items.
+
+    All sequences are per item, in the same item order; ``scores`` and ``reference_scores`` are per-item
+    F1 as :func:`rouge_scores` gives them. Returns ``drift_identical_share``, ``drift_first_diff_token``,
+    one ``<rouge>_share`` per ROUGE type and ``quality_target_met`` (1.0 where every share reaches
+    ``target_share``, 0.0 where one does not, None where a share cannot be computed).
+    """
+    if not 0 < target_share <= 1:
+        raise ValueError(f"target_share must be in (0, 1], got {target_share!r}")
+    lengths: dict[str, Sequence[Any]] = {
+        "token_ids": token_ids,
+        "reference_token_ids": reference_token_ids,
+        "texts": texts,
+        "reference_texts": reference_texts,
+    }
+    for label, given in (("scores", scores), ("reference_scores", reference_scores)):
+        for name in ROUGE_TYPES:
+            if name not in given:
+                raise ValueError(f"{label} lack {name!r} (have {sorted(given)}; need {', '.join(ROUGE_TYPES)})")
+            lengths[f"{label}[{name!r}]"] = given[name]
+    n = check_lengths(**lengths)
+    if n == 0:
+        raise ValueError("no items to compare")
+    ref = reference_precision
+
+    identical = [1.0 if text == other else 0.0 for text, other in zip(texts, reference_texts, strict=True)]
+    same = int(sum(identical))
+    metrics = [
+        Metric(
+            name="drift_identical_share",
+            value=same / n,
+            unit="ratio",
+            direction="higher",
+            samples=tuple(identical),
+            ci=bootstrap_ci(identical),
+            note=(f"{same} of {n} output texts identical to {ref}'s; bootstrap {CONFIDENCE:.0%} CI (seed {SEED})"),
+        )
+    ]
+
+    positions = [
+        position
+        for tokens, other in zip(token_ids, reference_token_ids, strict=True)
+        if (position := first_difference(tokens, other)) is not None
+    ]
+    metrics.append(
+        Metric(
+            name="drift_first_diff_token",
+            value=float(np.mean(positions)) if positions else None,
+            unit="tokens",
+            direction="higher",
+            samples=tuple(float(p) for p in positions),
+            note=(
+                f"mean 0-based position of the first generated token that differs from {ref}'s, "
+                f"over the {len(positions)} of {n} items whose tokens differ"
+                if positions
+                else f"n/a: the generated tokens of all {n} items equal {ref}'s"
+            ),
+        )
+    )
+
+    shares: list[float | None] = []
+    for name in ROUGE_TYPES:
+        current: Floats = np.asarray(scores[name], dtype=np.float64)
+        reference: Floats = np.asarray(reference_scores[name], dtype=np.float64)
+        cur_mean, ref_mean = float(current.mean()), float(reference.mean())
+        share = cur_mean / ref_mean if ref_mean > 0 else None
+        shares.append(share)
+        if share is None:
+            note = f"n/a: {ref}'s mean {name} F1 is 0"
+        else:
+            verdict = "meets" if share >= target_share else "below"
+            note = (
+                f"mean {name} F1 {cur_mean:.4f} / {ref}'s {ref_mean:.4f}; {verdict} the {target_share:.0%} "
+                f"target (MLPerf: 99% of FP32 ROUGE); paired bootstrap {CONFIDENCE:.0%} CI (seed {SEED})"
+            )
+        metrics.append(
+            Metric(
+                name=f"{name}_share",
+                value=share,
+                unit="ratio",
+                direction="higher",
+                ci=share_ci(current, reference) if share is not None else None,
+                note=note,
+            )
+        )
+
+    known = [share for share in shares if share is not None]
+    met: float | None = None if len(known) < len(shares) else float(all(s >= target_share for s in known))
+    listed = ", ".join(
+        f"{name} {'n/a' if share is None else f'{share:.4f}'}" for name, share in zip(ROUGE_TYPES, shares, strict=True)
+    )
+    metrics.append(
+        Metric(
+            name="quality_target_met",
+            value=met,
+            unit="ratio",
+            direction="higher",
+            note=(
+                f"1 where every ROUGE share (of {ref}'s mean) reaches {target_share:.0%}, else 0 "
+                f"(MLPerf: 99% of FP32 ROUGE); shares: {listed}"
+            ),
+        )
+    )
+    return metrics

@@ -1,0 +1,119 @@
+"""The per-item outputs of one combination (id, reference, output, ROUGE, identical to the reference
+precision's), saved next to the run as JSON lines, atomically. See docs/quality.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from llmbench.quality.rouge import ROUGE_TYPES, check_lengths
+from llmbench.runs import write_atomically
+
+__all__ = ["QualityRecord", "quality_records", "read_outputs", "write_outputs"]
+
+
+@dataclass(frozen=True)
+class QualityRecord:
+    """One item's output of one combination, as saved next to the run."""
+
+    id: str
+    reference: str
+    output: str
+    rouge1: float
+    rouge2: float
+    rougeLsum: float  # the metric's name, as in the saved runs
+    #: Whether the output equals the reference precision's; None where that output is not known.
+    identical_to_reference_precision: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "reference": self.reference,
+            "output": self.output,
+            "rouge1": self.rouge1,
+            "rouge2": self.rouge2,
+            "rougeLsum": self.rougeLsum,
+            "identical_to_reference_precision": self.identical_to_reference_precision,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> QualityRecord:
+        identical = data.get("identical_to_reference_precision")
+        return cls(
+            id=str(data["id"]),
+            reference=str(data["reference"]),
+            output=str(data["output"]),
+            rouge1=float(data["rouge1"]),
+            rouge2=float(data["rouge2"]),
+            rougeLsum=float(data["rougeLsum"]),
+            identical_to_reference_precision=None if identical is None else bool(identical),
+        )
+
+
+def quality_records(
+    ids: Sequence[str],
+    references: Sequence[str],
+    outputs: Sequence[str],
+    scores: Mapping[str, Sequence[float]],
+    reference_outputs: Sequence[str] | None = None,
+) -> list[QualityRecord]:
+    """The per-item records of one combination (``reference_outputs``: the reference precision's texts)."""
+    lengths: dict[str, Sequence[Any]] = {"ids": ids, "references": references, "outputs": outputs}
+    lengths.update({f"scores[{name!r}]": scores[name] for name in ROUGE_TYPES})
+    if reference_outputs is not None:
+        lengths["reference_outputs"] = reference_outputs
+    n = check_lengths(**lengths)
+    return [
+        QualityRecord(
+            id=ids[i],
+            reference=references[i],
+            output=outputs[i],
+            rouge1=float(scores["rouge1"][i]),
+            rouge2=float(scores["rouge2"][i]),
+            rougeLsum=float(scores["rougeLsum"][i]),
+            identical_to_reference_precision=None if reference_outputs is None else outputs[i] == reference_outputs[i],
+        )
+        for i in range(n)
+    ]
+
+
+def _json_line(record: QualityRecord) -> str:
+    # Readable non-ASCII text, but with the characters that str.splitlines() also breaks at escaped,
+    # so a line-based reader sees exactly one record a line (JSON forbids none of them raw).
+    line = json.dumps(record.to_json(), ensure_ascii=False, allow_nan=False)
+    return line.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def write_outputs(path: Path, records: Iterable[QualityRecord]) -> None:
+    """Save the records as JSON lines at ``path``, atomically (:func:`llmbench.runs.write_atomically`): a
+    crash or an error leaves the previous file untouched and no temporary file behind."""
+
+    def write(out: TextIO) -> None:
+        for record in records:
+            out.write(_json_line(record) + "\n")
+
+    write_atomically(path, write)
+
+
+def read_outputs(path: Path) -> list[QualityRecord]:
+    """Read records saved by :func:`write_outputs`; a ValueError names the file and line of a bad one."""
+    records: list[QualityRecord] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                raise TypeError(f"expected an object, got {type(data).__name__}")
+            records.append(QualityRecord.from_json(data))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg}; column {error.colno})") from None
+        except KeyError as error:
+            raise ValueError(f"{path}, line {number}: missing field {error.args[0]!r}") from None
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}, line {number}: {error}") from None
+    return records
