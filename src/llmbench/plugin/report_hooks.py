@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from llmbench.config.options import SettingError, option_named, raw_setting
+from llmbench.config.settings import SettingError, raw_value, resolve_path
+from llmbench.gate import Verdict
 
 __all__ = ["REPORT_DIR_KEY", "pytest_configure", "pytest_sessionfinish"]
 
@@ -25,7 +26,7 @@ SAVED_JSON_KEY = pytest.StashKey[dict[str, Any]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    setting = raw_setting(config, option_named("--llmbench-report"))
+    setting = raw_value(config, "--llmbench-report")
     if setting is None or not setting.value.strip():
         return
     if importlib.util.find_spec("matplotlib") is None:
@@ -33,9 +34,8 @@ def pytest_configure(config: pytest.Config) -> None:
             f"--llmbench-report: writing the report needs matplotlib, which is not installed "
             f"(from {setting.origin}); install pytest-llmbench[report]"
         )
-    path = Path(setting.value).expanduser()
-    if setting.kind == "ini" and config.inipath is not None and not path.is_absolute():
-        path = config.inipath.parent / path
+    # A path from the command line stays as given (the end-of-session line shows it so).
+    path = resolve_path(config, setting) if setting.kind == "ini" else Path(setting.value).expanduser()
     if path.exists() and not path.is_dir():
         raise SettingError(f"--llmbench-report: {str(path)!r} is a file (from {setting.origin}); expected a directory")
     config.stash[REPORT_DIR_KEY] = path
@@ -78,7 +78,7 @@ def _session_json(session: Any, config: pytest.Config) -> dict[str, Any]:
     }
 
 
-def _session_verdict(config: pytest.Config) -> Any:
+def _session_verdict(config: pytest.Config) -> Verdict | None:
     """The verdict the gate gave in this session (its ``pytest_sessionfinish`` runs before this one)."""
     from llmbench.plugin.gate_hooks import GATE_KEY
 

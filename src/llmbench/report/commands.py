@@ -12,7 +12,7 @@ from llmbench.runs import SavedRun
 from llmbench.units import SizeError, parse_size
 
 if TYPE_CHECKING:
-    from llmbench.gate.compare import Verdict
+    from llmbench.gate import Verdict
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
@@ -38,19 +38,13 @@ def parse_budget(text: str) -> float:
 def gate_verdict(current: SavedRun, history: Sequence[SavedRun]) -> Verdict | None:
     """The gate's verdict on ``current`` against the run before it in ``history`` (the gate's default
     baseline, ``last``, with its default rules), or None where there is no earlier run."""
-    from llmbench.gate import compare as gate
+    from llmbench.gate import Baseline, compare_runs
 
     earlier = [run for run in history if run is not current and run.datetime <= current.datetime]
     if not earlier:
         return None
-    try:
-        previous, now = (
-            gate.run_from_json(run.data, run.source, run.name, run.number) for run in (earlier[-1], current)
-        )
-    except gate.GateError as error:
-        raise ReportError(str(error)) from None
-    baseline = gate.Baseline((previous,), f"{previous.name} ({previous.source}), the run before")
-    return gate.compare_runs(baseline, now)
+    previous = earlier[-1]
+    return compare_runs(Baseline((previous,), f"{previous.name} ({previous.source}), the run before"), current)
 
 
 def _add_storage(parser: argparse.ArgumentParser) -> None:

@@ -23,7 +23,7 @@ from llmbench.metrics import Metric, metrics_of, reading_order
 from llmbench.runs import RunError, SavedRun, list_runs, load_run, run_from_json
 
 if TYPE_CHECKING:
-    from llmbench.gate.compare import Verdict
+    from llmbench.gate import Verdict
 
 __all__ = [
     "DEFAULT_HISTORY",

@@ -11,13 +11,12 @@ from __future__ import annotations
 import base64
 import difflib
 import html
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from llmbench.config.precisions import precision_rank
+from llmbench.gate import Verdict, decision_cells
 from llmbench.report.export import write_csv
 from llmbench.report.frame import Row, Table, combination_sort_key, regressed
 from llmbench.report.markdown import (
@@ -33,10 +32,7 @@ from llmbench.report.markdown import (
 )
 from llmbench.report.plots import Plot, history_plots, plot_color, run_plots
 from llmbench.runs import SavedRun
-from llmbench.units import GiB, format_bytes, format_number, format_value, scale_for
-
-if TYPE_CHECKING:
-    from llmbench.gate.compare import Decision, Verdict
+from llmbench.units import GiB, format_bytes, format_value
 
 __all__ = ["DEFAULT_BUDGET_BYTES", "ReportFiles", "marked_differences", "side_by_side", "write_report"]
 
@@ -197,33 +193,6 @@ def _list_html(items: Sequence[str]) -> str:
     return out
 
 
-def _decision_cells(decision: Decision) -> list[str]:
-    """metric, baseline, current, change, interval, verdict of one decision, as the gate shows them."""
-    divisor, unit = scale_for(decision.unit, [v for v in (decision.baseline, decision.current) if v is not None])
-
-    def value(v: float | None) -> str:
-        return "n/a" if v is None else f"{format_number(v / divisor)} {unit}".rstrip()
-
-    change, interval = "", ""
-    if decision.change is not None and decision.difference is not None:
-        if math.isinf(decision.change):
-            change = "from 0"
-        elif decision.rule.sample_kind == "items" and decision.rule.relative is None:
-            change = f"{decision.difference:+.3g}"
-        else:
-            change = f"{decision.change * 100:+.1f}%"
-    if decision.interval is not None:
-        low, high = decision.interval
-        ratio = decision.interval_of == "ratio"
-        interval = f"{(low - 1) * 100:+.1f}%..{(high - 1) * 100:+.1f}%" if ratio else f"{low:+.3g}..{high:+.3g}"
-    status: str = decision.verdict
-    if decision.verdict == "regressed" and not decision.rule.gate:
-        status = "worse (info)"
-    elif decision.verdict == "noisy" and decision.rounds_needed:
-        status = f"noisy (~{decision.rounds_needed} rounds)" if decision.rounds_needed < 10_000 else "noisy"
-    return [decision.metric, value(decision.baseline), value(decision.current), change, interval, status]
-
-
 def _verdict_html(verdict: Verdict | None) -> str:
     """The gate's verdict from its objects: headline, runs, machine, notes, regressions, noisy metrics and
     the table of every compared metric (regressed rows highlighted)."""
@@ -253,7 +222,7 @@ def _verdict_html(verdict: Verdict | None) -> str:
     shown = [(result.label, decision) for result in verdict.ordered for decision in result.shown]
     if shown:
         header = ["combination", "metric", "baseline", "current", "change", "interval (95%)", "verdict"]
-        rows = [[f"<td>{_esc(cell)}</td>" for cell in (label, *_decision_cells(d))] for label, d in shown]
+        rows = [[f"<td>{_esc(cell)}</td>" for cell in (label, *decision_cells(d).as_tuple())] for label, d in shown]
         classes = ["regressed" if d.fails else "" for _, d in shown]
         opened = " open" if len(shown) <= _TABLE_OPEN else ""
         parts.append(

@@ -16,7 +16,7 @@ from llmbench.runs import SavedRun
 from llmbench.units import format_bytes, format_value
 
 if TYPE_CHECKING:
-    from llmbench.gate.compare import Verdict
+    from llmbench.gate import Verdict
 
 __all__ = [
     "GITHUB_COMMENT_LIMIT",
