@@ -83,7 +83,7 @@ def marked_differences(text: str, reference: str) -> str:
 
 def _references(rows: Sequence[Row], root: Path | None) -> dict[str, str]:
     """Reference summaries per item, from the outputs files the runs point to (where still on disk)."""
-    from llmbench.quality.scores import read_outputs
+    from llmbench.quality.outputs import read_outputs
 
     found: dict[str, str] = {}
     for row in rows:
