@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("llmbench.gate.compare", "compare a run with a baseline and give the gate's verdict"),
     "merge": ("llmbench.shards.merge", "merge the saved runs of matrix shards into one run"),
     "report": ("llmbench.report.commands", "write the HTML and markdown report of saved runs"),
+    "history": ("llmbench.history.command", "find the change points in the saved runs and the commits they start at"),
     "export": ("llmbench.report.commands", "write saved runs as a CSV or Parquet table: a row per combination and run"),
 }
 
