@@ -16,10 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmbench.config.options import SettingError, parse_positive_int
+from llmbench.config.options import SettingError, add_cli_argument, parse_positive_int
 from llmbench.fingerprint import fingerprint_differences
 from llmbench.gate.baseline import (
-    DEFAULT_DRIFT_HISTORY,
     Baseline,
     GateError,
     choose_baseline,
@@ -185,38 +184,25 @@ def publish_markdown(verdict: Verdict, verdict_path: Path | None, environ: Mappi
 
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``llmbench compare BASELINE CURRENT``."""
+    """Arguments of ``llmbench compare BASELINE CURRENT``: the gate's options as the plugin declares them
+    (:func:`llmbench.config.options.add_cli_argument`); their text is parsed by :func:`compare_main`, so a
+    bad value is one clear line and exit status 2."""
     parser.add_argument(
         "baseline", metavar="BASELINE",
         help="a run file, a run id (e.g. 0003, looked up in --storage), 'last' (the run saved before CURRENT) "
         "or 'window:N' (the N runs saved before CURRENT with its machine fingerprint, per-metric medians)",
     )  # fmt: skip
     parser.add_argument("current", metavar="CURRENT", help="a run file or a run id (e.g. 0004)")
-    parser.add_argument("--fail", metavar="RULES", default=None,
-                        help="per-metric rules overriding the defaults, as --llmbench-fail, e.g. "
-                        "decode_tok_s:-5%%,peak_rss_bytes:+10%%. Default: the built-in rules")  # fmt: skip
+    for flag in ("--llmbench-fail", "--llmbench-fingerprint", "--llmbench-verdict", "--llmbench-drift-history"):
+        add_cli_argument(parser, flag, parse=_as_given)
     parser.add_argument(
-        "--fingerprint",
-        metavar="MODE",
-        default="warn",
-        help="when the machines differ: warn, strict (fail) or ignore. Default: %(default)r",
-    )
-    parser.add_argument(
-        "--verdict", metavar="PATH", default=None, help="also write the verdict as markdown to PATH. Default: none"
-    )
-    parser.add_argument(
-        "--drift-history",
-        metavar="N",
-        default=str(DEFAULT_DRIFT_HISTORY),
-        help="as --llmbench-drift-history: how many saved runs with CURRENT's machine fingerprint "
-        "(the baseline and those before it) show the drift between runs. Default: %(default)s",
-    )
-    parser.add_argument(
-        "--storage",
-        metavar="DIR",
-        default=".benchmarks",
+        "--storage", metavar="DIR", default=".benchmarks",
         help="pytest-benchmark's storage folder, for run ids. Default: %(default)r",
-    )
+    )  # fmt: skip
+
+
+def _as_given(text: str, what: str, origin: str) -> str:
+    return text
 
 
 def _resolve_current(text: str, storage: Path, machine_id: str) -> Path:

@@ -12,7 +12,8 @@ from typing import Literal
 
 import pytest
 
-from llmbench.config.options import option_named, parse_positive_int, raw_setting
+from llmbench.config.options import parse_positive_int
+from llmbench.config.settings import Setting, raw_value, resolve, resolve_path
 from llmbench.gate.baseline import DEFAULT_DRIFT_HISTORY, BaselineSpec, GateError, parse_baseline
 from llmbench.gate.rules import DEFAULT_RULES, FailSpecError, Rule, merge_rules, parse_fail_spec
 from llmbench.runs import machine_id_here
@@ -71,9 +72,10 @@ def gate_settings(config: pytest.Config) -> GateSettings:
 
     The gate is active when ``--benchmark-compare`` is given or ``--llmbench-baseline`` is set (command
     line or ini). Without ``--llmbench-baseline``, ``--benchmark-compare=NUM`` names the baseline run.
+    Each option is resolved by :mod:`llmbench.config.settings`, which remembers where its value came from.
     """
     try:
-        raw = raw_setting(config, option_named("--llmbench-baseline"))
+        raw = raw_value(config, "--llmbench-baseline")
         compare = config.getoption("benchmark_compare", default=None)
         if raw is not None:
             baseline = parse_baseline(raw.value, raw.origin)
@@ -81,26 +83,18 @@ def gate_settings(config: pytest.Config) -> GateSettings:
             baseline = parse_baseline(compare, "--benchmark-compare on the command line", "--benchmark-compare")
         else:
             baseline = BaselineSpec("last")
-        fail = raw_setting(config, option_named("--llmbench-fail"))
+        fail = raw_value(config, "--llmbench-fail")
         rules = resolve_rules(fail.value if fail else None, fail.origin if fail else "the default")
-        mode_raw = raw_setting(config, option_named("--llmbench-fingerprint"))
-        mode = parse_fingerprint_mode(mode_raw.value, mode_raw.origin) if mode_raw else "warn"
+        default_mode: Setting[FingerprintMode] = Setting("warn", "the default")
+        mode = resolve(config, "--llmbench-fingerprint", _fingerprint_mode, default_mode).value
     except GateError as error:
         raise pytest.UsageError(str(error)) from None
-    history_raw = raw_setting(config, option_named("--llmbench-drift-history"))
-    drift_history = (
-        parse_positive_int(history_raw.value, "--llmbench-drift-history", history_raw.origin)
-        if history_raw
-        else DEFAULT_DRIFT_HISTORY
-    )
-    verdict_raw = raw_setting(config, option_named("--llmbench-verdict"))
+    default_history = Setting(DEFAULT_DRIFT_HISTORY, "the default")
+    drift_history = resolve(config, "--llmbench-drift-history", parse_positive_int, default_history).value
+    verdict_raw = raw_value(config, "--llmbench-verdict")
     verdict_path = None
     if verdict_raw is not None:
-        verdict_path = Path(verdict_raw.value).expanduser()
-        if not verdict_path.is_absolute():
-            from_ini = verdict_raw.kind == "ini" and config.inipath
-            base = config.inipath.parent if from_ini and config.inipath else config.invocation_params.dir
-            verdict_path = base / verdict_path
+        verdict_path = resolve_path(config, verdict_raw)
         if verdict_path.is_dir():
             raise pytest.UsageError(
                 f"--llmbench-verdict: {verdict_raw.value!r} is a folder (from {verdict_raw.origin}); "
@@ -122,3 +116,7 @@ def gate_settings(config: pytest.Config) -> GateSettings:
         verdict_path=verdict_path, drift_history=drift_history, storage=storage, machine_id=machine_id,
         inactive_reason=reason,
     )  # fmt: skip
+
+
+def _fingerprint_mode(text: str, what: str, origin: str) -> FingerprintMode:
+    return parse_fingerprint_mode(text, origin, what)

@@ -5,59 +5,36 @@ Human units (ms, tok/s, MiB/GiB, %), n/a where a figure could not be measured, f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from llmbench.metrics import Metric, metrics_of
+from llmbench.units import format_compact
 
-MiB = 2**20
-GiB = 2**30
-
-
-def fmt_seconds(value: float) -> str:
-    return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
-
-
-def fmt_rate(value: float) -> str:
-    return f"{value:.1f}" if value < 1000 else f"{value:.0f}"
-
-
-def fmt_bytes(value: float) -> str:
-    return f"{value / GiB:.2f} GiB" if value >= GiB else f"{value / MiB:.0f} MiB"
-
-
-def fmt_share(value: float) -> str:
-    return f"{value * 100:.1f}%"
-
-
-def fmt_score(value: float) -> str:
-    return f"{value:.3f}"
-
-
-#: (header, metric name, formatter, width)
-COLUMNS: tuple[tuple[str, str, Callable[[float], str], int], ...] = (
-    ("latency", "latency_s", fmt_seconds, 8),
-    ("TTFT", "ttft_s", fmt_seconds, 8),
-    ("prefill/s", "prefill_tok_s", fmt_rate, 9),
-    ("decode/s", "decode_tok_s_per_seq", fmt_rate, 8),
-    ("batch/s", "decode_tok_s_total", fmt_rate, 7),
-    ("peak mem", "peak_rss_bytes", fmt_bytes, 9),
-    ("weights", "weight_bytes", fmt_bytes, 9),
-    ("MBU", "mbu", fmt_share, 6),
-    ("ROUGE-L", "rougeLsum", fmt_score, 7),
-    ("same", "drift_identical_share", fmt_share, 6),
+#: (header, metric name, width); values are formatted by :func:`llmbench.units.format_compact`.
+COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("latency", "latency_s", 8),
+    ("TTFT", "ttft_s", 8),
+    ("prefill/s", "prefill_tok_s", 9),
+    ("decode/s", "decode_tok_s_per_seq", 8),
+    ("batch/s", "decode_tok_s_total", 7),
+    ("peak mem", "peak_rss_bytes", 9),
+    ("weights", "weight_bytes", 9),
+    ("MBU", "mbu", 6),
+    ("ROUGE-L", "rougeLsum", 7),
+    ("same", "drift_identical_share", 6),
 )
 #: The memory column shows CUDA's allocated peak where the run was on a GPU.
 GPU_MEMORY = "peak_cuda_allocated_bytes"
 
 
-def cell(metrics: Mapping[str, Metric], name: str, formatter: Callable[[float], str]) -> str:
+def cell(metrics: Mapping[str, Metric], name: str) -> str:
     metric = metrics.get(name)
     if name == "peak_rss_bytes" and GPU_MEMORY in metrics:
         metric = metrics[GPU_MEMORY]
-    if metric is None or metric.value is None:
+    if metric is None:
         return "n/a"
-    return formatter(metric.value)
+    return format_compact(metric.value, metric.unit)
 
 
 def combination_label(extra: Mapping[str, Any]) -> str:
@@ -72,12 +49,12 @@ def render(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
         metrics = metrics_of(bench)
         if "model" not in extra or "latency_s" not in metrics:
             continue
-        rows.append([combination_label(extra)] + [cell(metrics, name, fmt) for _, name, fmt, _ in COLUMNS])
+        rows.append([combination_label(extra)] + [cell(metrics, name) for _, name, _ in COLUMNS])
     if not rows:
         return []
     first = max(len("combination"), *(len(row[0]) for row in rows))
-    widths = [first] + [max(width, *(len(row[i + 1]) for row in rows)) for i, (_, _, _, width) in enumerate(COLUMNS)]
-    header = ["combination"] + [title for title, _, _, _ in COLUMNS]
+    widths = [first] + [max(width, *(len(row[i + 1]) for row in rows)) for i, (_, _, width) in enumerate(COLUMNS)]
+    header = ["combination"] + [title for title, _, _ in COLUMNS]
 
     def line(values: list[str]) -> str:
         return " ".join(
