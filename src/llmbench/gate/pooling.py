@@ -84,10 +84,9 @@ def pool_baseline(metrics: Sequence[Metric], sample_kind: SampleKind = "rounds")
       that one disturbed run (a busy runner) does not move the baseline.
     - ``samples``, ``rounds``: all runs' raw samples, concatenated. The rank test then compares the
       current rounds with the spread of the whole window, drift between runs included, which is the
-      noise a new run really faces (a single saved run's rounds understate it: 1-3% inside a run
-      against more between runs, docs/gate-validation.md). Pooled rounds still understate drift against
-      one new run, hence ``run_values``. The bootstrap takes the
-      pooled samples' median, which can differ slightly from ``value``.
+      noise a new run really faces (docs/gate-validation.md). Pooled rounds still understate drift
+      against one new run, hence ``run_values``. The bootstrap takes the pooled samples' median, which
+      can differ slightly from ``value``.
     - ``samples``, ``items``: per-item scores must stay paired with the current run's items, so where
       every run has per-item scores of the same length, the per-item median over the runs; else the
       latest run's scores.

@@ -1,26 +1,12 @@
 """Per-metric regression rules: which way is better, how large a change must be, and whether it must be
-significant; the defaults, and the ``--llmbench-fail`` syntax that overrides them.
+significant; the defaults, and the ``--llmbench-fail`` syntax that overrides them (docs/gate.md).
 
-A rule's thresholds are all required at once: ``peak_rss_bytes`` regresses only when it grew by more than
-10% *and* by more than 16 MiB. A threshold that is not given (None) is not checked; a rule with neither
-threshold only checks its ``target`` (an absolute floor or ceiling that holds whatever the baseline).
-
-The ``--llmbench-fail`` syntax, a comma list of ``NAME:VALUE`` items::
-
-    decode_tok_s:-5%,peak_rss_bytes:+10%,rougeLsum:-0.01,peak_rss_bytes:+16MiB,drift_identical_share:>=0.9
-
-- The sign is the *bad* direction and must agree with the metric's: ``-`` for higher-is-better metrics
-  (a drop is bad), ``+`` for lower-is-better ones. For a metric without a default rule (a custom metric
-  from a hook) the sign gives its direction.
-- ``%`` is a relative threshold; a plain number is an absolute one in the metric's unit; ``B``, ``KiB``,
-  ``MiB``, ``GiB`` are absolute thresholds for byte metrics (names ending in ``_bytes``).
-- ``>=X`` / ``<=X`` sets a target: fail whenever the current value is below (above) X, whatever the
-  baseline; ``>=`` for higher-is-better metrics, ``<=`` for lower-is-better ones.
-- An item replaces only what it names: ``peak_rss_bytes:+10%`` makes the relative threshold 10% and keeps
-  the default 16 MiB floor (``peak_rss_bytes:+0MiB`` removes the floor), the significance requirement
-  and the kind of samples. Naming an informational metric (``mbu``) makes it fail the build.
-- ``decode_tok_s`` names both ``decode_tok_s_per_seq`` and ``decode_tok_s_total``; ``rouge`` names
-  ``rouge1``, ``rouge2`` and ``rougeLsum``.
+A rule's thresholds are all required at once (``peak_rss_bytes``: more than 10% *and* more than 16 MiB);
+a threshold that is None is not checked; a ``target`` is a floor or ceiling whatever the baseline. The
+syntax, a comma list of ``NAME:VALUE`` items: ``decode_tok_s:-5%,peak_rss_bytes:+16MiB,rougeLsum:-0.01,
+drift_identical_share:>=0.9``. The sign is the *bad* direction; ``%`` is relative, a plain number or
+B/KiB/MiB/GiB absolute; ``>=``/``<=`` set a target. An item replaces only what it names. ``decode_tok_s``
+names both decode metrics, ``rouge`` the three ROUGE metrics.
 """
 
 from __future__ import annotations
@@ -138,13 +124,13 @@ def _items(metric: str, absolute: float, reason: str) -> Rule:
 
 
 _TIMING = (
-    "medians of separate runs here spread 5.3% (a fixed 5% alone flags 1% of unchanged pairs): "
+    "medians of separate runs of unchanged code drift by about 5% (docs/gate-validation.md): "
     "5% and a significant rank test over the rounds"
 )
 _MEMORY = "5% and 16 MiB: page and allocator granularity make small models move by a few MiB"
 _RSS = (
     "10% and 16 MiB, beyond the saved runs' range too: RSS is the whole process's, and what earlier models "
-    "and the allocator left behind moved it by 3-8% between runs of unchanged code here (once by 2 GiB)"
+    "and the allocator left behind moves it between runs of unchanged code (docs/gate-validation.md)"
 )
 _SIZE = "deterministic: any change is a change of quantization or storage; 1% allows metadata"
 
