@@ -24,6 +24,7 @@ from llmbench.workers import FAULT_ENV, Worker, WorkerFailed, WorkerModel
 from llmbench.workers.benchmark import WorkerClock, WorkerGenerateBenchmark
 from llmbench.workers.protocol import Close, Closed, Load, Prepare, TimedRound
 from llmbench.workers.serve import fault_for
+from llmbench.workers.session import WorkerLoader
 
 PROMPTS = ("The cat sat on the mat.", "A storm hit the coast on Monday.")
 
@@ -193,3 +194,22 @@ def test_the_fault_hook_matches_request_kinds_and_keys() -> None:
     assert fault_for("generate", key, "kill:load, raise:generate") == "raise"
     with pytest.raises(ValueError, match="LLMBENCH_WORKER_FAULT: entry 'explode:load' must be FAULT:REQUEST"):
         fault_for("load", key, "explode:load")
+
+
+def test_the_session_loader_fails_a_key_again_at_once_with_the_same_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(FAULT_ENV, "kill:load")
+    loader = WorkerLoader(tmp_path / "logs", threads=1)
+    combination = tiny(tmp_path)
+    loader.prepare(combination, tmp_path)
+    with pytest.raises(WorkerFailed, match="died with SIGKILL during a 'load' request") as first:
+        loader.load(combination, tmp_path)
+    with pytest.raises(WorkerFailed) as again:
+        loader.prepare(combination, tmp_path)
+    assert str(again.value) == str(first.value)
+    with pytest.raises(WorkerFailed) as again:
+        loader.load(combination, tmp_path)
+    assert str(again.value) == str(first.value)
+    assert len(list((tmp_path / "logs").iterdir())) == 1  # no second worker
+    loader.close()

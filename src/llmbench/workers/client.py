@@ -241,6 +241,18 @@ class Worker:
         self._conn.close()
 
 
+def prepare_in(worker: Worker) -> None:
+    """Make the weights local in a started worker; on :class:`BackendUnavailable` or :class:`WorkerFailed`
+    the worker is closed."""
+    try:
+        reply = worker.request(Prepare())
+        if isinstance(reply, Unavailable):
+            raise BackendUnavailable(reply.reason)
+    except BaseException:
+        worker.close()
+        raise
+
+
 class WorkerModel:
     """A model loaded in a worker, usable as a :class:`llmbench.backends.LoadedModel`.
 
@@ -271,19 +283,23 @@ class WorkerModel:
         worker = Worker.start(
             combination, cache_dir, threads=threads, log_dir=log_dir, python=python, timeout_s=timeout_s
         )
+        if prepare:
+            prepare_in(worker)
+        return cls.load_in(worker)
+
+    @classmethod
+    def load_in(cls, worker: Worker) -> WorkerModel:
+        """Load the model in a started worker; on :class:`BackendUnavailable` or :class:`WorkerFailed` the
+        worker is closed."""
         try:
-            if prepare:
-                worker.request(Prepare())
             reply = worker.request(Load())
+            if isinstance(reply, Unavailable):
+                raise BackendUnavailable(reply.reason)
+            if not isinstance(reply, Loaded):
+                raise WorkerFailed(f"worker for {worker.name} answered a load with {reply!r}")
         except BaseException:
             worker.close()
             raise
-        if isinstance(reply, Unavailable):
-            worker.close()
-            raise BackendUnavailable(reply.reason)
-        if not isinstance(reply, Loaded):
-            worker.close()
-            raise WorkerFailed(f"worker for {worker.name} answered a load with {reply!r}")
         return cls(worker, reply)
 
     @property

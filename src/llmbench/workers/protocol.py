@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from llmbench.backends.base import Generation, KVLayout
 from llmbench.config.combination import Combination
-from llmbench.measure.probes import MemoryReading
+from llmbench.measure.memory import MemoryReading
 from llmbench.metrics import Metric
 
 LoadKey = tuple[str, str, str]
@@ -38,7 +38,9 @@ class WorkerSetup:
 
 @dataclass(frozen=True)
 class Prepare:
-    """Make the weights local (assemble, convert or download once), outside any timed load."""
+    """Make the weights local (assemble, convert or download once), outside any timed load.
+
+    Replies :class:`Prepared` or :class:`Unavailable`."""
 
     kind: ClassVar[str] = "prepare"
 
@@ -146,7 +148,7 @@ class Loaded:
 
 @dataclass(frozen=True)
 class Unavailable:
-    """The backend found, while loading, that the combination cannot run here (a skip)."""
+    """The backend found, preparing or loading, that the combination cannot run here (a skip)."""
 
     reason: str
 

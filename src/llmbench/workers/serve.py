@@ -116,7 +116,10 @@ class ModelServer:
         combination, cache_dir = self.setup.combination, self.setup.cache_dir
         if isinstance(request, Prepare):
             started = time.perf_counter()
-            self.backend.prepare(combination, cache_dir)
+            try:
+                self.backend.prepare(combination, cache_dir)
+            except BackendUnavailable as error:
+                return Unavailable(str(error))
             seconds = time.perf_counter() - started
             return_freed_memory()  # what a conversion freed is not the model's
             return Prepared(seconds)
