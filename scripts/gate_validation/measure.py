@@ -39,6 +39,12 @@ def kind_of(share: float) -> str:
     return UNCHANGED if share == 0 else f"slowdown-{round(share * 100):02d}"
 
 
+def in_process_args() -> list[str]:
+    """Models in the pytest process, where the plugin wraps them (every session alike, injected or not)."""
+    help_text = subprocess.run([sys.executable, "-m", "pytest", "--help"], cwd=REPO, capture_output=True, text=True)
+    return ["--llmbench-isolation=none"] if "--llmbench-isolation" in help_text.stdout else []
+
+
 def session(out: Path, share: float, rounds_done: int, pytest_args: Sequence[str]) -> Path:
     """One benchmark session like ``make bench`` (saved, not gated); returns the saved run file."""
     storage = out / kind_of(share)
@@ -61,6 +67,7 @@ def session(out: Path, share: float, rounds_done: int, pytest_args: Sequence[str
 
 def measure(out: Path, rounds: int, shares: Sequence[float], pytest_args: Sequence[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    pytest_args = [*in_process_args(), *pytest_args]
     # Resumable: rounds whose unchanged session is in the manifest are not measured again.
     manifest = out / MANIFEST
     entries = [json.loads(line) for line in manifest.read_text().splitlines()] if manifest.exists() else []

@@ -85,6 +85,10 @@ def pytest_configure(config: pytest.Config) -> None:
     truncate = bool(config.getoption("--gate-validation-truncate"))
     if share == 0 and hold_bytes == 0 and not truncate:
         return
+    # The wrapped model is the one in this process: with models in worker processes nothing would change.
+    isolation = getattr(config.option, "llmbench_isolation", None)
+    if isolation not in (None, "none"):
+        raise pytest.UsageError(f"gate-validation injections need --llmbench-isolation=none, not {isolation!r}")
     patch = pytest.MonkeyPatch()
     original_run, original_get = GenerateBenchmark.run, QualityRuns.get
 
