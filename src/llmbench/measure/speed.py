@@ -4,26 +4,7 @@ Input: the :class:`~llmbench.backends.base.Generation` of each timed round (step
 seconds from the start of the call; for a sequential backend, from the start of each sequence)
 and the latency of each round. Output: :class:`~llmbench.metrics.Metric` objects whose ``value``
 is the median over rounds and whose ``samples`` are the per-round values. A figure that cannot be
-computed (no generated token, a single token and so no decode phase, no step timestamps, no KV
-layout) is ``None``, shown as n/a; nothing here divides by zero.
-
-Definitions per round (``g_i`` tokens generated and ``p_i`` prompt tokens for sequence ``i``,
-``t`` the step timestamps):
-
-``ttft_s``
-    batched: ``t[0]``, the batch's first step (the call's start to its first tokens);
-    sequential: the mean over sequences of their ``t_i[0]`` (each from its own start).
-``prefill_tok_s``
-    batched: ``sum(p_i) / t[0]``, the whole batch's prompt tokens over the batch's TTFT;
-    sequential: the mean over sequences of ``p_i / t_i[0]``.
-``decode_tok_s_per_seq``
-    batched: the mean over sequences of ``(g_i - 1) / (t[g_i - 1] - t[0])`` (each sequence up to
-    its own last step); sequential: the mean over sequences of ``(g_i - 1) / (t_i[g_i - 1] - t_i[0])``.
-``decode_tok_s_total``
-    batched: ``sum(g_i - 1) / (t[G - 1] - t[0])`` with ``G = max(g_i)``, all tokens after the first
-    step over the batch's decode time; sequential: ``sum(g_i - 1) / sum(t_i[g_i - 1] - t_i[0])``.
-
-Sequences without a decode phase (``g_i < 2``) are left out of the per-sequence means.
+computed is ``None``, shown as n/a; nothing here divides by zero. Formulas: :func:`round_speed`.
 """
 
 from __future__ import annotations
@@ -149,7 +130,26 @@ _ROUND_SPEED: dict[str, Callable[[Generation], RoundSpeed]] = {
 
 
 def round_speed(generation: Generation) -> RoundSpeed:
-    """The speed figures of one round (see the module docstring for the formulas)."""
+    """The speed figures of one round.
+
+    Definitions per round (``g_i`` tokens generated and ``p_i`` prompt tokens for sequence ``i``,
+    ``t`` the step timestamps):
+
+    ``ttft_s``
+        batched: ``t[0]``, the batch's first step (the call's start to its first tokens);
+        sequential: the mean over sequences of their ``t_i[0]`` (each from its own start).
+    ``prefill_tok_s``
+        batched: ``sum(p_i) / t[0]``, the whole batch's prompt tokens over the batch's TTFT;
+        sequential: the mean over sequences of ``p_i / t_i[0]``.
+    ``decode_tok_s_per_seq``
+        batched: the mean over sequences of ``(g_i - 1) / (t[g_i - 1] - t[0])`` (each sequence up to
+        its own last step); sequential: the mean over sequences of ``(g_i - 1) / (t_i[g_i - 1] - t_i[0])``.
+    ``decode_tok_s_total``
+        batched: ``sum(g_i - 1) / (t[G - 1] - t[0])`` with ``G = max(g_i)``, all tokens after the first
+        step over the batch's decode time; sequential: ``sum(g_i - 1) / sum(t_i[g_i - 1] - t_i[0])``.
+
+    Sequences without a decode phase (``g_i < 2``) are left out of the per-sequence means.
+    """
     try:
         compute = _ROUND_SPEED[generation.batch_mode]
     except KeyError:
