@@ -18,6 +18,9 @@ PAGES = [README, *sorted(DOCS.glob("*.md"))]
 #: [text](target) outside code; images too. Targets with a scheme (https:, mailto:) are not checked.
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 OPTION = re.compile(r"--llmbench-[a-z][a-z-]*[a-z]")
+#: Where the code cites the manual.
+CODE = [REPO / "src", REPO / "scripts", REPO / "benchmarks", REPO / ".github"]
+CITATION = re.compile(r"docs/([\w.-]+\.md)")
 
 
 def prose(text: str) -> str:
@@ -89,3 +92,15 @@ def test_every_documented_option_exists(pytest_help: str) -> None:
 def test_every_llmbench_subcommand_is_documented(command: str) -> None:
     pages = [page.name for page in PAGES if f"llmbench {command}" in page.read_text()]
     assert pages, f"`llmbench {command}` is not documented in README.md or docs/"
+
+
+def test_every_page_the_code_cites_exists() -> None:
+    cited = {
+        f"{path.relative_to(REPO)}: docs/{name}"
+        for folder in CODE
+        for path in folder.rglob("*")
+        if path.is_file() and path.suffix in {".py", ".sh", ".toml", ".yml"}
+        for name in CITATION.findall(path.read_text(errors="replace"))
+        if not (DOCS / name).exists()
+    }
+    assert not cited, sorted(cited)
