@@ -88,7 +88,7 @@ def route_llama_cpp_logs(llama_cpp: ModuleType) -> None:
 
 
 def system_info(llama_cpp: ModuleType) -> str:
-    return bytes(llama_cpp.llama_printsystem_info()).decode("utf-8", errors="replace").strip()
+    return bytes(llama_cpp.llama_print_system_info()).decode("utf-8", errors="replace").strip()
 
 
 @contextlib.contextmanager
