@@ -57,6 +57,13 @@ def test_every_relative_link_points_to_a_file_and_heading(page: Path) -> None:
     assert not broken, f"{page.name}: " + "; ".join(broken)
 
 
+def test_the_readme_example_is_the_suites_benchmark() -> None:
+    example = re.search(r"^```python\n(.*?)^```", README.read_text(), re.MULTILINE | re.DOTALL)
+    assert example is not None
+    suite = (REPO / "benchmarks" / "test_generate.py").read_text()
+    assert example.group(1).strip() in suite, "README's example differs from benchmarks/test_generate.py"
+
+
 @pytest.fixture(scope="module")
 def pytest_help() -> str:
     result = subprocess.run(
