@@ -224,3 +224,21 @@ def test_the_nightly_script_adds_tonights_run(tmp_path: Path) -> None:
     empty = subprocess.run([str(script), str(tmp_path / "none")], env=env, capture_output=True, text=True, check=False)
     assert empty.returncode == 0
     assert empty.stdout == f"history: no saved run in {tmp_path / 'none'}: nothing to analyse\n"
+
+
+def test_the_report_marks_change_points_and_lists_open_regressions(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from llmbench.report.html import write_report
+    from llmbench.runs import list_runs, load_run
+
+    storage = write_history(tmp_path / "s", 10, step_at(6, "latency_s", 1.25))
+    runs = [load_run(path) for path in list_runs(storage)]
+    files = write_report(runs[-1], runs, tmp_path / "report")
+    plot = next(p for p in files.plots if p.name == "history_latency_s")
+    marked = plot.series_named("change points")
+    assert marked.x == (runs[5].label,)
+    assert marked.y[0] == pytest.approx(runs[5].benchmarks[BASE["benchmarks"][0]["fullname"]]["stats"]["median"])
+    text = files.markdown.read_text(encoding="utf-8")
+    assert "**Open regressions in the history (1):**" in text
+    assert f"- {BS1}: latency_s +2" in text
+    assert f"from run 0006 (commit {commit(6)[:12]}, after {commit(5)[:12]})" in text

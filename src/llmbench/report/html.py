@@ -17,6 +17,7 @@ from pathlib import Path
 
 from llmbench.config.precisions import precision_rank
 from llmbench.gate import Verdict, decision_cells
+from llmbench.history.marks import change_marks
 from llmbench.report.export import write_csv
 from llmbench.report.frame import Row, Table, combination_sort_key, regressed
 from llmbench.report.markdown import (
@@ -417,10 +418,13 @@ def write_report(
         write_csv(output / "outputs.csv", outputs, ["item", "source", "text"]),
     ]
     marks = regressed(verdict, current)
-    figures = [*run_plots(rows), *history_plots(table, runs, marks, current)]
+    changes = change_marks(runs)
+    figures = [*run_plots(rows), *history_plots(table, runs, marks, current, changes)]
     page = build_page(current, runs, rows, figures, verdict, budget, root, [path.name for path in paths])
     index = output / "index.html"
     index.write_text(page, encoding="utf-8")
     markdown = output / "report.md"
-    markdown.write_text(build_markdown(current, rows, verdict, budget, marks), encoding="utf-8")
+    open_regressions = [change.sentence() for change in changes if change.open]
+    text = build_markdown(current, rows, verdict, budget, marks, open_regressions=open_regressions)
+    markdown.write_text(text, encoding="utf-8")
     return ReportFiles(index, markdown, tuple(paths), tuple(figures))

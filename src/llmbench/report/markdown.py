@@ -174,9 +174,12 @@ def build_markdown(
     budget: float,
     regressed: frozenset[tuple[str, str]] = frozenset(),
     page: str = "index.html",
+    open_regressions: Sequence[str] = (),
 ) -> str:
     """GitHub markdown: verdict, machine, matrix, key table (and guidance), under :data:`MARKDOWN_BUDGET`
-    characters. ``regressed``: the (combination, metric) pairs the verdict found regressed, listed first."""
+    characters. ``regressed``: the (combination, metric) pairs the verdict found regressed, listed first.
+    ``open_regressions``: one line per regression change point of the runs shown that no improvement
+    followed (:func:`llmbench.history.marks.change_marks`)."""
     rows = sorted(rows, key=combination_sort_key)
     combos = {c for c, _ in regressed}
     rows = [r for r in rows if r.combination in combos] + [r for r in rows if r.combination not in combos]
@@ -193,6 +196,10 @@ def build_markdown(
         f"**Matrix:** {matrix_line(rows)}",
         "",
     ]
+    if open_regressions:
+        shown = [f"- {line}" for line in open_regressions[:20]]
+        more = [f"- and {len(open_regressions) - 20} more (`llmbench history`)"] if len(open_regressions) > 20 else []
+        head += [f"**Open regressions in the history ({len(open_regressions)}):**", "", *shown, *more, ""]
     fitting = [g for g in guidance(rows, budget) if g.fits]
     tail = [
         "",

@@ -19,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from llmbench.config.precisions import precision_color
+from llmbench.history.marks import ChangeMark
 from llmbench.metrics import METRIC_FACTS
 from llmbench.report.frame import Row, Table, combination_sort_key
 from llmbench.runs import SavedRun
@@ -449,12 +450,18 @@ def _history_frame(table: Table, runs: Sequence[SavedRun]) -> pd.DataFrame:
 
 
 def history_plots(
-    table: Table, runs: Sequence[SavedRun], regressed: Collection[tuple[str, str]] = (), last: SavedRun | None = None
+    table: Table,
+    runs: Sequence[SavedRun],
+    regressed: Collection[tuple[str, str]] = (),
+    last: SavedRun | None = None,
+    changes: Sequence[ChangeMark] = (),
 ) -> list[Plot]:
     """One plot per metric of :data:`HISTORY_METRICS` with data: the value of each combination over the
     runs (x: run labels, oldest first). ``regressed`` holds the (combination, metric) pairs the gate
-    found regressed in ``last`` (default: the last run); those points get a red cross. Series: one per
-    combination, labelled with its id; ``regressions`` (if any)."""
+    found regressed in ``last`` (default: the last run); those points get a red cross. ``changes``: the
+    change points (``llmbench history``), each a dotted line before its first run, labelled with its
+    commit. Series: one per combination, labelled with its id; ``regressions`` and ``change points``
+    (if any)."""
     last = last if last is not None else (runs[-1] if runs else None)
     labels = tuple(run.label for run in runs)
     samples: dict[str, Row] = {}
@@ -476,7 +483,8 @@ def history_plots(
         name = "peak memory" if metric == "peak_memory" else metric
         plot = Plot(f"history_{metric}", f"{name} over the saved runs", figure, xlabel="run", ylabel=unit,
                     caption=f"{name} ({unit}) of each combination in each saved run, oldest first; "
-                    "a red cross marks a regression found by the gate in the latest run.")  # fmt: skip
+                    "a red cross marks a regression found by the gate in the latest run; a dotted line, "
+                    "a change point in the history (llmbench history) and its commit.")  # fmt: skip
         crosses_x: list[str] = []
         crosses_y: list[float | None] = []
         names = ("peak_rss_bytes", "peak_cuda_allocated_bytes") if metric == "peak_memory" else (metric,)
@@ -495,6 +503,7 @@ def history_plots(
                           color=_REGRESSION_COLOR, linestyle="none")  # fmt: skip
         if crosses_x:
             plot.series.append(Series("regressions", tuple(crosses_x), tuple(crosses_y), color=_REGRESSION_COLOR))
+        _mark_changes(axes, plot, grid, runs, [c for c in changes if c.metric in names], factor)
         axes.set_xticks(range(len(runs)), labels, rotation=30, ha="right", fontsize="small")
         axes.set_ylabel(f"{name} ({unit})")
         axes.grid(alpha=0.3)
@@ -503,3 +512,25 @@ def history_plots(
         axes.set_title(plot.title)
         plots.append(plot)
     return plots
+
+
+def _mark_changes(
+    axes: Axes, plot: Plot, grid: pd.DataFrame, runs: Sequence[SavedRun], changes: Sequence[ChangeMark], factor: float
+) -> None:
+    """A dotted line before the first run of each change point, its commit on top (regressions in red)."""
+    index = {run.source: position for position, run in enumerate(runs)}
+    shown = [(c, index[c.run]) for c in changes if c.run in index and c.combination in grid.index]
+    for position in sorted({at for _, at in shown}):
+        here = [c for c, at in shown if at == position]
+        bad = any(c.kind == "regression" for c in here)
+        color = _REGRESSION_COLOR if bad else "#555555"
+        axes.axvline(position - 0.5, color=color, linestyle=":", linewidth=1.5)
+        commits = ", ".join(dict.fromkeys(c.commit[:7] for c in here))
+        axes.annotate(commits, xy=(position - 0.5, 1.0), xycoords=("data", "axes fraction"), rotation=90,
+                      va="top", ha="right", fontsize="x-small", color=color)  # fmt: skip
+    if shown:
+        labels = tuple(runs[at].label for _, at in shown)
+        values = tuple(
+            None if pd.isna(v := grid.loc[c.combination, at]) else float(v) / factor for c, at in shown
+        )  # fmt: skip
+        plot.series.append(Series("change points", labels, values, color=_REGRESSION_COLOR))
