@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("llmbench.shards.merge", "merge the saved runs of matrix shards into one run"),
     "report": ("llmbench.report.commands", "write the HTML and markdown report of saved runs"),
     "history": ("llmbench.history.command", "find the change points in the saved runs and the commits they start at"),
+    "ab": ("llmbench.ab.command", "measure two git revisions side by side, interleaved, and give the gate's verdict"),
     "export": ("llmbench.report.commands", "write saved runs as a CSV or Parquet table: a row per combination and run"),
 }
 

@@ -239,7 +239,12 @@ def compare_main(args: argparse.Namespace) -> int:
     except (GateError, RunError, SettingError) as error:
         print(f"llmbench compare: error: {error}", file=sys.stderr)
         return 2
-    verdict = compare_runs(baseline, current, rules, mode)
+    from llmbench.ab.verdict import compare_pair, is_pair  # imported here: llmbench.ab builds on the gate
+
+    if spec.kind == "run" and len(baseline.runs) == 1 and is_pair(baseline.runs[0], current):
+        verdict = compare_pair(baseline.runs[0], current, rules)  # two sides of one llmbench ab pair
+    else:
+        verdict = compare_runs(baseline, current, rules, mode)
     for line in verdict.lines():
         print(line)
     verdict_path = Path(args.verdict).expanduser() if args.verdict else None

@@ -1,0 +1,140 @@
+"""What an A/B run measures: the pytest arguments collected (not run) in the head side's checkout.
+
+The plugin resolves the matrix and settings from the arguments as in any session (matrix file,
+``--llmbench-*`` options, ini, environment) and parametrizes the suite; every collected test that
+asks for ``llm_benchmark`` and is not skipped becomes one benchmark of the pair, under the name
+and node id the plugin's own run would save it with. Skipped combinations are listed with their reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmbench.config.combination import Combination
+from llmbench.config.settings import Settings
+from llmbench.data import SHIPPED_DATA, DataError, Item, load_items
+from llmbench.gate.rules import Rule
+from llmbench.gate.settings import gate_settings
+from llmbench.plugin.keys import COMBINATION_ARG, SETTINGS_KEY
+from llmbench.runs import machine_id_here
+
+__all__ = ["Benchmark", "Plan", "collect_plan"]
+
+#: The fixture that marks a test as a timed ``generate`` benchmark.
+BENCHMARK_FIXTURE = "llm_benchmark"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One timed ``generate`` benchmark: a combination with its prompts, named as the plugin saves it."""
+
+    name: str
+    fullname: str
+    combination: Combination
+    prompts: tuple[str, ...]
+    max_new_tokens: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The benchmarks of the pair and the settings they were resolved with."""
+
+    benchmarks: tuple[Benchmark, ...]
+    settings: Settings
+    rules: Mapping[str, Rule]
+    storage: Path
+    machine_id: str
+    #: machine_info as the plugin saves it (pytest-benchmark's, with the llmbench fingerprint).
+    machine_info: Mapping[str, Any]
+    verdict_path: Path | None
+    quality_items: tuple[Item, ...]
+    skipped: tuple[str, ...] = ()
+
+    def groups(self) -> list[list[Benchmark]]:
+        """The benchmarks by loaded model (model, precision, device), in collection order."""
+        out: dict[tuple[str, str, str], list[Benchmark]] = {}
+        for bench in self.benchmarks:
+            out.setdefault(bench.combination.load_key, []).append(bench)
+        return list(out.values())
+
+
+class CollectError(Exception):
+    """The pytest arguments did not collect (a usage error, a collection error)."""
+
+
+@dataclass
+class _Collector:
+    """A pytest plugin that keeps what the session resolved and collected."""
+
+    invocation_dir: Path
+    plan: Plan | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        config = session.config
+        settings = config.stash[SETTINGS_KEY]
+        items = _data_items(settings)
+        benchmarks, skipped = [], []
+        for item in session.items:
+            callspec = getattr(item, "callspec", None)
+            combination = callspec.params.get(COMBINATION_ARG) if callspec is not None else None
+            if not isinstance(combination, Combination) or BENCHMARK_FIXTURE not in getattr(item, "fixturenames", ()):
+                continue
+            skip = item.get_closest_marker("skip")
+            if skip is not None:
+                skipped.append(str(skip.kwargs.get("reason", skip.args[0] if skip.args else item.name)))
+                continue
+            if combination.batch_size > len(items):
+                skipped.append(f"{combination.id}: batch size {combination.batch_size} exceeds the data set's "
+                               f"{len(items)} items")  # fmt: skip
+                continue
+            prompts = tuple(combination.model.format_prompt(i.text) for i in items[: combination.batch_size])
+            benchmarks.append(
+                Benchmark(item.name, item.nodeid, combination, prompts, settings.max_new_tokens_for(combination))
+            )
+        gate = gate_settings(config)
+        machine_info: dict[str, Any] = config.hook.pytest_benchmark_generate_machine_info(config=config)
+        config.hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine_info)
+        count = settings.quality_items
+        self.plan = Plan(
+            benchmarks=tuple(benchmarks), settings=settings, rules=gate.rules,
+            storage=_storage(config, self.invocation_dir), machine_id=machine_id_here(), machine_info=machine_info,
+            verdict_path=gate.verdict_path, quality_items=tuple(items if count is None else items[:count]),
+            skipped=tuple(skipped),
+        )  # fmt: skip
+
+
+def _data_items(settings: Settings) -> list[Item]:
+    try:
+        return load_items(settings.data_path or SHIPPED_DATA)
+    except DataError as error:
+        raise pytest.UsageError(f"--llmbench-data: {error}") from None
+
+
+def _storage(config: pytest.Config, invocation_dir: Path) -> Path:
+    uri = str(config.getoption("benchmark_storage", default="file://./.benchmarks"))
+    if "://" in uri and not uri.startswith("file://"):
+        raise pytest.UsageError(f"--benchmark-storage: llmbench ab saves to file storage only, not {uri!r}")
+    path = Path(uri.removeprefix("file://")).expanduser()
+    return path if path.is_absolute() else invocation_dir / path
+
+
+def collect_plan(pytest_args: Sequence[str], root: Path, invocation_dir: Path) -> Plan:
+    """Collect ``pytest_args`` in ``root`` (the head side's checkout). Raises :class:`CollectError`.
+
+    ``invocation_dir`` is where ``llmbench ab`` was started: relative storage paths are relative to it.
+    """
+    collector = _Collector(invocation_dir)
+    args = [*pytest_args, "--collect-only", "-qq", "-p", "no:cacheprovider", "--import-mode=importlib"]
+    with contextlib.chdir(root):
+        status = pytest.main(args, plugins=[collector])
+    if collector.plan is None or status not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        raise CollectError(f"pytest could not collect {' '.join(pytest_args) or 'the suite'} in {root} "
+                           f"(exit status {int(status)}; its output is above)")  # fmt: skip
+    return collector.plan

@@ -1,0 +1,192 @@
+"""``llmbench ab BASE HEAD [-- PYTEST-ARGS]``: two revisions measured side by side, interleaved.
+
+Checks out both sides (:mod:`llmbench.ab.sides`), collects the pytest arguments in the head side's
+checkout (:mod:`llmbench.ab.collect`), measures (:mod:`llmbench.ab.interleave`), saves both runs as
+a pair (:mod:`llmbench.ab.save`) and prints the gate's verdict on them (:mod:`llmbench.ab.verdict`).
+Exit status: 0 no regression, 1 a regression or a benchmark that failed, 2 bad input. See docs/ab.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from llmbench.ab.collect import CollectError, Plan, collect_plan
+from llmbench.ab.interleave import Measured, Progress, Schedule, measure_pair, start_worker_model
+from llmbench.ab.save import pair_id, save_pair, side_json
+from llmbench.ab.sides import AbError, Side, git, prepare_sides, remove_worktrees
+from llmbench.ab.verdict import compare_pair
+from llmbench.config.combination import Combination
+from llmbench.config.options import SettingError, parse_non_negative_int, parse_positive_int
+from llmbench.gate.compare import publish_markdown
+from llmbench.metrics import Metric
+from llmbench.plugin import PeakBandwidths
+from llmbench.runs import load_run
+from llmbench.workers import WorkerModel
+
+__all__ = ["DEFAULT_LOADS", "ab_main", "add_ab_arguments"]
+
+#: Load pairs per model by default: the fewest whose median ignores one load's own mode.
+DEFAULT_LOADS = 3
+#: The command's own options (they may also follow BASE HEAD, before ``--``).
+OPTION_FLAGS = (
+    "--loads",
+    "--rounds",
+    "--warmup-rounds",
+    "--seed",
+    "--base-python",
+    "--head-python",
+    "--keep-worktrees",
+)
+
+
+def _positive(text: str) -> int:
+    try:
+        return parse_positive_int(text, "value", "the command line")
+    except SettingError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("value: ")) from None
+
+
+def _non_negative(text: str) -> int:
+    try:
+        return parse_non_negative_int(text, "value", "the command line")
+    except SettingError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("value: ")) from None
+
+
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--loads", metavar="N", type=_positive, default=DEFAULT_LOADS,
+                        help="load pairs per model: each a fresh worker per side. Default: %(default)r")  # fmt: skip
+    parser.add_argument("--rounds", metavar="N", type=_positive, default=None,
+                        help="timed rounds per side in each load pair. Default: --llmbench-rounds (5)")  # fmt: skip
+    parser.add_argument("--warmup-rounds", metavar="N", type=_non_negative, default=None,
+                        help="untimed rounds per side before each load pair's timed ones. "
+                        "Default: --llmbench-warmup-rounds (1)")  # fmt: skip
+    parser.add_argument("--seed", metavar="N", type=_non_negative, default=0,
+                        help="seed of the order of sides and rounds. Default: %(default)r")  # fmt: skip
+    parser.add_argument("--base-python", metavar="PATH", default=None,
+                        help="interpreter for the base side's workers (e.g. another virtual environment). "
+                        "Default: this one")  # fmt: skip
+    parser.add_argument("--head-python", metavar="PATH", default=None,
+                        help="interpreter for the head side's workers. Default: this one")  # fmt: skip
+    parser.add_argument("--keep-worktrees", action="store_true",
+                        help="leave the checked-out worktrees in place (their paths are printed)")  # fmt: skip
+
+
+def add_ab_arguments(parser: argparse.ArgumentParser) -> None:
+    """``BASE HEAD [options] [-- PYTEST-ARGS]``; options may come before or after the two revisions."""
+    _add_options(parser)
+    parser.add_argument("base", metavar="BASE", help="the base revision: a git ref (branch, tag, commit)")
+    parser.add_argument(
+        "head", metavar="HEAD",
+        help="the head revision: a git ref, or HEAD (or .) for the working tree as it is, uncommitted changes included",
+    )  # fmt: skip
+    parser.add_argument(
+        "rest", metavar="-- PYTEST-ARGS", nargs=argparse.REMAINDER,
+        help="pytest arguments that select the suite, matrix and settings (e.g. -- benchmarks "
+        "--llmbench-precision=q4_k_m); also --llmbench-fail, --llmbench-verdict and --benchmark-storage",
+    )  # fmt: skip
+
+
+def split_rest(args: argparse.Namespace) -> list[str]:
+    """The pytest arguments (after ``--``); options given between HEAD and ``--`` are parsed into ``args``."""
+    rest = list(args.rest)
+    again = argparse.ArgumentParser(prog="llmbench ab", add_help=False)
+    _add_options(again)
+    if "--" in rest:
+        cut = rest.index("--")
+    else:  # argparse drops a "--" right after HEAD; without one, only our own options may follow HEAD
+        ours = bool(rest) and rest[0].split("=")[0] in OPTION_FLAGS
+        cut = len(rest) if ours else 0
+    options, pytest_args = rest[:cut], rest[cut + 1 :] if cut < len(rest) and rest[cut] == "--" else rest[cut:]
+    if options:
+        again.parse_args(options, namespace=args)  # a bad or unknown option exits with status 2
+    return pytest_args
+
+
+def _error(message: str) -> int:
+    print(f"llmbench ab: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _bandwidths(plan: Plan) -> dict[str, Metric | None]:
+    peaks = PeakBandwidths(plan.settings.peak_bandwidth.value)
+    return {device: peaks.metric(device) for device in dict.fromkeys(b.combination.device for b in plan.benchmarks)}
+
+
+def _report(measured: Measured) -> list[str]:
+    lines = [f"skipped {name}: {reason}" for name, reason in measured.skipped]
+    lines += [f"FAILED {name}: {reason}" for name, reason in measured.failed]
+    return lines
+
+
+def run_ab(args: argparse.Namespace, base: Side, head: Side, scratch: Path, invocation: Path, repo: Path) -> int:
+    """Collect, measure, save and decide; the exit status."""
+    pytest_args = split_rest(args)
+    relative = invocation.relative_to(repo) if invocation.is_relative_to(repo) else Path()
+    try:
+        plan = collect_plan(pytest_args, head.root / relative, invocation)
+    except CollectError as error:
+        return _error(str(error))
+    for reason in plan.skipped:
+        print(f"llmbench ab: skipped {reason}", file=sys.stderr)
+    if not plan.benchmarks:
+        return _error("the pytest arguments select no generate benchmark that can run here")
+    settings = plan.settings
+    schedule = Schedule(
+        loads=args.loads,
+        rounds=args.rounds or settings.rounds.value,
+        warmup_rounds=settings.warmup_rounds.value if args.warmup_rounds is None else args.warmup_rounds,
+        seed=args.seed,
+    )
+    progress = Progress()
+    progress.line(f"{base.label} against {head.label}: {len(plan.benchmarks)} benchmarks, {schedule.loads} load "
+                  f"pairs of {schedule.rounds} rounds per side, interleaved (seed {schedule.seed})")  # fmt: skip
+    bandwidths = _bandwidths(plan)
+    starter = partial(_start, settings.cache_dir, settings.threads, scratch / "logs")
+    measured = measure_pair(plan, (base, head), schedule, starter, progress)
+    problems = _report(measured)
+    if not any(measured.records[side].get(b.fullname) for side in ("base", "head") for b in plan.benchmarks):
+        for line in problems:
+            print(f"llmbench ab: {line}", file=sys.stderr)
+        return _error("nothing was measured")
+    pair = pair_id()
+    data: dict[str, dict[str, Any]] = {
+        side.name: side_json(side, other, plan, measured, schedule, pair, bandwidths)
+        for side, other in ((base, head), (head, base))
+    }
+    paths = save_pair(plan.storage, plan.machine_id, pair, data)
+    verdict = compare_pair(load_run(paths["base"]), load_run(paths["head"]), plan.rules, notes=problems)
+    for line in verdict.lines():
+        print(line)
+    print(f"saved: base {paths['base']}, head {paths['head']} (llmbench compare reads them as a pair)")
+    for problem in publish_markdown(verdict, plan.verdict_path):
+        print(f"llmbench ab: error: {problem}", file=sys.stderr)
+        return 2
+    return 1 if measured.failed else verdict.exit_status
+
+
+def _start(cache_dir: Path, threads: int | None, log_dir: Path, side: Side, combination: Combination) -> WorkerModel:
+    return start_worker_model(side, combination, cache_dir, threads, log_dir)
+
+
+def ab_main(args: argparse.Namespace) -> int:
+    """``llmbench ab``: see the module docstring."""
+    invocation = Path.cwd()
+    try:
+        repo = Path(git(["rev-parse", "--show-toplevel"], invocation))
+        base, head, scratch = prepare_sides(args.base, args.head, repo, args.base_python, args.head_python)
+    except AbError as error:
+        return _error(str(error))
+    try:
+        return run_ab(args, base, head, scratch, invocation, repo)
+    finally:
+        if args.keep_worktrees:
+            kept = [str(side.root) for side in (base, head) if side.created]
+            if kept:
+                print(f"llmbench ab: worktrees kept: {', '.join(kept)}", file=sys.stderr)
+        else:
+            remove_worktrees([base, head], repo, scratch)

@@ -1,0 +1,201 @@
+"""The interleaved measurement: both sides' workers up together, their timed rounds alternating.
+
+For each loaded model (model, precision, device) and each of ``loads`` load pairs, a fresh worker
+per side is started and loaded (the side that starts first is drawn), then for each batch size the
+warm-up rounds and the timed rounds run in pairs, A then B or B then A as a seeded draw decides.
+Quality (greedy, untimed) runs once per side, in the first load pair, after its timed rounds.
+Progress goes to stderr. See docs/ab.md.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, TextIO
+
+from llmbench.ab.collect import Benchmark, Plan
+from llmbench.ab.sides import Side, SideName, spawn_path
+from llmbench.backends import BackendUnavailable, Generation, LoadedModel
+from llmbench.config.combination import Combination
+from llmbench.quality.runs import QualityRun, QualityRuns
+from llmbench.workers import Worker, WorkerFailed, WorkerModel
+from llmbench.workers.protocol import Prepare, TimedRound
+
+__all__ = ["Measured", "ModelHandle", "Progress", "Schedule", "SideRecord", "measure_pair", "start_worker_model"]
+
+
+class ModelHandle(LoadedModel, Protocol):
+    """A loaded model of one side (a :class:`~llmbench.workers.WorkerModel`): timed rounds and facts."""
+
+    load_s: float
+
+    def timed_generate(self, prompts: Sequence[str], max_new_tokens: int) -> TimedRound: ...
+
+
+#: Starts and loads one side's model for a combination (a fresh worker each call).
+Starter = Callable[[Side, Combination], ModelHandle]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    loads: int
+    rounds: int
+    warmup_rounds: int
+    seed: int
+
+
+@dataclass
+class SideRecord:
+    """What one side measured for one benchmark, round by round."""
+
+    rounds: list[TimedRound] = field(default_factory=list)
+    #: The load pair (0-based) of each timed round.
+    round_loads: list[int] = field(default_factory=list)
+    #: The load of each load pair, in seconds (in the worker).
+    load_s: list[float] = field(default_factory=list)
+    quality: QualityRun | None = None
+    model: ModelHandle | None = None
+
+
+@dataclass
+class Measured:
+    """Both sides' records by benchmark fullname, with what could not be measured."""
+
+    records: dict[SideName, dict[str, SideRecord]]
+    #: (fullname, reason) of benchmarks skipped (the backend said unavailable) or failed (a worker died).
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    #: "base"/"head" in the order each round pair ran, per benchmark (for the saved marks and tests).
+    orders: dict[str, list[tuple[SideName, SideName]]] = field(default_factory=dict)
+
+
+class Progress:
+    """Progress lines on stderr: which side, which combination, load k of n, rounds left."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+
+    def line(self, text: str) -> None:
+        self.stream.write(f"\rllmbench ab: {text}\n" if self.live else f"llmbench ab: {text}\n")
+        self.stream.flush()
+
+    def rounds(self, text: str, done: int, total: int) -> None:
+        if self.live:
+            self.stream.write(f"\rllmbench ab: {text}: round {done} of {total} ({total - done} left)   ")
+            self.stream.flush()
+        elif done == total:
+            self.line(f"{text}: {total} rounds per side done")
+
+
+def start_worker_model(side: Side, combination: Combination, cache_dir: Path, threads: int | None,
+                       log_dir: Path) -> WorkerModel:  # fmt: skip
+    """A fresh worker for ``combination`` running ``side``'s code on its interpreter, prepared and loaded."""
+    with spawn_path(side):
+        worker = Worker.start(combination, cache_dir, threads=threads, log_dir=log_dir, python=side.python)
+    try:
+        worker.request(Prepare())
+    except BaseException:
+        worker.close()
+        raise
+    return WorkerModel.load_in(worker)
+
+
+def measure_pair(
+    plan: Plan,
+    sides: tuple[Side, Side],
+    schedule: Schedule,
+    start: Starter,
+    progress: Progress | None = None,
+) -> Measured:
+    """Measure every benchmark of ``plan`` on both sides, interleaved (see the module docstring)."""
+    progress = progress or Progress()
+    rng = random.Random(schedule.seed)
+    by_name = {side.name: side for side in sides}
+    measured: Measured = Measured({"base": {}, "head": {}})
+    settings = plan.settings
+    quality = {
+        side.name: QualityRuns(
+            plan.quality_items, settings.quality_batch_size, settings.max_new_tokens.value,
+            settings.quality_target, settings.outputs_dir / side.name,
+        ) if plan.quality_items else None
+        for side in sides
+    }  # fmt: skip
+    groups = plan.groups()
+    for number, group in enumerate(groups, 1):
+        first = group[0].combination
+        what = f"[{number}/{len(groups)}] {' '.join(first.load_key)}"
+        try:
+            for load in range(schedule.loads):
+                order: list[SideName] = rng.sample(["base", "head"], 2)
+                models: dict[SideName, ModelHandle] = {}
+                try:
+                    for name in order:
+                        models[name] = start(by_name[name], first)
+                    loaded = ", ".join(f"{name} {models[name].load_s:.2f} s" for name in order)
+                    progress.line(f"{what}: load {load + 1} of {schedule.loads}: loaded ({loaded})")
+                    for bench in group:
+                        _rounds(bench, load, models, rng, schedule, measured, progress, what)
+                    if load == 0:
+                        for name in order:
+                            runs = quality[name]
+                            if runs is None:
+                                continue
+                            progress.line(f"{what}: quality of {by_name[name].label} (greedy, untimed)")
+                            for bench in group:
+                                record = measured.records[name][bench.fullname]
+                                record.quality = runs.get(bench.combination, models[name], bench.max_new_tokens)
+                finally:
+                    for model in models.values():
+                        model.close()
+        except BackendUnavailable as error:
+            _drop(measured, group, measured.skipped, str(error))
+            progress.line(f"{what}: skipped: {error}")
+        except WorkerFailed as error:
+            _drop(measured, group, measured.failed, str(error))
+            progress.line(f"{what}: FAILED: {error}")
+    return measured
+
+
+def _drop(measured: Measured, group: Sequence[Benchmark], into: list[tuple[str, str]], reason: str) -> None:
+    for bench in group:
+        for records in measured.records.values():
+            records.pop(bench.fullname, None)
+        into.append((bench.fullname, reason))
+
+
+def _rounds(
+    bench: Benchmark,
+    load: int,
+    models: dict[SideName, ModelHandle],
+    rng: random.Random,
+    schedule: Schedule,
+    measured: Measured,
+    progress: Progress,
+    what: str,
+) -> None:
+    records = {name: measured.records[name].setdefault(bench.fullname, SideRecord()) for name in models}
+    for name, record in records.items():
+        record.load_s.append(models[name].load_s)
+        record.model = models[name]
+    prompts, tokens = bench.prompts, bench.max_new_tokens
+    for _ in range(schedule.warmup_rounds):
+        for name in rng.sample(sorted(models), 2):
+            models[name].timed_generate(prompts, tokens)
+    label = f"{what} bs{bench.combination.batch_size}: load {load + 1} of {schedule.loads}"
+    orders = measured.orders.setdefault(bench.fullname, [])
+    for done in range(1, schedule.rounds + 1):
+        pair: list[SideName] = rng.sample(["base", "head"], 2)
+        orders.append((pair[0], pair[1]))
+        for name in pair:
+            records[name].rounds.append(models[name].timed_generate(prompts, tokens))
+            records[name].round_loads.append(load)
+        progress.rounds(label, done, schedule.rounds)
+
+
+def generations(record: SideRecord, load: int | None = None) -> list[Generation]:
+    """The timed rounds' generations (of one load pair, or all)."""
+    return [r.generation for r, k in zip(record.rounds, record.round_loads, strict=True) if load is None or k == load]

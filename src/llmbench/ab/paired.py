@@ -1,0 +1,141 @@
+"""The paired statistic of an A/B run: per-load ratios head/base, the load as the unit resampled.
+
+Each load pair (a fresh worker per side, their rounds interleaved) gives one ratio per metric: the
+head's value over that load's rounds divided by the base's (medians for timed figures, peaks for
+memory). Drift during the run hits both sides of a pair alike and cancels in the ratio. The estimate
+is the median of the per-load ratios and its interval a seeded percentile bootstrap over the loads,
+so one load that ran in a slow mode of its own cannot make a verdict. The rules (thresholds) are the
+gate's. See docs/ab.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from llmbench.gate.decision import Decision, Status
+from llmbench.gate.rules import Rule
+from llmbench.metrics import Metric
+from llmbench.stats import CONFIDENCE, RESAMPLES, SEED, bootstrap_statistic, percentile_interval
+
+__all__ = ["MIN_LOADS", "PairedChange", "decide_paired", "paired_change"]
+
+#: Fewer load pairs than this cannot tell a change from one load's own mode: the verdict is ``noisy``.
+MIN_LOADS = 2
+
+
+class PairedChange:
+    """The per-load ratios of one metric, their median and its interval over loads."""
+
+    def __init__(
+        self,
+        base: Sequence[float],
+        head: Sequence[float],
+        confidence: float = CONFIDENCE,
+        resamples: int = RESAMPLES,
+        seed: int = SEED,
+    ) -> None:
+        pairs = [(b, h) for b, h in zip(base, head, strict=False) if _usable(b) and _usable(h)]
+        #: head / base of each load pair with finite values on both sides (a zero base is left out).
+        self.ratios: tuple[float, ...] = tuple(h / b for b, h in pairs)
+        #: head - base of the same pairs, in the metric's unit.
+        self.differences: tuple[float, ...] = tuple(h - b for b, h in pairs)
+        self.loads = len(self.ratios)
+        self.ratio: float | None = float(np.median(self.ratios)) if self.ratios else None
+        self.difference: float | None = float(np.median(self.differences)) if self.differences else None
+        self.interval: tuple[float, float] | None = None
+        if self.loads >= MIN_LOADS:
+            data = np.asarray(self.ratios, dtype=np.float64)
+            if data.min() == data.max():
+                self.interval = (float(data[0]), float(data[0]))
+            else:
+                rng = np.random.default_rng(seed)
+                estimates = bootstrap_statistic(data, lambda rows: np.median(rows, axis=1), resamples, rng)
+                self.interval = percentile_interval(estimates, confidence)
+
+
+def _usable(value: float | None) -> bool:
+    return value is not None and math.isfinite(value) and value != 0
+
+
+def paired_change(base: Sequence[float], head: Sequence[float], seed: int = SEED) -> PairedChange:
+    """The per-load ratios of ``head`` over ``base`` (aligned by load index) with their interval."""
+    return PairedChange(base, head, seed=seed)
+
+
+def _beyond(change: float, threshold: float) -> bool:
+    return change > threshold and not math.isclose(change, threshold, rel_tol=1e-9)
+
+
+def _exceeds(rule: Rule, relative: float, absolute: float) -> bool:
+    if not rule.has_threshold:
+        return False
+    if rule.relative is not None and not _beyond(relative, rule.relative):
+        return False
+    return rule.absolute is None or _beyond(absolute, rule.absolute)
+
+
+def decide_paired(
+    name: str,
+    base: Metric,
+    head: Metric,
+    base_loads: Sequence[float],
+    head_loads: Sequence[float],
+    rule: Rule,
+    seed: int = SEED,
+) -> Decision:
+    """The verdict on one metric from its per-load values on both sides, under the gate's ``rule``.
+
+    ``regressed`` (``improved``): the median per-load change passes every threshold of the rule in the
+    bad (good) direction and the interval over loads lies wholly on that side of no change. Beyond
+    the thresholds but with an interval that includes no change: ``noisy`` (the loads disagree).
+    ``base`` and ``head`` are each side's figure over all its rounds, shown next to the change.
+    """
+    paired = paired_change(base_loads, head_loads, seed)
+    shown = Decision(
+        name, "n/a", rule, unit=head.unit or base.unit, baseline=base.value, current=head.value,
+        n_baseline=len(base_loads), n_current=len(head_loads),
+    )  # fmt: skip
+    if rule.target is not None and head.value is not None:
+        missed = head.value < rule.target if rule.direction == "higher" else head.value > rule.target
+        if missed:
+            side = "below" if rule.direction == "higher" else "above"
+            return replace(shown, verdict="regressed", reason=f"{side} the target {rule.target:g}")
+    if paired.ratio is None or paired.difference is None:
+        return replace(shown, reason="no load has a value on both sides")
+    change = paired.ratio - 1
+    measured = replace(
+        shown, change=change, difference=paired.difference, interval=paired.interval,
+        interval_of="ratio" if paired.interval else None, n_baseline=paired.loads, n_current=paired.loads,
+    )  # fmt: skip
+    sign = 1.0 if rule.direction == "lower" else -1.0
+    worse = _exceeds(rule, sign * change, sign * paired.difference)
+    better = _exceeds(rule, -sign * change, -sign * paired.difference)
+    spread = f"per-load changes {_percent(min(paired.ratios))}..{_percent(max(paired.ratios))}"
+    if not (worse or better):
+        return replace(measured, verdict="unchanged", reason=f"within the threshold, paired over {paired.loads} "
+                                                             f"loads ({spread})")  # fmt: skip
+    if paired.interval is None:
+        return replace(
+            measured, verdict="noisy",
+            reason=f"{paired.loads} load pair(s) cannot tell a change from one load's own mode; "
+            f"use --loads 3 or more",
+        )  # fmt: skip
+    up = (rule.direction == "lower") == worse
+    low, high = paired.interval
+    if low > 1 if up else high < 1:
+        verdict: Status = "regressed" if worse else "improved"
+        return replace(measured, verdict=verdict, reason=f"beyond the threshold in the loads' interval, paired over "
+                                                         f"{paired.loads} loads ({spread})")  # fmt: skip
+    return replace(
+        measured, verdict="noisy",
+        reason=f"beyond the threshold but the loads disagree ({spread}, the interval includes no change); "
+        "more loads (--loads) would tell",
+    )  # fmt: skip
+
+
+def _percent(ratio: float) -> str:
+    return f"{(ratio - 1) * 100:+.1f}%"

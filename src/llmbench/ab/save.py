@@ -1,0 +1,139 @@
+"""Both sides of an A/B run saved as ordinary pytest-benchmark runs, marked as a pair.
+
+Each side's run has the JSON shape the plugin saves (pytest-benchmark's stats over the timed
+rounds, the figures in ``extra_info["metrics"]`` built by the plugin's own
+:meth:`~llmbench.measure.generate.GenerateBenchmark.record`), so ``pytest-benchmark compare``,
+``llmbench compare``, ``report`` and ``export`` read it. The pair marks: ``machine_info["llmbench_ab"]``
+(pair id, side, refs, loads, rounds, seed) and, per benchmark, ``extra_info["llmbench_ab"]`` (the
+load pair of each round and each figure per load pair, which the paired verdict reads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from llmbench.ab.collect import Benchmark, Plan
+from llmbench.ab.interleave import Measured, Schedule, SideRecord, generations
+from llmbench.ab.sides import Side
+from llmbench.ab.verdict import AB_KEY
+from llmbench.measure.generate import GenerateBenchmark
+from llmbench.measure.probes import probes_for
+from llmbench.measure.speed import load_s_metric
+from llmbench.metrics import Metric
+from llmbench.runs import list_runs, run_number, write_json_atomically
+
+__all__ = ["AB_KEY", "pair_id", "save_pair", "side_json"]
+
+
+@dataclass
+class _Recorder:
+    """Stands in for pytest-benchmark's fixture where :class:`GenerateBenchmark` writes its figures."""
+
+    extra_info: dict[str, Any] = field(default_factory=dict)
+
+
+def pair_id(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _figures(bench: Benchmark, record: SideRecord, load_s: float | None, bandwidth: Metric | None,
+             schedule: Schedule, load: int | None) -> GenerateBenchmark:  # fmt: skip
+    assert record.model is not None
+    keep = [k for k in record.round_loads if load is None or k == load]
+    rounds = [r for r, k in zip(record.rounds, record.round_loads, strict=True) if load is None or k == load]
+    figures = GenerateBenchmark(
+        benchmark=_Recorder(), combination=bench.combination, probes=probes_for(bench.combination.device),
+        peak_bandwidth=bandwidth, load_s=load_s, rounds=len(keep), warmup_rounds=schedule.warmup_rounds,
+    )  # fmt: skip
+    figures.record(record.model, generations(record, load), [r.seconds for r in rounds], [r.memory for r in rounds],
+                   bench.max_new_tokens)  # fmt: skip
+    return figures
+
+
+def _stats(latencies: Sequence[float]) -> dict[str, Any]:
+    from pytest_benchmark.stats import Stats
+
+    stats = Stats()  # type: ignore[no-untyped-call]
+    for seconds in latencies:
+        stats.update(seconds)  # type: ignore[no-untyped-call]
+    out: dict[str, Any] = stats.as_dict()  # type: ignore[no-untyped-call]
+    out.update(data=list(latencies), iterations=1)
+    return out
+
+
+def _benchmark_json(bench: Benchmark, record: SideRecord, side: Side, pair: str, schedule: Schedule,
+                    bandwidth: Metric | None) -> dict[str, Any]:  # fmt: skip
+    figures = _figures(bench, record, record.load_s[0] if record.load_s else None, bandwidth, schedule, None)
+    note = f"{len(record.load_s)} loads, each a fresh worker, alternating with the other side's"
+    figures.add([load_s_metric(record.load_s, note=note)])
+    if record.quality is not None:
+        figures.add_quality(record.quality)
+    per_load = []
+    for load, seconds in enumerate(record.load_s):
+        one = _figures(bench, record, seconds, bandwidth, schedule, load)
+        per_load.append({name: metric.value for name, metric in one.metrics.metrics.items()})
+    extra = figures.benchmark.extra_info
+    extra[AB_KEY] = {"pair": pair, "side": side.name, "round_loads": list(record.round_loads), "loads": per_load}
+    param = bench.combination.id
+    return {
+        "group": None, "name": bench.name, "fullname": bench.fullname, "params": {"llm_combination": param},
+        "param": param, "extra_info": extra,
+        "options": {"disable_gc": False, "timer": "perf_counter (in the model's worker)", "min_rounds": schedule.rounds,
+                    "max_time": None, "min_time": None, "warmup": schedule.warmup_rounds > 0},
+        "stats": _stats([r.seconds for r in record.rounds]),
+    }  # fmt: skip
+
+
+def _commit_info(side: Side) -> dict[str, Any]:
+    from pytest_benchmark.utils import get_commit_info
+
+    with contextlib.chdir(side.root):
+        info: dict[str, Any] = get_commit_info()  # type: ignore[no-untyped-call]
+    # A worktree of a ref is the commit itself; the working tree may carry changes (``dirty``).
+    info.update(id=side.commit, dirty=side.dirty)
+    return info
+
+
+def side_json(
+    side: Side, other: Side, plan: Plan, measured: Measured, schedule: Schedule, pair: str,
+    bandwidths: Mapping[str, Metric | None],
+) -> dict[str, Any]:  # fmt: skip
+    """One side's run as pytest-benchmark saves it, with the pair marks."""
+    import pytest_benchmark
+
+    records = measured.records[side.name]
+    benchmarks = [
+        _benchmark_json(bench, records[bench.fullname], side, pair, schedule, bandwidths.get(bench.combination.device))
+        for bench in plan.benchmarks
+        if bench.fullname in records and records[bench.fullname].rounds
+    ]
+    machine_info = dict(plan.machine_info)
+    machine_info[AB_KEY] = {
+        "pair": pair, "side": side.name, "ref": side.ref, "commit": side.commit, "dirty": side.dirty,
+        "other_ref": other.ref, "other_commit": other.commit, "python": side.python,
+        "loads": schedule.loads, "rounds": schedule.rounds, "warmup_rounds": schedule.warmup_rounds,
+        "seed": schedule.seed,
+    }  # fmt: skip
+    return {
+        "machine_info": machine_info, "commit_info": _commit_info(side), "benchmarks": benchmarks,
+        "datetime": datetime.now(UTC).isoformat(), "version": pytest_benchmark.__version__,
+    }  # fmt: skip
+
+
+def save_pair(storage: Path, machine_id: str, pair: str, data: Mapping[str, Mapping[str, Any]]) -> dict[str, Path]:
+    """Write each side's run as the next saved runs of ``machine_id`` (base first); returns side -> file."""
+    folder = storage / machine_id
+    numbers = [run_number(p) or 0 for p in list_runs(storage, machine_id)]
+    number = max(numbers, default=0)
+    paths = {}
+    for side in ("base", "head"):
+        number += 1
+        path = folder / f"{number:04d}_ab-{pair}-{side}.json"
+        write_json_atomically(path, data[side])
+        paths[side] = path
+    return paths

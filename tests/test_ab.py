@@ -1,0 +1,337 @@
+"""llmbench ab: the paired statistic (property-based), the interleaving with stand-in models, the saved
+pair read by ``llmbench compare``, and the command end to end on a temporary git repository of two
+commits with the tiny Gemma 3 model (HEAD's commit makes generate 20% slower on a fixed clock)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmbench.ab.collect import collect_plan
+from llmbench.ab.interleave import Progress, Schedule, measure_pair
+from llmbench.ab.paired import decide_paired
+from llmbench.ab.save import save_pair, side_json
+from llmbench.ab.sides import Side
+from llmbench.ab.verdict import compare_pair, is_pair
+from llmbench.backends import Generation
+from llmbench.backends.base import KVLayout
+from llmbench.cli import main as cli_main
+from llmbench.config.combination import Combination
+from llmbench.gate.rules import DEFAULT_RULES
+from llmbench.metrics import Metric
+from llmbench.runs import load_run
+from llmbench.workers.protocol import MemoryFigures, TimedRound
+
+REPO = Path(__file__).resolve().parents[1]
+LATENCY = DEFAULT_RULES["latency_s"]
+RSS = DEFAULT_RULES["peak_rss_bytes"]
+
+
+def _latency(values: Sequence[float]) -> Metric:
+    return Metric("latency_s", float(np.median(values)), "s", "lower", tuple(values))
+
+
+def _verdict(base_loads: Sequence[float], head_loads: Sequence[float]) -> str:
+    return decide_paired(
+        "latency_s", _latency(base_loads), _latency(head_loads), base_loads, head_loads, LATENCY
+    ).verdict
+
+
+# ------------------------------------------------------------------------- the paired statistic
+
+loads_st = st.integers(min_value=3, max_value=8)
+noise_st = st.floats(min_value=0.0, max_value=0.01)
+
+
+@settings(max_examples=200, deadline=None)
+@given(loads=loads_st, drift=st.lists(st.floats(min_value=0.5, max_value=2.0), min_size=8, max_size=8),
+       noise=noise_st, seed=st.integers(0, 2**32 - 1))  # fmt: skip
+def test_drift_common_to_both_sides_never_flags(loads: int, drift: list[float], noise: float, seed: int) -> None:
+    # Each load pair runs in its own machine mode (up to 2x slower), shared by both sides; within a
+    # pair the sides differ by at most 1% of noise.
+    rng = np.random.default_rng(seed)
+    base = [0.4 * drift[k] * (1 + rng.uniform(-noise, noise)) for k in range(loads)]
+    head = [0.4 * drift[k] * (1 + rng.uniform(-noise, noise)) for k in range(loads)]
+    assert _verdict(base, head) == "unchanged"
+
+
+@settings(max_examples=200, deadline=None)
+@given(loads=loads_st, which=st.integers(0, 7), slower=st.floats(1.05, 1.5), noise=noise_st,
+       side=st.sampled_from(["base", "head"]), seed=st.integers(0, 2**32 - 1))  # fmt: skip
+def test_one_load_in_a_mode_of_its_own_does_not_flag(
+    loads: int, which: int, slower: float, noise: float, side: str, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    base = [0.4 * (1 + rng.uniform(-noise, noise)) for _ in range(loads)]
+    head = [0.4 * (1 + rng.uniform(-noise, noise)) for _ in range(loads)]
+    (head if side == "head" else base)[which % loads] *= slower
+    assert _verdict(base, head) in ("unchanged", "noisy")
+
+
+@settings(max_examples=200, deadline=None)
+@given(loads=loads_st, shift=st.floats(1.08, 2.0), noise=noise_st, seed=st.integers(0, 2**32 - 1),
+       drift=st.lists(st.floats(min_value=0.5, max_value=2.0), min_size=8, max_size=8))  # fmt: skip
+def test_a_shift_beyond_the_threshold_flags(
+    loads: int, shift: float, noise: float, seed: int, drift: list[float]
+) -> None:
+    rng = np.random.default_rng(seed)
+    base = [0.4 * drift[k] * (1 + rng.uniform(-noise, noise)) for k in range(loads)]
+    head = [0.4 * drift[k] * shift * (1 + rng.uniform(-noise, noise)) for k in range(loads)]
+    assert _verdict(base, head) == "regressed"
+    assert _verdict(head, base) == "improved"
+
+
+def test_paired_decision_figures_and_reasons() -> None:
+    d = decide_paired("latency_s", _latency([1.0] * 3), _latency([1.1] * 3), [1.0, 1.0, 1.0], [1.1, 1.09, 1.12],
+                      LATENCY)  # fmt: skip
+    assert d.verdict == "regressed"
+    assert d.change == pytest.approx(0.1)
+    assert d.interval is not None
+    assert d.interval[0] > 1
+    assert d.interval_of == "ratio"
+    assert d.n_baseline == d.n_current == 3
+    assert "paired over 3 loads (per-load changes +9.0%..+12.0%)" in d.reason
+    one = decide_paired("latency_s", _latency([1.0]), _latency([1.2]), [1.0], [1.2], LATENCY)
+    assert one.verdict == "noisy"
+    assert "use --loads 3 or more" in one.reason
+    disagree = decide_paired("latency_s", _latency([1.0] * 2), _latency([1.1] * 2), [1.0, 1.0], [1.0, 1.3], LATENCY)
+    assert disagree.verdict == "noisy"
+    assert "the loads disagree" in disagree.reason
+    # Memory: every threshold of the rule (10% and 16 MiB), on the per-load peaks.
+    mib = 2**20
+    base_rss = Metric("peak_rss_bytes", 400.0 * mib, "bytes", "lower")
+    grown = decide_paired("peak_rss_bytes", base_rss, replace(base_rss, value=464.0 * mib),
+                          [400.0 * mib] * 3, [464.0 * mib] * 3, RSS)  # fmt: skip
+    assert grown.verdict == "regressed"
+    small = decide_paired("peak_rss_bytes", base_rss, base_rss, [400.0 * mib] * 3, [420.0 * mib] * 3, RSS)
+    assert small.verdict == "unchanged"
+
+
+# ------------------------------------------------------------ interleaving with stand-in models
+
+MATRIX = """
+[matrix]
+models = ["tiny"]
+precisions = ["fp32"]
+devices = ["cpu"]
+batch_sizes = [1, 2]
+
+[models.tiny]
+source = "path:{path}"
+family = "causal"
+max_new_tokens = 4
+"""
+
+
+class StandIn:
+    """A loaded model whose rounds take a fixed time (longer for the head side by ``slow``)."""
+
+    def __init__(self, side: str, combination: Combination, slow: float, calls: list[str]) -> None:
+        self.side, self.slow, self.calls = side, slow, calls
+        self.load_s = 0.5
+        self.combination_key = combination.load_key
+        self.closed = False
+
+    def _generation(self, prompts: Sequence[str]) -> Generation:
+        steps = tuple(0.1 + 0.01 * i for i in range(4))
+        return Generation(tuple(p[:20] for p in prompts), (10,) * len(prompts), (4,) * len(prompts),
+                          ((1, 2, 3, 4),) * len(prompts), steps)  # fmt: skip
+
+    def timed_generate(self, prompts: Sequence[str], max_new_tokens: int) -> TimedRound:
+        self.calls.append(self.side)
+        seconds = 0.2 * (1 + (self.slow if self.side == "head" else 0))
+        memory = MemoryFigures(
+            100 * 2**20, 90 * 2**20, 95 * 2**20, (Metric("peak_rss_bytes", 100.0 * 2**20, "bytes", "lower"),)
+        )
+        return TimedRound(self._generation(prompts), seconds, memory)
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> Generation:
+        return self._generation(prompts)
+
+    def weight_bytes(self) -> int:
+        return 1000
+
+    def file_bytes(self) -> int | None:
+        return 2000
+
+    def kv_cache_layout(self) -> KVLayout | None:
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _side(name: str, root: Path) -> Side:
+    return Side(name, "main" if name == "base" else "HEAD", "a" * 40 if name == "base" else "b" * 40, root,  # type: ignore[arg-type]
+                sys.executable, (str(root / "src"),))  # fmt: skip
+
+
+@pytest.mark.parametrize("slow", [0.0, 0.2])
+def test_interleaved_pair_saved_and_decided(
+    pytester: pytest.Pytester, tiny_gemma3_dir: Path, monkeypatch: pytest.MonkeyPatch, slow: float
+) -> None:
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    (pytester.path / "benchmarks").mkdir()
+    (pytester.path / "benchmarks" / "matrix.toml").write_text(MATRIX.format(path=tiny_gemma3_dir))
+    shutil.copy(REPO / "benchmarks" / "test_generate.py", pytester.path / "benchmarks")
+    args = ["benchmarks", "--llmbench-quality-items=2", "--llmbench-peak-bandwidth=10GB/s", "--benchmark-storage=runs"]
+    plan = collect_plan(args, pytester.path, pytester.path)
+    assert [b.combination.batch_size for b in plan.benchmarks] == [1, 2]
+    base, head = _side("base", pytester.path), _side("head", pytester.path)
+    calls: list[str] = []
+    started: list[StandIn] = []
+
+    def start(side: Side, combination: Combination) -> StandIn:
+        started.append(StandIn(side.name, combination, slow, calls))
+        return started[-1]
+
+    schedule = Schedule(loads=3, rounds=4, warmup_rounds=1, seed=7)
+    stream = io.StringIO()
+    measured = measure_pair(plan, (base, head), schedule, start, Progress(stream))  # type: ignore[arg-type]
+    # A fresh model per side per load pair, all closed; every round pair has one of each side.
+    assert len(started) == 6
+    assert all(m.closed for m in started)
+    orders = measured.orders[plan.benchmarks[0].fullname]
+    assert len(orders) == 12
+    assert all(sorted(pair) == ["base", "head"] for pair in orders)
+    assert {pair[0] for pair in orders} == {"base", "head"}  # the draw puts either side first
+    # (1 warm-up + 4 rounds) x 2 sides x 2 batch sizes x 3 loads; quality is untimed
+    assert len(calls) == 60
+    assert "load 3 of 3: loaded" in stream.getvalue()
+    assert "4 rounds per side done" in stream.getvalue()
+    again = measure_pair(plan, (base, head), schedule, start, Progress(io.StringIO()))  # type: ignore[arg-type]
+    assert again.orders == measured.orders  # seeded
+
+    data: dict[str, dict[str, Any]] = {
+        s.name: side_json(s, o, plan, measured, schedule, "P1", {"cpu": None}) for s, o in ((base, head), (head, base))
+    }
+    paths = save_pair(plan.storage, plan.machine_id, "P1", data)
+    assert [p.name for p in paths.values()] == ["0001_ab-P1-base.json", "0002_ab-P1-head.json"]
+    base_run, head_run = load_run(paths["base"]), load_run(paths["head"])
+    assert is_pair(base_run, head_run)
+    assert not is_pair(head_run, base_run)
+    bench = head_run.benchmarks[plan.benchmarks[0].fullname]
+    assert bench["name"] == "test_generate[tiny-fp32-cpu-bs1]"
+    assert bench["stats"]["rounds"] == 12
+    assert bench["extra_info"]["llmbench_ab"]["round_loads"] == [0] * 4 + [1] * 4 + [2] * 4
+    assert len(bench["extra_info"]["llmbench_ab"]["loads"]) == 3
+    assert {"latency_s", "decode_tok_s_per_seq", "load_s", "rouge1"} <= set(bench["extra_info"]["metrics"])
+
+    verdict = compare_pair(base_run, head_run, plan.rules)
+    latency = next(d for d in verdict.results[0].decisions if d.metric == "latency_s")
+    assert latency.verdict == ("regressed" if slow else "unchanged")
+    assert verdict.exit_status == (1 if slow else 0)
+    # llmbench compare on the two files of the pair gives the same verdict.
+    out = pytester.path / "compare.md"
+    status = cli_main(["compare", str(paths["base"]), str(paths["head"]), f"--verdict={out}"])
+    assert status == verdict.exit_status
+    assert out.read_text() == verdict.markdown()
+
+
+# ------------------------------------------------------------------------------- end to end
+
+INJECT = '''
+
+# --- tests/test_ab.py: a fixed clock, and HEAD's slowdown -------------------------------------
+import dataclasses as _dataclasses
+import time as _real_time
+
+#: Share of a call's time that HEAD's commit adds (0.0 in the base commit).
+SLOW_SHARE = 0.0
+
+
+class _FixedClock:
+    """Stands in for the time module here: the clock moves only by the fixed time of each call."""
+
+    now = 1000.0
+    sleep = staticmethod(_real_time.sleep)
+
+    def perf_counter(self):
+        return _FixedClock.now
+
+
+class _Fixed:
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def generate(self, prompts, max_new_tokens):
+        out = self._inner.generate(prompts, max_new_tokens)
+        _FixedClock.now += 0.2 * (1 + SLOW_SHARE)
+        steps = tuple((1 + SLOW_SHARE) * (0.1 + 0.01 * i) for i in range(len(out.step_times_s)))
+        return _dataclasses.replace(out, step_times_s=steps)
+
+
+_handle = ModelServer.handle
+
+
+def _handle_fixed(self, request):
+    if isinstance(request, (Load, MeasureLoad)):
+        _FixedClock.now += 0.5  # loads take a fixed 0.5 s too
+    reply = _handle(self, request)
+    if isinstance(request, Load) and self.model is not None and not isinstance(self.model, _Fixed):
+        self.model = _Fixed(self.model)
+    return reply
+
+
+ModelServer.handle = _handle_fixed
+time = _FixedClock()
+'''
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")  # fmt: skip
+    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def test_ab_end_to_end_flags_a_slower_head_and_passes_a_a(tmp_path: Path, tiny_gemma3_dir: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "benchmarks").mkdir()
+    shutil.copy(REPO / "benchmarks" / "test_generate.py", repo / "benchmarks")
+    (repo / "benchmarks" / "matrix.toml").write_text(MATRIX.format(path=tiny_gemma3_dir).replace("[1, 2]", "[1]"))
+    serve = repo / "src" / "llmbench" / "workers" / "serve.py"
+    serve.write_text(serve.read_text() + INJECT)
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "base")
+    serve.write_text(serve.read_text().replace("SLOW_SHARE = 0.0", "SLOW_SHARE = 0.2"))
+    _git(repo, "commit", "-q", "-am", "head: 20% slower")
+
+    def ab(base: str, head: str) -> subprocess.CompletedProcess[str]:
+        command = [str(Path(sys.executable).parent / "llmbench"), "ab", base, head, "--loads=2", "--rounds=3",
+                   "--", "benchmarks", "--llmbench-quality-items=2", "--llmbench-peak-bandwidth=10GB/s",
+                   "--benchmark-storage=runs", f"--llmbench-verdict={base}-{head}.md"]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+        return subprocess.run(command, cwd=repo, capture_output=True, text=True, env=env, timeout=900)
+
+    same = ab("HEAD~1", "HEAD~1")
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "llmbench gate: no regression (1 combination" in same.stdout
+    assert "load 2 of 2: loaded" in same.stderr
+    slow = ab("main~1", "HEAD")
+    assert slow.returncode == 1, slow.stdout + slow.stderr
+    assert "tiny fp32 cpu bs1: latency 200 → 240 ms (+20.0%" in slow.stdout
+    assert "llmbench gate: FAILED" in slow.stdout
+    saved = sorted((repo / "runs").rglob("*.json"))
+    assert [p.name.split("-")[-1] for p in saved] == ["base.json", "head.json"] * 2
+    head_run = json.loads(saved[-1].read_text())
+    assert head_run["machine_info"]["llmbench_ab"]["side"] == "head"
+    assert head_run["commit_info"]["id"] == _git(repo, "rev-parse", "HEAD").strip()
+    assert not _git(repo, "worktree", "list", "--porcelain").count("worktree ") > 1  # worktrees removed
