@@ -123,7 +123,8 @@ def replay(out: Path, baselines: Sequence[str], histories: Sequence[int]) -> Non
             for history in histories:
                 counts: dict[float, list[int]] = {s: [0, 0] for s in (0.0, *shares)}
                 for k in range(need + 1, len(unchanged) + 1):
-                    status, last = compare(baseline, unchanged[k - 1], history)
+                    current = after_history(unchanged[: k - 1], unchanged[k - 1], Path(tmp) / "storage")
+                    status, last = compare(baseline, current, history)
                     tally(counts[0.0], status, log, f"{baseline} h={history} A/A run {k}: {last}")
                 for (k, share), path in sorted(slowed.items()):
                     if k < need or k > len(unchanged):
@@ -173,12 +174,17 @@ def noise(unchanged: Sequence[Path], slowed: dict[tuple[int, float], Path], entr
         rss = [v for b in present if isinstance(v := metric(b, "peak_rss_bytes").get("value"), (int, float))]
         measured = []
         for share in shares:
-            changes = [
-                benchmarks(path)[name]["stats"]["median"] / runs[k - 1][name]["stats"]["median"] - 1
+            pairs = [
+                (runs[k - 1][name], benchmarks(path)[name])
                 for (k, s), path in slowed.items()
                 if s == share and name in runs[k - 1] and name in benchmarks(path)
             ]
-            measured.append(f"{statistics.median(changes):+.1%}" if changes else "n/a")
+            changes = [slow["stats"]["median"] / base["stats"]["median"] - 1 for base, slow in pairs]
+            info = [slow.get("extra_info", {}).get("gate_validation") or {} for _, slow in pairs]
+            calls = [pair for i in info for pair in zip(i.get("generate_s", []), i.get("slept_s", []), strict=True)]
+            injected = [slept / took for took, slept in calls if took > 0]
+            text = f"{statistics.median(changes):+.1%}" if changes else "n/a"
+            measured.append(text + (f" (slept {statistics.median(injected):+.1%})" if injected else ""))
         cv = f"{statistics.median(cvs):.1%}" if cvs else "n/a"
         rows.append([f"`{name.split('::')[-1]}`", str(len(present)), spread(medians), cv, spread(rss), *measured])
     loads = [e["load_1min"] for e in entries]

@@ -29,6 +29,8 @@ from llmbench.measure.generate import GenerateBenchmark
 from llmbench.quality.runs import QualityRun, QualityRuns
 
 MiB = 1024**2
+#: The benchmark's extra_info key that records what was injected (and the seconds slept).
+INFO_KEY = "gate_validation"
 _HELD: list[bytearray] = []
 
 
@@ -40,6 +42,8 @@ class SlowedModel:
         self._share = share
         self._hold_bytes = hold_bytes
         self._truncate = truncate
+        #: (seconds of each generate call, seconds slept after it), saved with the benchmark.
+        self.calls: list[tuple[float, float]] = []
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> Generation:
         if self._hold_bytes and not _HELD:
@@ -48,8 +52,10 @@ class SlowedModel:
             _HELD.append(block)
         start = time.perf_counter()
         generation = self._model.generate(prompts, max_new_tokens)
+        elapsed = time.perf_counter() - start
         if self._share > 0:
-            time.sleep(self._share * (time.perf_counter() - start))
+            time.sleep(self._share * elapsed)
+        self.calls.append((elapsed, time.perf_counter() - start - elapsed))
         if self._truncate:
             halves = tuple(" ".join(text.split()[: len(text.split()) // 2]) for text in generation.texts)
             generation = dataclasses.replace(generation, texts=halves)
@@ -93,7 +99,13 @@ def pytest_configure(config: pytest.Config) -> None:
     original_run, original_get = GenerateBenchmark.run, QualityRuns.get
 
     def run(self: GenerateBenchmark, llm: LoadedModel, prompts: Sequence[str], max_new_tokens: int) -> Generation:
-        return original_run(self, SlowedModel(llm, share, hold_bytes, truncate), prompts, max_new_tokens)
+        slowed = SlowedModel(llm, share, hold_bytes, truncate)
+        result = original_run(self, slowed, prompts, max_new_tokens)
+        self.benchmark.extra_info[INFO_KEY] = {
+            "slowdown": share, "hold_mib": hold_bytes // MiB, "truncate": truncate,
+            "generate_s": [c[0] for c in slowed.calls], "slept_s": [c[1] for c in slowed.calls],
+        }  # fmt: skip
+        return result
 
     def get(self: QualityRuns, combination: Combination, llm: LoadedModel, max_new_tokens: int) -> QualityRun:
         return original_get(self, combination, SlowedModel(llm, 0.0, 0, truncate), max_new_tokens)
