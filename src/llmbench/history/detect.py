@@ -27,8 +27,8 @@ __all__ = ["MAX_PVALUE", "MIN_MAGNITUDE", "WINDOW", "ChangePoint", "change_point
 #: Otava's defaults: windows of 50 points, p < 0.001.
 WINDOW = 50
 MAX_PVALUE = 0.001
-#: Steps smaller than this share of the level are not reported (see docs/history.md).
-MIN_MAGNITUDE = 0.02
+#: Steps smaller than this share of the level are not reported: the gate's speed threshold (docs/history.md).
+MIN_MAGNITUDE = 0.05
 
 Kind = Literal["regression", "improvement", "change"]
 
