@@ -131,7 +131,15 @@ def collect_plan(pytest_args: Sequence[str], root: Path, invocation_dir: Path) -
     ``invocation_dir`` is where ``llmbench ab`` was started: relative storage paths are relative to it.
     """
     collector = _Collector(invocation_dir)
-    args = [*pytest_args, "--collect-only", "-qq", "-p", "no:cacheprovider", "--import-mode=importlib"]
+    args = [
+        *pytest_args,
+        "--collect-only",
+        "-qq",
+        "-p",
+        "no:cacheprovider",
+        "--import-mode=importlib",
+        "--assert=plain",
+    ]
     with contextlib.chdir(root):
         status = pytest.main(args, plugins=[collector])
     if collector.plan is None or status not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
