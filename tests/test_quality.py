@@ -1,4 +1,4 @@
-"""Tests of :mod:`llmbench.quality.scores`: ROUGE, the bootstrap interval, drift and the saved per-item outputs."""
+"""Tests of llmbench.quality: ROUGE, the bootstrap interval, drift and the saved per-item outputs."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llmbench.backends.base import Backend, BackendUnavailable, Generation, LoadedModel
-from llmbench.config.combination import BackendName
+from llmbench.config.precisions import BackendName
 
 __all__ = ["Backend", "BackendUnavailable", "Generation", "LoadedModel", "get_backend"]
 

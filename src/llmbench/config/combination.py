@@ -9,22 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from llmbench.config.precisions import (
-    GGUF_PRECISIONS,
-    KNOWN_PRECISIONS,
-    TORCH_PRECISIONS,
-    BackendName,
-    backend_for,
-)
+from llmbench.config.precisions import BackendName, backend_for
 
 Family = Literal["causal", "seq2seq"]
 KNOWN_DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")
-
-# Precision facts live in llmbench.config.precisions; these names stay importable from here.
-__all__ = [
-    "GGUF_PRECISIONS", "KNOWN_DEVICES", "KNOWN_PRECISIONS", "TORCH_PRECISIONS",
-    "BackendName", "Combination", "Family", "ModelSpec", "backend_for",
-]  # fmt: skip
 
 
 @dataclass(frozen=True)

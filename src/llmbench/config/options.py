@@ -10,14 +10,11 @@ import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
 from llmbench.units import split_number_unit
-
-if TYPE_CHECKING:
-    from llmbench.config.settings import Setting
 
 T = TypeVar("T")
 
@@ -379,13 +376,6 @@ def add_cli_argument(
     return parser.add_argument(
         name, metavar=option.metavar, default=default, help=text, action=_ParseAction, parse=validator
     )
-
-
-def raw_setting(config: pytest.Config, option: Option) -> Setting[str] | None:
-    """Superseded by :func:`llmbench.config.settings.raw_value`; kept while the hook modules switch."""
-    from llmbench.config.settings import raw_value
-
-    return raw_value(config, option.flag)
 
 
 def default_cache_dir() -> Path:
