@@ -7,7 +7,7 @@
 #   TORCH_SPEC=...        the torch requirement; default torch==2.13.0 (CPU build) without CUDA,
 #                         torch==2.13.0 from PyPI (a CUDA build) where `nvidia-smi` works
 #   TORCH_INDEX_URL=...   an index for torch, e.g. https://download.pytorch.org/whl/cpu or .../cu128
-#   LLMBENCH_EXTRAS=all   the extras to install (all = bitsandbytes, llama-cpp, report)
+#   LLMBENCH_EXTRAS=all   the extras to install (all = bitsandbytes, llama-cpp, report, semantic, history)
 set -euo pipefail
 
 VENV=${VENV:-.venv}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from llmbench.config.options import SettingError, parse_comma_list, parse_positive_int
 from llmbench.gate.rules import ALIASES, DEFAULT_RULES
-from llmbench.history.detect import change_points
+from llmbench.history.detect import DetectorMissing, change_points
 from llmbench.history.series import Series, benchmark_values, build_series, commit_of, gated_metrics, known_steps
 from llmbench.history.table import History
 from llmbench.metrics import METRIC_FACTS
@@ -119,7 +119,11 @@ def history_main(args: argparse.Namespace) -> int:
     except (RunError, SettingError) as error:
         print(f"llmbench history: error: {error}", file=sys.stderr)
         return 2
-    history = analyse(by_machine, metrics, args.combination, since, str(storage))
+    try:
+        history = analyse(by_machine, metrics, args.combination, since, str(storage))
+    except DetectorMissing as error:
+        print(f"llmbench history: error: {error}", file=sys.stderr)
+        return 2
     for line in history.lines():
         print(line)
     text = history.markdown()

@@ -17,12 +17,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from otava.analysis import compute_change_points
-
 from llmbench.history.series import Point, Series
 from llmbench.stats import ratio_of_medians_ci
 
-__all__ = ["MAX_PVALUE", "MIN_MAGNITUDE", "WINDOW", "ChangePoint", "change_points"]
+__all__ = ["MAX_PVALUE", "MIN_MAGNITUDE", "WINDOW", "ChangePoint", "DetectorMissing", "change_points"]
+
+
+class DetectorMissing(RuntimeError):
+    """Apache Otava is not installed (it comes with the ``history`` extra)."""
+
 
 #: Otava's defaults: windows of 50 points, p < 0.001.
 WINDOW = 50
@@ -79,6 +82,12 @@ def change_points(
     values = [point.value for point in series.points]
     if len(values) < 2:
         return []
+    try:
+        from otava.analysis import compute_change_points
+    except ImportError as error:
+        raise DetectorMissing(
+            f"change points need Apache Otava ({error}): pip install 'pytest-llmbench[history]'"
+        ) from None
     with warnings.catch_warnings():
         # A constant stretch (weights, file sizes) gives zero variances: scipy warns, Otava still decides.
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from llmbench.config.precisions import precision_rank
 from llmbench.gate import Verdict, decision_cells
+from llmbench.history.detect import DetectorMissing
 from llmbench.history.marks import change_marks
 from llmbench.report.export import write_csv
 from llmbench.report.frame import Row, Table, combination_sort_key, regressed
@@ -418,7 +419,10 @@ def write_report(
         write_csv(output / "outputs.csv", outputs, ["item", "source", "text"]),
     ]
     marks = regressed(verdict, current)
-    changes = change_marks(runs)
+    try:
+        changes = change_marks(runs)
+    except DetectorMissing:  # the history extra is not installed: no change-point marks
+        changes = []
     figures = [*run_plots(rows), *history_plots(table, runs, marks, current, changes)]
     page = build_page(current, runs, rows, figures, verdict, budget, root, [path.name for path in paths])
     index = output / "index.html"
