@@ -1,0 +1,163 @@
+"""Measure llmbench ab against injected changes (docs/ab.md): flagged counts, next to the history gate.
+
+Usage (from the repository root, the scale is a parameter)::
+
+    .venv/bin/python scripts/ab/measure.py --pairs 20 --out results/ab-measure -- \\
+        benchmarks --llmbench-model=gemma3-270m --llmbench-precision=q4_k_m --llmbench-batch-size=1
+
+A scratch clone gets the working tree's ``src`` committed as ``base`` and one branch per injected
+change (scripts/ab/inject.py). Scenarios run round-robin (A/A, then each injection, then A/A
+again...) so slow drift of the machine spreads over all of them. Per pair: ``llmbench ab``'s exit
+status and the verdict on latency and peak RSS; and the history-based gate (``compare_runs`` with
+the latest earlier base run as baseline and up to 10 earlier base runs as drift history) on the same
+head run. Writes ``results.jsonl`` and prints the table of docs/ab.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inject import inject
+
+from llmbench.gate import choose_baseline, compare_runs, parse_baseline
+from llmbench.runs import list_runs, load_run, machine_id_here
+
+REPO = Path(__file__).resolve().parents[2]
+MiB = 2**20
+#: name -> (slow share, held bytes, held share of RSS); "aa" is the base on both sides.
+SCENARIOS = {
+    "aa": (0.0, 0, 0.0),
+    "slow3": (0.03, 0, 0.0),
+    "slow5": (0.05, 0, 0.0),
+    "slow10": (0.10, 0, 0.0),
+    "slow20": (0.20, 0, 0.0),
+    "mem5": (0.0, 0, 0.05),
+    "mem64": (0.0, 64 * MiB, 0.0),
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {"GIT_AUTHOR_NAME": "ab", "GIT_AUTHOR_EMAIL": "ab@localhost", "GIT_COMMITTER_NAME": "ab",
+           "GIT_COMMITTER_EMAIL": "ab@localhost", "PATH": "/usr/bin:/bin:/usr/local/bin"}  # fmt: skip
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def scratch_repo(where: Path, scenarios: list[str]) -> Path:
+    repo = where / "repo"
+    git(REPO, "clone", "--quiet", "--local", str(REPO), str(repo))
+    shutil.rmtree(repo / "src")
+    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    git(repo, "checkout", "--quiet", "-B", "base")
+    git(repo, "add", "-A", "src")
+    git(repo, "commit", "--quiet", "--allow-empty", "-m", "base: the working tree's src")
+    for name in scenarios:
+        if name == "aa":
+            continue
+        slow, hold_bytes, hold_share = SCENARIOS[name]
+        git(repo, "checkout", "--quiet", "-B", f"inject-{name}", "base")
+        inject(repo, slow=slow, hold_bytes=hold_bytes, hold_share=hold_share)
+        git(repo, "commit", "--quiet", "-am", f"inject {name}")
+    git(repo, "checkout", "--quiet", "base")
+    return repo
+
+
+def target(scenario: str) -> str | None:
+    """The metric an injected change must be flagged on; None for A/A (any regression is a false alarm)."""
+    return None if scenario == "aa" else "peak_rss_bytes" if scenario.startswith("mem") else "latency_s"
+
+
+def flagged(runs_dir: Path, head: Path, metric: str | None) -> tuple[bool, bool, str]:
+    """(ab flagged the metric, the history gate flagged it, the history gate's cell) for one head run;
+    with ``metric`` None, whether each failed at all."""
+    from llmbench.ab.verdict import compare_pair
+
+    folder = head.parent
+    saved = list_runs(folder.parent, folder.name)
+    number = int(head.name[:4])
+    base_runs = [p for p in saved if p.name.endswith("-base.json") and int(p.name[:4]) < number]
+    head_run = load_run(head)
+    pair = compare_pair(load_run(base_runs[-1]), head_run)
+    ab = (
+        pair.failed
+        if metric is None
+        else any(d.metric == metric and d.fails for r in pair.results for d in r.decisions)
+    )
+    baseline = choose_baseline(parse_baseline("last", "measure.py"), base_runs, head_run.fingerprint,
+                               storage=folder.parent, machine_id=folder.name, drift_history=10)  # fmt: skip
+    gate = compare_runs(baseline, head_run)
+    cells = [d for r in gate.results for d in r.decisions if d.metric == (metric or "latency_s")]
+    gate_failed = gate.failed if metric is None else any(d.fails for d in cells)
+    return ab, gate_failed, cells[0].verdict if cells else "n/a"
+
+
+def summarize(out: Path) -> list[str]:
+    """Re-decide every saved pair with the current code; the markdown table of docs/ab.md."""
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+    runs = (out / "runs").resolve()
+    counts: dict[str, list[int]] = {}
+    for row in rows:
+        tally = counts.setdefault(str(row["scenario"]), [0, 0, 0, 0])
+        tally[0] += 1
+        if "head_run" not in row:
+            tally[3] += 1
+            continue
+        ab, gate, _ = flagged(runs, runs / machine_id_here() / str(row["head_run"]), target(str(row["scenario"])))
+        tally[1] += ab
+        tally[2] += gate
+    lines = ["| scenario | pairs | llmbench ab flagged | history gate flagged | errors |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {name} | {n} | {ab} | {gate} | {errors} |" for name, (n, ab, gate, errors) in counts.items()]
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=20, help="pairs per scenario. Default: %(default)r")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list. Default: %(default)s")
+    parser.add_argument("--loads", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("results/ab-measure"))
+    parser.add_argument("--summarize", action="store_true", help="only re-decide the saved pairs and print the table")
+    parser.add_argument("pytest_args", nargs="*", help="after --: the pytest arguments of each llmbench ab")
+    args = parser.parse_args()
+    if args.summarize:
+        print("\n".join(summarize(args.out)))
+        return 0
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs = (args.out / "runs").resolve()
+    log = (args.out / "results.jsonl").open("a")
+    llmbench = str(Path(sys.executable).parent / "llmbench")
+    with tempfile.TemporaryDirectory(prefix="ab-measure-") as scratch:
+        repo = scratch_repo(Path(scratch), scenarios)
+        for index in range(args.pairs):
+            for name in scenarios:
+                head = "base" if name == "aa" else f"inject-{name}"
+                command = [llmbench, "ab", "base", head, f"--loads={args.loads}", f"--rounds={args.rounds}",
+                           f"--seed={index}", "--", *args.pytest_args, f"--benchmark-storage={runs}",
+                           "--llmbench-quality-items=0"]  # fmt: skip
+                started = time.monotonic()
+                done = subprocess.run(command, cwd=repo, capture_output=True, text=True)
+                seconds = time.monotonic() - started
+                heads = sorted((runs / machine_id_here()).glob("*-head.json"))
+                row: dict[str, object] = {"scenario": name, "pair": index, "exit": done.returncode, "seconds": seconds}
+                if done.returncode in (0, 1) and heads:
+                    row["ab"], row["gate"], row["gate_cell"] = flagged(runs, heads[-1], target(name))
+                    row["head_run"] = heads[-1].name
+                else:
+                    row["error"] = done.stderr[-2000:]
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
