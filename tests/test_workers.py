@@ -7,7 +7,9 @@ kills itself, raises or hangs), or by killing the worker from outside.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator, Sequence
@@ -25,6 +27,7 @@ from llmbench.workers.benchmark import WorkerClock, WorkerGenerateBenchmark
 from llmbench.workers.protocol import Close, Closed, Load, Prepare, TimedRound
 from llmbench.workers.serve import fault_for
 from llmbench.workers.session import WorkerLoader
+from tests.conftest import REPO
 
 PROMPTS = ("The cat sat on the mat.", "A storm hit the coast on Monday.")
 
@@ -213,3 +216,99 @@ def test_the_session_loader_fails_a_key_again_at_once_with_the_same_reason(
     assert str(again.value) == str(first.value)
     assert len(list((tmp_path / "logs").iterdir())) == 1  # no second worker
     loader.close()
+
+
+FAULTY_MATRIX = """
+[matrix]
+models = ["tiny", "tiny2"]
+precisions = ["fp32", "bf16"]
+devices = ["cpu"]
+batch_sizes = [1, 2]
+
+[models.tiny]
+source = "path:{path}"
+family = "causal"
+max_new_tokens = 3
+
+[models.tiny2]
+source = "path:{path}"
+family = "causal"
+max_new_tokens = 3
+"""
+
+
+#: The faulty keys of the matrix, with the start of the reason their tests fail with.
+FAULTY = {
+    "tiny-fp32-cpu": "worker for tiny-fp32-cpu died with SIGKILL during a 'timed_generate' request (out of memory? "
+    "the kernel's OOM killer sends SIGKILL); last lines of its log ",
+    "tiny-bf16-cpu": "worker for tiny-bf16-cpu: RuntimeError: llmbench worker: LLMBENCH_WORKER_FAULT asks for 'raise' "
+    "on a 'timed_generate' request (in a 'timed_generate' request)",
+    "tiny2-fp32-cpu": "worker for tiny2-fp32-cpu did not answer a 'timed_generate' request within 5 s (hung?) and "
+    "was killed; last lines of its log ",
+}
+
+
+def test_a_worker_that_dies_raises_or_hangs_fails_its_combinations_and_the_rest_is_saved(
+    suite: pytest.Pytester, tiny_gemma3_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (suite.path / "benchmarks").mkdir()
+    (suite.path / "benchmarks" / "matrix.toml").write_text(FAULTY_MATRIX.format(path=tiny_gemma3_dir))
+    shutil.copy(REPO / "benchmarks" / "test_generate.py", suite.path / "benchmarks" / "test_generate.py")
+    monkeypatch.setenv(
+        FAULT_ENV,
+        "kill:timed_generate:tiny-fp32-cpu, raise:timed_generate:tiny-bf16-cpu, hang:timed_generate:tiny2-fp32-cpu",
+    )
+    result = suite.runpytest(
+        "benchmarks", "--llmbench-rounds=2", "--llmbench-quality-items=2", "--llmbench-threads=1",
+        "--llmbench-peak-bandwidth=10GB/s", "--llmbench-worker-timeout=5", "--benchmark-json=out.json",
+    )  # fmt: skip
+    result.assert_outcomes(passed=2, failed=6)
+    result.stdout.fnmatch_lines_random(
+        [f"FAILED *test_generate[[]{key}-bs{size}]*" for key in FAULTY for size in (1, 2)]
+    )
+    errors = [line for line in result.outlines if line.startswith("E ") and "WorkerFailed: " in line]
+    # Each combination fails with its worker's reason; the second test of a key fails at once, the same way.
+    expected = [reason for reason in FAULTY.values() for _ in (1, 2)]
+    assert len(errors) == len(expected), errors
+    for line, reason in zip(errors, expected, strict=True):
+        assert line.split("WorkerFailed: ", 1)[1].startswith(reason), line
+    saved = json.loads((suite.path / "out.json").read_text())["benchmarks"]
+    assert [b["param"] for b in saved] == ["tiny2-bf16-cpu-bs1", "tiny2-bf16-cpu-bs2"]
+    for bench in saved:
+        metrics = bench["extra_info"][METRICS_KEY]
+        # pytest-benchmark's rounds are the latencies the worker measured, saved as today.
+        assert bench["stats"]["data"] == metrics["latency_s"]["samples"]
+        assert bench["stats"]["rounds"] == 2
+        assert metrics["peak_rss_bytes"]["value"] > 0
+        assert metrics["load_s"]["value"] > 0
+        assert metrics["rougeLsum"]["value"] is not None
+        assert len(bench["extra_info"]["outputs"]) == 2
+
+
+LOAD_MATRIX = """
+[matrix]
+models = ["tiny"]
+precisions = ["fp32"]
+devices = ["cpu"]
+batch_sizes = [1]
+
+[models.tiny]
+source = "path:{path}"
+family = "causal"
+"""
+
+
+@pytest.mark.parametrize("isolation", ["process", "none"])
+def test_the_load_benchmark_saves_the_same_figures_in_both_modes(
+    suite: pytest.Pytester, tiny_gemma3_dir: Path, isolation: str
+) -> None:
+    (suite.path / "benchmarks").mkdir()
+    (suite.path / "benchmarks" / "matrix.toml").write_text(LOAD_MATRIX.format(path=tiny_gemma3_dir))
+    shutil.copy(REPO / "benchmarks" / "test_load.py", suite.path / "benchmarks" / "test_load.py")
+    result = suite.runpytest("benchmarks", f"--llmbench-isolation={isolation}", "--benchmark-json=out.json")
+    result.assert_outcomes(passed=1)
+    (bench,) = json.loads((suite.path / "out.json").read_text())["benchmarks"]
+    metrics = bench["extra_info"][METRICS_KEY]
+    assert bench["stats"]["data"] == metrics["load_s"]["samples"]
+    assert len(metrics["load_added_bytes"]["samples"]) == 3
+    assert bench["extra_info"]["model"] == "tiny"

@@ -81,7 +81,9 @@ class LoadedModels:
             except BackendUnavailable as error:
                 self._failures[key] = str(error)
                 raise
-            self.loads.append(LoadRecord(key, time.perf_counter() - start))
+            load_s = time.perf_counter() - start
+            # A model loaded in a worker process reports the load as the worker timed it.
+            self.loads.append(LoadRecord(key, getattr(model, "load_s", load_s)))
             self._models[key] = model
         return self._models[key]
 

@@ -85,6 +85,29 @@ def parse_share(text: str, what: str, origin: str) -> float:
     return value
 
 
+#: Where each loaded model runs (see docs/isolation.md).
+ISOLATION_MODES = ("process", "none")
+
+
+def parse_isolation(text: str, what: str, origin: str) -> str:
+    """``process`` (a worker process per loaded model) or ``none`` (in the pytest process)."""
+    mode = text.strip().lower()
+    if mode not in ISOLATION_MODES:
+        raise SettingError(f"{what}: {text!r} is not an isolation mode (from {origin}); expected process or none")
+    return mode
+
+
+def parse_seconds(text: str, what: str, origin: str) -> float:
+    """A positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise SettingError(f"{what}: {text!r} is not a positive number of seconds (from {origin})")
+    return value
+
+
 _RATE_UNITS = {
     "": 1.0, "b/s": 1.0,
     "kb/s": 1e3, "mb/s": 1e6, "gb/s": 1e9, "tb/s": 1e12,
@@ -186,6 +209,23 @@ OPTIONS: tuple[Option, ...] = (
         "Untimed warm-up rounds before the timed ones. Default: %(default)r",
         "1",
         parse=parse_non_negative_int,
+    ),
+    Option(
+        "--llmbench-isolation",
+        "MODE",
+        "Where each loaded model runs: 'process' (a worker process of its own per model, precision and "
+        "device: its memory peaks are its own, a crash fails only its combinations) or 'none' (in the "
+        "pytest process, for debugging). Default: %(default)r",
+        "process",
+        parse=parse_isolation,
+    ),
+    Option(
+        "--llmbench-worker-timeout",
+        "SECONDS",
+        "With --llmbench-isolation=process: how long a worker may take over one generate call before it "
+        "counts as hung and is killed (its combinations fail). Default: %(default)r",
+        "600",
+        parse=parse_seconds,
     ),
     Option(
         "--llmbench-peak-bandwidth",

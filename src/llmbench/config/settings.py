@@ -125,6 +125,10 @@ class Settings:
     quality_target: float
     outputs_dir: Path
     threads: int | None
+    #: "process" (a worker per loaded model) or "none" (in the pytest process); see docs/isolation.md.
+    isolation: Setting[str]
+    #: Seconds a worker may take over one generate call before it is killed as hung.
+    worker_timeout_s: float
     #: flag -> where its value came from (e.g. "--llmbench-rounds on the command line", "the default").
     origins: Mapping[str, str]
 
@@ -149,7 +153,7 @@ _SESSION_OPTIONS = (
     "--llmbench-matrix", *_AXES.values(), "--llmbench-max-new-tokens", "--llmbench-rounds",
     "--llmbench-warmup-rounds", "--llmbench-peak-bandwidth", "--llmbench-data", "--llmbench-quality-items",
     "--llmbench-quality-batch-size", "--llmbench-quality-target", "--llmbench-outputs-dir",
-    "--llmbench-threads", "--llmbench-cache-dir",
+    "--llmbench-threads", "--llmbench-cache-dir", "--llmbench-isolation", "--llmbench-worker-timeout",
 )  # fmt: skip
 
 
@@ -209,5 +213,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         quality_target=value["--llmbench-quality-target"].value,
         outputs_dir=path("--llmbench-outputs-dir") or config.rootpath / ".benchmarks" / "outputs" / stamp,
         threads=value["--llmbench-threads"].value,
+        isolation=value["--llmbench-isolation"],
+        worker_timeout_s=value["--llmbench-worker-timeout"].value,
         origins=origins,
     )

@@ -18,6 +18,9 @@ from llmbench.measure.probes import BandwidthReading, probes_for, probes_unavail
 from llmbench.metrics import Metric
 from llmbench.plugin import terminal_table as metrics_table
 from llmbench.plugin.keys import COMBINATION_ARG, LOAD_COMBINATION_ARG, MODELS_KEY, SETTINGS_KEY
+from llmbench.workers import WorkerFailed
+from llmbench.workers.benchmark import WorkerGenerateBenchmark
+from llmbench.workers.session import WorkerLoader
 
 pytest_plugins = [
     "llmbench.plugin.fixtures",
@@ -43,7 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The LLM figures of every combination, next to pytest-benchmark's own timing table."""
     session = terminalreporter.config.pluginmanager.get_plugin("pytest-benchmark")
-    benchmarks = [bench.as_dict(include_data=False) for bench in getattr(session, "benchmarks", [])]
+    benchmarks = [bench.as_dict(include_data=False) for bench in getattr(session, "benchmarks", []) if bench]
     lines = metrics_table.render(benchmarks)
     if lines:
         terminalreporter.write_sep("-", "llmbench: LLM inference figures (median of timed rounds)")
@@ -118,12 +121,26 @@ def llmbench_settings(pytestconfig: pytest.Config) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def llmbench_models(pytestconfig: pytest.Config, llmbench_settings: Settings) -> Iterator[LoadedModels]:
-    """The session's model cache: each (model, precision, device) is loaded once, freed after its last test."""
-    models = LoadedModels(llmbench_settings.cache_dir, threads=llmbench_settings.threads)
+def llmbench_models(
+    pytestconfig: pytest.Config, llmbench_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LoadedModels]:
+    """The session's model cache: each (model, precision, device) is loaded once, freed after its last test.
+
+    With ``--llmbench-isolation=process`` (the default) each model is loaded in a worker process of its
+    own (see docs/isolation.md); its log is under pytest's temporary directory.
+    """
+    settings = llmbench_settings
+    workers = None
+    if settings.isolation.value == "process":
+        workers = WorkerLoader(tmp_path_factory.mktemp("llmbench-workers"), settings.threads, settings.worker_timeout_s)
+        models = LoadedModels(settings.cache_dir, loader=workers.load, preparer=workers.prepare)
+    else:
+        models = LoadedModels(settings.cache_dir, threads=settings.threads)
     pytestconfig.stash[MODELS_KEY] = models
     yield models
     models.release_all()
+    if workers is not None:
+        workers.close()
     del pytestconfig.stash[MODELS_KEY]
 
 
@@ -132,7 +149,7 @@ def llm(request: pytest.FixtureRequest, llm_combination: Combination, llmbench_m
     """The model of this test's combination, loaded (once per session) and ready on its device.
 
     A combination that turns out not to load here (weights not available offline, ...) is skipped
-    with the reason.
+    with the reason; one whose worker died or hung fails with the reason.
     """
     capture = request.config.pluginmanager.getplugin("capturemanager")
     first_load = not llmbench_models.is_loaded(llm_combination.load_key)
@@ -143,6 +160,8 @@ def llm(request: pytest.FixtureRequest, llm_combination: Combination, llmbench_m
             return llmbench_models.get(llm_combination)
     except BackendUnavailable as error:
         pytest.skip(f"{llm_combination.id}: {error}")
+    except WorkerFailed as error:
+        pytest.fail(f"{llm_combination.id}: {error}", pytrace=False)
 
 
 class PeakBandwidths:
@@ -178,9 +197,10 @@ def llm_benchmark(
 ) -> GenerateBenchmark:
     """Times ``generate`` on this test's combination and saves every figure in ``extra_info``.
 
-    Use ``llm_benchmark.run(llm, prompts, max_new_tokens)``.
+    Use ``llm_benchmark.run(llm, prompts, max_new_tokens)``. For a model in a worker the rounds are
+    timed in the worker, and pytest-benchmark records those times.
     """
-    return GenerateBenchmark(
+    return WorkerGenerateBenchmark(
         benchmark=benchmark,
         combination=llm_combination,
         probes=probes_for(llm_combination.device),
