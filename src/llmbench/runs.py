@@ -2,8 +2,10 @@
 
 A saved run is ``<storage>/<machine id>/NNNN_*.json``. Saved runs are only ever opened for reading
 here (listing uses pytest-benchmark's own file storage query); new files (a merged run, a verdict) are
-written through a temporary file in the same folder, fsynced, renamed, and the folder fsynced. Bad
-input gives a :class:`RunError` naming the file and the problem, never a traceback.
+written through a temporary file in the same folder, fsynced, renamed, and the folder fsynced. A run
+is checked once, when it is read (:func:`run_from_json`): a broken structure is a :class:`RunFileError`
+naming the file, the benchmark and the field; a bad value of one metric makes that metric n/a with a
+note. See docs/testing.md.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from llmbench.metrics import METRIC_FACTS
+
 __all__ = [
+    "FAILED_KEY",
     "FINGERPRINT_KEY",
     "RUN_GLOB",
     "RunError",
+    "RunFileError",
     "SavedRun",
     "benchmark_label",
     "find_run",
@@ -41,6 +47,8 @@ __all__ = [
 RUN_GLOB = "[0-9][0-9][0-9][0-9]_"
 #: The machine_info key of the machine fingerprint each run carries (:mod:`llmbench.fingerprint`).
 FINGERPRINT_KEY = "llmbench"
+#: The machine_info key of the benchmarks whose test failed in the run: fullname -> the reason.
+FAILED_KEY = "llmbench_failed"
 
 _RUN_FILE = re.compile(r"^(?P<number>\d{4})_.*\.json$")
 _RUN_ID = re.compile(r"^(?P<number>\d{1,4})(?:_.*)?$")
@@ -48,6 +56,24 @@ _RUN_ID = re.compile(r"^(?P<number>\d{1,4})(?:_.*)?$")
 
 class RunError(Exception):
     """A run that cannot be used (missing, unreadable, corrupted, not a pytest-benchmark run)."""
+
+
+class RunFileError(RunError):
+    """A run file whose structure is broken; the message names the file, the benchmark and the field."""
+
+
+#: The identifying fields of a benchmark's ``extra_info`` and the JSON types each must have.
+_IDENTITY_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,), "precision": (str,), "device": (str,), "backend": (str,), "family": (str,),
+    "batch_size": (int,), "max_new_tokens": (int,), "quality_items": (int,), "outputs_file": (str,),
+    "llmbench_fail": (str,), "outputs": (dict,),
+}  # fmt: skip
+#: pytest-benchmark's ``stats`` fields the readers use, all numbers (``data``: the rounds, a list of them).
+_STATS_NUMBERS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "ops", "total", "rounds")
+_UNITS = frozenset({"s", "tok/s", "bytes", "tokens", "ratio", "F1", "count", "bytes/s", "%"})
+_DIRECTIONS = frozenset({"higher", "lower", "none"})
+#: Larger magnitudes are no measurement (bytes, seconds, tokens per second): the metric is n/a.
+LARGEST_VALUE = 1e18
 
 
 @dataclass(frozen=True)
@@ -71,6 +97,9 @@ class SavedRun:
     datetime: str = ""
     #: The whole parsed JSON object (for code that needs keys not modelled here).
     data: Mapping[str, Any] | None = None
+    #: The combinations whose test failed in this run, (fullname, reason), from ``machine_info``'s
+    #: :data:`FAILED_KEY` (a failed test's benchmark is not saved).
+    failed: tuple[tuple[str, str], ...] = ()
 
     @property
     def fingerprint(self) -> Mapping[str, Any] | None:
@@ -153,11 +182,11 @@ def run_from_json(
     if name is None:
         name = f"{number:04d}" if number is not None else path.name if path is not None else source
     benchmarks: dict[str, Mapping[str, Any]] = {}
+    notes: list[str] = []
     for index, bench in enumerate(data["benchmarks"]):
         if not isinstance(bench, Mapping) or not isinstance(bench.get("fullname"), str):
-            raise RunError(f"{source}: benchmark #{index + 1} has no 'fullname' (not a pytest-benchmark run?)")
-        benchmarks[bench["fullname"]] = bench
-    notes = []
+            raise RunFileError(f"{source}: benchmark #{index + 1} has no 'fullname' (not a pytest-benchmark run?)")
+        benchmarks[bench["fullname"]] = _checked_benchmark(bench, source, name, notes)
     bad = {
         full: count
         for full, bench in benchmarks.items()
@@ -167,14 +196,144 @@ def run_from_json(
         where = ", ".join(benchmark_label(benchmarks[full]) for full in bad)
         notes.append(f"{name}: {sum(bad.values())} value(s) are NaN or infinite ({where}): shown as n/a")
     machine_info = data.get("machine_info")
+    if machine_info is not None and not isinstance(machine_info, Mapping):
+        raise RunFileError(f"{source}: field 'machine_info' is {_kind(machine_info)}, expected an object")
+    fingerprint = (machine_info or {}).get(FINGERPRINT_KEY)
+    if fingerprint is not None and not isinstance(fingerprint, Mapping):
+        raise RunFileError(
+            f"{source}: field 'machine_info.{FINGERPRINT_KEY}' is {_kind(fingerprint)}, expected an object"
+        )
+    failed = (machine_info or {}).get(FAILED_KEY) or {}
+    if not isinstance(failed, Mapping) or not all(isinstance(v, str) for v in failed.values()):
+        raise RunFileError(f"{source}: field 'machine_info.{FAILED_KEY}' is {_kind(failed)}, expected an object "
+                           "of test ids and reasons")  # fmt: skip
     commit_info = data.get("commit_info")
     return SavedRun(
         source=source, name=name, number=number,
         machine_info=machine_info if isinstance(machine_info, Mapping) else {},
         benchmarks=benchmarks, notes=tuple(notes), path=path,
         commit_info=commit_info if isinstance(commit_info, Mapping) else None,
-        datetime=str(data.get("datetime") or ""), data=data,
+        datetime=str(data.get("datetime") or ""), data=data, failed=tuple(failed.items()),
     )  # fmt: skip
+
+
+def _kind(value: Any) -> str:
+    """``a list``, ``the string '5'``, ``the number 5``: what a bad field holds, for a message."""
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}" if abs(value) < 1e30 else "a number out of range"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if value is None:
+        return "null"
+    return "a list" if isinstance(value, list) else "an object" if isinstance(value, Mapping) else type(value).__name__
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number (not a boolean); NaN and infinities count (readers show them as n/a)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _too_large(value: Any) -> bool:
+    """A number beyond :data:`LARGEST_VALUE` (an integer too large for a float included; NaN and
+    infinities are not: readers show them as n/a)."""
+    if not _is_number(value):
+        return False
+    try:
+        number = float(value)
+    except OverflowError:
+        return True
+    return math.isfinite(number) and abs(number) > LARGEST_VALUE
+
+
+def _one_of(value: Any, allowed: frozenset[str]) -> bool:
+    return isinstance(value, str) and value in allowed
+
+
+def _metric_problem(data: Any) -> str | None:
+    """What is wrong with one saved metric object (None if it can be read)."""
+    if not isinstance(data, Mapping):
+        return f"is {_kind(data)}, expected an object"
+    value = data.get("value")
+    if value is not None and not _is_number(value):
+        return f"'value' is {_kind(value)}, expected a number or null"
+    samples = data.get("samples")
+    if samples is not None and not (isinstance(samples, list) and all(_is_number(x) for x in samples)):
+        return f"'samples' is {_kind(samples)}, expected a list of numbers"
+    ci = data.get("ci")
+    if ci is not None and not (
+        isinstance(ci, list) and len(ci) == 2 and (all(_is_number(x) for x in ci) or ci == [None, None])
+    ):
+        return f"'ci' is {_kind(ci) if not isinstance(ci, list) else f'a list of {len(ci)}'}, expected [low, high]"
+    for key, allowed in (("unit", _UNITS), ("direction", _DIRECTIONS)):
+        if key in data and not _one_of(data[key], allowed):
+            return f"'{key}' is {_kind(data[key])}, expected one of {', '.join(sorted(allowed))}"
+    if any(_too_large(x) for x in (value, *(samples or ()), *(ci or ()))):
+        return f"holds a number beyond {LARGEST_VALUE:g}"
+    return None
+
+
+def _checked_metrics(metrics: Mapping[str, Any], where: str, notes: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for metric, data in metrics.items():
+        problem = _metric_problem(data)
+        if problem is None:
+            out[metric] = data
+            continue
+        notes.append(f"{where}: metric {metric}: {problem}: shown as n/a")
+        saved = data if isinstance(data, Mapping) else {}
+        unit = saved.get("unit") if _one_of(saved.get("unit"), _UNITS) else None
+        direction = saved.get("direction") if _one_of(saved.get("direction"), _DIRECTIONS) else None
+        facts = METRIC_FACTS.get(metric)
+        out[metric] = {
+            "value": None,
+            "unit": unit or (facts.unit if facts else "count"),
+            "direction": direction or (facts.direction if facts else "none"),
+            "note": f"unreadable in the saved run: {problem}",
+        }
+    return out
+
+
+def _checked_benchmark(bench: Mapping[str, Any], source: str, run_name: str, notes: list[str]) -> Mapping[str, Any]:
+    """The benchmark as the readers may trust it: a broken field raises :class:`RunFileError`, a bad metric
+    (or bad stats, from which older runs take their latency) becomes n/a with a note in ``notes``."""
+    fullname = bench["fullname"]
+    where = f"{source}: benchmark {fullname!r}"
+    checked = dict(bench)
+    extra = bench.get("extra_info")
+    if extra is not None:
+        if not isinstance(extra, Mapping):
+            raise RunFileError(f"{where}: field 'extra_info' is {_kind(extra)}, expected an object")
+        for key, types in _IDENTITY_TYPES.items():
+            value = extra.get(key)
+            if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+                raise RunFileError(f"{where}: field 'extra_info.{key}' is {_kind(value)}, expected {_expected(types)}")
+        metrics = extra.get("metrics")
+        if metrics is not None:
+            if not isinstance(metrics, Mapping):
+                raise RunFileError(f"{where}: field 'extra_info.metrics' is {_kind(metrics)}, expected an object")
+            checked["extra_info"] = {**extra, "metrics": _checked_metrics(metrics, f"{run_name}: {fullname}", notes)}
+    stats = bench.get("stats")
+    if stats is not None:
+        if not isinstance(stats, Mapping):
+            raise RunFileError(f"{where}: field 'stats' is {_kind(stats)}, expected an object")
+        bad = [key for key in _STATS_NUMBERS if stats.get(key) is not None and not _is_number(stats[key])]
+        data = stats.get("data")
+        if data is not None and not (isinstance(data, list) and all(_is_number(x) for x in data)):
+            bad.append("data")
+        bad += [key for key in _STATS_NUMBERS if key not in bad and _too_large(stats.get(key))]
+        if "data" not in bad and data is not None and any(_too_large(x) for x in data):
+            bad.append("data")
+        if bad:
+            fields = ", ".join(f"'stats.{key}'" for key in bad)
+            notes.append(f"{run_name}: {fullname}: {fields} not (finite, plausible) numbers: its stats are n/a")
+            checked["stats"] = {}
+    return checked
+
+
+def _expected(types: tuple[type, ...]) -> str:
+    return {str: "a string", int: "an integer", dict: "an object"}[types[0]]
 
 
 def read_json(path: Path) -> Any:

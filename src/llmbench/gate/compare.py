@@ -32,6 +32,8 @@ from llmbench.gate.settings import FingerprintMode, parse_fingerprint_mode, reso
 from llmbench.gate.verdict import CombinationResult, Verdict
 from llmbench.metrics import Metric
 from llmbench.runs import (
+    FAILED_KEY,
+    FINGERPRINT_KEY,
     RunError,
     SavedRun,
     benchmark_label,
@@ -139,13 +141,18 @@ def compare_runs(
     for note, labels in data_notes.items():
         notes.append(f"{note} [{_short_list(labels)}]")
     new = tuple(benchmark_label(b) for name, b in current.benchmarks.items() if name not in base_names)
-    removed_names = [name for name in base_names if name not in current.benchmarks]
+    failed = dict(current.failed)
+    removed_names = [name for name in base_names if name not in current.benchmarks and name not in failed]
     removed = tuple(benchmark_label(_latest_entry(baseline, name)) for name in removed_names)
+    failed_lines = tuple(
+        f"{benchmark_label(_latest_entry(baseline, name))}: {reason}" for name, reason in failed.items()
+    )
     differences = _machine_differences(baseline, current) if fingerprint_mode != "ignore" else []
     notes.append(drift_note(baseline))
     return Verdict(
         baseline=baseline.description, current=current_desc, results=tuple(results), new=new, removed=removed,
         machine_differences=tuple(differences), fingerprint_mode=fingerprint_mode, notes=tuple(notes),
+        failed_combinations=failed_lines,
     )  # fmt: skip
 
 
@@ -254,8 +261,15 @@ def compare_main(args: argparse.Namespace) -> int:
     return verdict.exit_status
 
 
-def current_run(benchmarks: Iterable[Mapping[str, Any]], fingerprint: Mapping[str, Any] | None) -> SavedRun:
-    """The current pytest session as a saved run would read (benchmarks as pytest-benchmark saves them)."""
-    data = {"machine_info": {"llmbench": dict(fingerprint)} if fingerprint is not None else {},
-            "benchmarks": list(benchmarks)}  # fmt: skip
+def current_run(
+    benchmarks: Iterable[Mapping[str, Any]],
+    fingerprint: Mapping[str, Any] | None,
+    failed: Mapping[str, str] | None = None,
+) -> SavedRun:
+    """The current pytest session as a saved run would read (benchmarks as pytest-benchmark saves them;
+    ``failed``: the test id and reason of each benchmark whose test failed)."""
+    machine_info: dict[str, Any] = {FINGERPRINT_KEY: dict(fingerprint)} if fingerprint is not None else {}
+    if failed:
+        machine_info[FAILED_KEY] = dict(failed)
+    data = {"machine_info": machine_info, "benchmarks": list(benchmarks)}
     return run_from_json(data, "this session", "this session")

@@ -96,6 +96,8 @@ class Verdict:
     notes: tuple[str, ...] = ()
     #: False when there was nothing to compare with (an empty history).
     compared: bool = True
+    #: Combinations whose test failed in the current run (no figures saved), as "label: reason".
+    failed_combinations: tuple[str, ...] = ()
 
     @property
     def regressions(self) -> list[tuple[str, Decision]]:
@@ -118,7 +120,7 @@ class Verdict:
 
     @property
     def failed(self) -> bool:
-        return bool(self.regressions) or self.machine_failed
+        return bool(self.regressions) or self.machine_failed or bool(self.failed_combinations)
 
     @property
     def exit_status(self) -> int:
@@ -149,6 +151,9 @@ class Verdict:
                              f"combination{'s' if len(self.results) != 1 else ''}")  # fmt: skip
             if self.machine_failed:
                 parts.append("the machine differs from the baseline's (--llmbench-fingerprint=strict)")
+            failed = len(self.failed_combinations)
+            if failed:
+                parts.append(f"{failed} combination{'s' if failed != 1 else ''} failed to run")
             return "llmbench gate: FAILED: " + "; ".join(parts)
         return (
             f"llmbench gate: no regression ({len(self.results)} combination{'s' if len(self.results) != 1 else ''}, "
@@ -181,6 +186,10 @@ class Verdict:
             out.append(f"new (not in the baseline): {', '.join(self.new)}")
         if self.removed:
             out.append(f"removed (not in the current run): {', '.join(self.removed)}")
+        if self.failed_combinations:
+            out.append("")
+            out.append(f"failed (the test failed, no figures saved) ({len(self.failed_combinations)}):")
+            out.extend(f"  {line}" for line in self.failed_combinations)
         regressions = self.regression_lines()
         if regressions:
             out.append("")
@@ -207,7 +216,11 @@ class Verdict:
         head += [f"- note: {_md(note)}" for note in self.notes]
         if self.notes:
             head.append("")
-        sections = (("Regressions", self.regression_lines()), ("Noisy, cannot tell", self.noisy_lines()))
+        sections = (
+            ("Failed to run", list(self.failed_combinations)),
+            ("Regressions", self.regression_lines()),
+            ("Noisy, cannot tell", self.noisy_lines()),
+        )
         for title_text, bullets in sections:
             if bullets:
                 shown = [f"- {_md(line)}" for line in bullets[:MARKDOWN_BULLETS]]

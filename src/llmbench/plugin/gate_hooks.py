@@ -1,6 +1,8 @@
 """The regression gate's pytest hooks, kept thin: the work is in :mod:`llmbench.gate`.
 
-- Every saved run gets ``machine_info["llmbench"]``, the machine fingerprint.
+- Every saved run gets ``machine_info["llmbench"]``, the machine fingerprint, and
+  ``machine_info["llmbench_failed"]``, the benchmarks whose test failed (id -> reason), where any did:
+  the gate reports them as failed, not as removed.
 - ``@pytest.mark.llmbench_fail("decode_tok_s:-10%")`` sets a benchmark's own rules (over ``--llmbench-fail``
   and the defaults); its text is saved in the benchmark's ``extra_info`` so ``llmbench compare`` uses it.
 - The gate runs when ``--benchmark-compare`` is given or ``--llmbench-baseline`` is set (command line or
@@ -20,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from llmbench import gate
+from llmbench import gate, runs
 from llmbench.fingerprint import machine_fingerprint
 from llmbench.runs import RunError, list_runs
 
@@ -37,6 +39,8 @@ class GateState:
 
 GATE_KEY = pytest.StashKey[GateState]()
 FINGERPRINT_KEY = pytest.StashKey[dict[str, Any]]()
+#: Benchmarks whose test failed in this session: test id (pytest-benchmark's fullname) -> the reason.
+FAILED_KEY = pytest.StashKey[dict[str, str]]()
 
 
 def _fingerprint(config: pytest.Config) -> dict[str, Any]:
@@ -71,8 +75,27 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
-    """Save the machine fingerprint with every run (``machine_info["llmbench"]``)."""
+    """Save the machine fingerprint with every run (``machine_info["llmbench"]``), and the failed benchmarks."""
     machine_info["llmbench"] = _fingerprint(config)
+    failed = config.stash.get(FAILED_KEY, {})
+    if failed:
+        machine_info[runs.FAILED_KEY] = dict(failed)
+
+
+def _reason(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = str(getattr(crash, "message", "") or report.longreprtext or "failed")
+    first = text.strip().splitlines()[0] if text.strip() else "failed"
+    return first if len(first) <= 300 else first[:299] + "…"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Remember a benchmark whose test failed (setup or call), with the reason, for the run and the gate."""
+    report = yield
+    if report.failed and report.when in ("setup", "call") and "benchmark" in getattr(item, "fixturenames", ()):
+        item.config.stash.setdefault(FAILED_KEY, {})[item.nodeid] = f"{report.when}: {_reason(report)}"
+    return report
 
 
 def _marker_text(item: pytest.Item) -> str | None:
@@ -118,11 +141,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     benchmark_session = getattr(config, "_benchmarksession", None)
     benchmarks = [bench for bench in getattr(benchmark_session, "benchmarks", []) if bench]
-    if not benchmarks:
+    failed = config.stash.get(FAILED_KEY, {})
+    if not benchmarks and not failed:
         state.messages.append("no benchmark ran in this session: nothing to compare")
         return
     include_data = bool(config.getoption("benchmark_save_data", default=False))
-    current = gate.current_run((b.as_dict(include_data=include_data) for b in benchmarks), _fingerprint(config))
+    current = gate.current_run((b.as_dict(include_data=include_data) for b in benchmarks), _fingerprint(config), failed)
     settings = state.settings
     state.verdict = verdict = gate.compare_runs(state.baseline, current, settings.rules, settings.fingerprint)
     state.messages.extend(gate.publish_markdown(verdict, settings.verdict_path))

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmbench.runs import FINGERPRINT_KEY, RunError, read_json, write_json_atomically
+from llmbench.runs import FINGERPRINT_KEY, RunError, read_json, run_from_json, write_json_atomically
 from llmbench.shards.plan import SHARD_INFO_KEY
 
 __all__ = ["SHARDS_INFO_KEY", "TOP_LEVEL_KEYS", "MergeError", "add_merge_arguments", "merge_main", "merge_runs"]
@@ -43,6 +43,12 @@ def _load(path: Path) -> dict[str, Any]:
         raise MergeError(f"{path}: not a pytest-benchmark run (missing {', '.join(missing)})")
     if not isinstance(data["benchmarks"], list) or not isinstance(data["machine_info"], dict):
         raise MergeError(f"{path}: not a pytest-benchmark run (benchmarks must be a list, machine_info an object)")
+    if data["commit_info"] is not None and not isinstance(data["commit_info"], dict):
+        raise MergeError(f"{path}: field 'commit_info' is not an object")
+    try:
+        run_from_json(data, str(path), path=path)  # the one check of a run's structure (runs.py)
+    except RunError as error:
+        raise MergeError(str(error)) from None
     return data
 
 

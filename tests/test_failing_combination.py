@@ -1,0 +1,80 @@
+"""A combination whose worker crashes fails with the reason; the rest runs and is saved; the gate calls it
+failed, not removed, in the session and in ``llmbench compare`` (the failed ids are saved with the run)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from llmbench.cli import main
+from llmbench.runs import FAILED_KEY, list_runs, load_run
+from llmbench.workers import FAULT_ENV
+from tests.robustness_record import record
+from tests.test_plugin import write_matrix
+
+REPO = Path(__file__).resolve().parents[1]
+
+MATRIX = """
+[matrix]
+models = ["tiny"]
+precisions = ["fp32", "bf16"]
+devices = ["cpu"]
+batch_sizes = [1]
+
+[models.tiny]
+source = "path:{path}"
+family = "causal"
+max_new_tokens = 3
+"""
+
+ARGS = (
+    "benchmarks", "--llmbench-rounds=2", "--llmbench-quality-items=2", "--llmbench-threads=1",
+    "--llmbench-peak-bandwidth=10GB/s", "--benchmark-storage=runs", "--benchmark-autosave",
+)  # fmt: skip
+FAILED_ID = "benchmarks/test_generate.py::test_generate[tiny-bf16-cpu-bs1]"
+
+
+def test_a_crashed_worker_fails_its_combination_and_the_gate_says_failed_not_removed(
+    suite: pytest.Pytester, tiny_gemma3_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    write_matrix(suite, MATRIX.format(path=tiny_gemma3_dir))
+    shutil.copy(REPO / "benchmarks" / "test_generate.py", suite.path / "benchmarks" / "test_generate.py")
+    monkeypatch.delenv(FAULT_ENV, raising=False)
+    suite.runpytest(*ARGS).assert_outcomes(passed=2)
+
+    monkeypatch.setenv(FAULT_ENV, "kill:timed_generate:tiny-bf16-cpu")
+    result = suite.runpytest(*ARGS, "--benchmark-compare")
+    result.assert_outcomes(passed=1, failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "failed (the test failed, no figures saved) (1):",
+            "  tiny bf16 cpu bs1: call: *died with SIGKILL during a 'timed_generate' request*",
+        ],
+        consecutive=True,
+    )
+    result.stdout.fnmatch_lines(["llmbench gate: FAILED: *1 combination failed to run"])
+    result.stdout.no_fnmatch_line("removed (not in the current run)*")
+
+    # The rest of the matrix is saved, with the failed id and its reason.
+    first, second = list_runs(suite.path / "runs")
+    run = load_run(second)
+    assert [bench["param"] for bench in run.benchmarks.values()] == ["tiny-fp32-cpu-bs1"]
+    saved = json.loads(second.read_text())["machine_info"][FAILED_KEY]
+    assert list(saved) == [FAILED_ID]
+    assert "died with SIGKILL" in saved[FAILED_ID]
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        status = main(["compare", str(first), str(second)])
+    assert status == 1, out.getvalue()
+    assert "  tiny bf16 cpu bs1: call: " in out.getvalue()
+    assert "removed (not in the current run)" not in out.getvalue()
+    record("a crashing worker (SIGKILL during timed_generate)", combinations=2, failed=1, saved=1,
+           gate="FAILED, not removed")  # fmt: skip
