@@ -1,7 +1,9 @@
 """The ``llmbench`` command: work on saved runs outside pytest (compare, merge, report, export).
 
 Each subcommand lives in the module that owns its job; this file only dispatches. A module
-provides ``add_arguments(parser)`` and ``main(args) -> int`` (the exit status).
+provides ``add_<name>_arguments(parser)`` and ``<name>_main(args) -> int`` (the exit status). Input
+the user can fix (a bad run file, a bad option) is one line naming it and exit status 2, here for all
+subcommands (:func:`input_errors`); 1 is kept for a regression.
 """
 
 from __future__ import annotations
@@ -36,9 +38,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def input_errors() -> tuple[type[Exception], ...]:
+    """The project's errors that are the user's input (a run file, an option, a data set), never a bug."""
+    from llmbench.config.options import SettingError
+    from llmbench.data import DataError
+    from llmbench.gate.baseline import GateError
+    from llmbench.gate.rules import FailSpecError
+    from llmbench.report.frame import ReportError
+    from llmbench.runs import RunError
+    from llmbench.shards.merge import MergeError
+    from llmbench.units import SizeError
+
+    return (RunError, SettingError, GateError, FailSpecError, ReportError, MergeError, DataError, SizeError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    status: int = args.handler(args)
+    try:
+        status: int = args.handler(args)
+    except input_errors() as error:
+        print(f"llmbench {args.command}: error: {error}", file=sys.stderr)
+        return 2
     return status
 
 
