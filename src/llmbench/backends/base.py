@@ -48,6 +48,11 @@ class Generation:
     sequence_step_times_s: tuple[tuple[float, ...], ...] = ()
     #: How the batch was run: "batched" (one padded forward per step) or "sequential".
     batch_mode: str = "batched"
+    #: Per sequence, the engine's own account of its decode (tokens after the first, seconds): the
+    #: decode steps alone, without the Python loop around them. Empty where the backend cannot tell.
+    engine_decode: tuple[tuple[int, float], ...] = ()
+    #: How ``engine_decode`` was measured, for the metric's note.
+    engine_clock: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
-"""What the transformers backend hooks into ``generate``: the per-step clock and the blank-line stop."""
+"""What the transformers backend hooks into ``generate``: the per-step clock, the forward clock and
+the blank-line stop."""
 
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -11,8 +14,12 @@ from transformers import StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
 from llmbench.backends.base import has_blank_line_after_text
+from llmbench.measure.timers import Timer
 
-__all__ = ["BlankLineStop", "StepClock"]
+__all__ = ["FORWARD_CLOCK", "BlankLineStop", "ForwardClock", "StepClock"]
+
+#: How the transformers engine decode figure is measured (see docs/metrics.md).
+FORWARD_CLOCK = "the model's forward calls inside generate, timed by forward hooks with the device's timer"
 
 
 class StepClock(BaseStreamer):  # type: ignore[misc]
@@ -71,3 +78,38 @@ class BlankLineStop(StoppingCriteria):  # type: ignore[misc]
                 [s is not None for s in self.stopped_at], dtype=torch.bool, device=input_ids.device
             )
         return self._done
+
+
+class ForwardClock:
+    """Times every call of the model's own ``forward`` inside ``generate``, apart from the loop around it.
+
+    A pre-hook and a hook on the top-level module mark the device's timer (CUDA events on a GPU, so
+    nothing waits inside the loop); ``generate`` calls that forward once per step (an encoder-decoder
+    runs its encoder apart, before the first step). ``durations_s[k]`` is the forward that produced
+    step ``k``'s tokens: step 0 holds the prefill, the later ones the decode.
+    """
+
+    def __init__(self, model: torch.nn.Module, timer: Timer) -> None:
+        self._model = model
+        self._timer = timer
+        self.durations_s: tuple[float, ...] = ()
+
+    @contextmanager
+    def measure(self) -> Iterator[None]:
+        with self._timer.measure() as reading:
+            before = self._model.register_forward_pre_hook(lambda module, args: reading.mark())
+            after = self._model.register_forward_hook(lambda module, args, output: reading.mark())
+            try:
+                yield
+            finally:
+                before.remove()
+                after.remove()
+        marks = reading.marks_s()
+        self.durations_s = tuple(end - start for start, end in zip(marks[0::2], marks[1::2], strict=False))
+
+    def engine_decode(self, generated_tokens: Sequence[int]) -> tuple[tuple[int, float], ...]:
+        """Per sequence, (tokens after the first, seconds of the forwards that made them); empty where
+        fewer forwards ran than a sequence has tokens (the clock missed calls, e.g. a compiled forward)."""
+        if any(g > len(self.durations_s) for g in generated_tokens):
+            return ()
+        return tuple((max(g - 1, 0), sum(self.durations_s[1:g])) for g in generated_tokens)

@@ -53,6 +53,8 @@ GREEDY: Mapping[str, float] = {
 SWA_PATTERNS: Mapping[str, int] = {"gemma2": 2, "gemma3": 6}
 #: Bytes per cached K or V element: llama.cpp's default KV cache type is f16.
 KV_BYTES_PER_ELEMENT = 2
+#: How the engine decode figure is read (see docs/metrics.md).
+ENGINE_CLOCK = "llama.cpp's counters: n_eval single-token decodes in t_eval_ms"
 _SOURCE_KIND = re.compile(r"^([a-z][a-z0-9_+-]+):")
 
 
@@ -281,6 +283,17 @@ class LlamaCppModel:
     def combination_key(self) -> tuple[str, str, str]:
         return self._combination.load_key
 
+    @property
+    def llama(self) -> Any:
+        """The ``llama_cpp.Llama`` object (for checks that call the library bare; raises after :meth:`close`)."""
+        if self._llm is None:
+            raise RuntimeError(f"model {self._combination.id} was closed")
+        return self._llm
+
+    def prompt_tokens(self, prompt: str) -> list[int]:
+        """The tokens :meth:`generate` evaluates for ``prompt``."""
+        return self._prompt_tokens(prompt)
+
     def _make_chat_formatter(self) -> Any:
         """A formatter for the GGUF file's own chat template (``tokenizer.chat_template``)."""
         template = self._llm.metadata.get("tokenizer.chat_template")
@@ -391,6 +404,8 @@ class LlamaCppModel:
             token_ids=tuple(ids for _, _, ids, _ in results),
             sequence_step_times_s=tuple(times for _, _, _, times in results),
             batch_mode=self.batch_mode,
+            engine_decode=tuple((int(p["n_eval"]), p["t_eval_ms"] / 1e3) for p in perf),
+            engine_clock=ENGINE_CLOCK,
         )
 
     def perf_counters(self, sequence: int = -1) -> dict[str, float]:

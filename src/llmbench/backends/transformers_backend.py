@@ -31,7 +31,7 @@ from llmbench.backends.base import (
     KVLayout,
     cut_at_blank_line,
 )
-from llmbench.backends.hf_generation import BlankLineStop, StepClock
+from llmbench.backends.hf_generation import FORWARD_CLOCK, BlankLineStop, ForwardClock, StepClock
 from llmbench.backends.hf_sources import (
     HfSource,
     bitsandbytes_unavailable_reason,
@@ -44,6 +44,7 @@ from llmbench.backends.hf_sources import (
 from llmbench.backends.model_files import converted_hf_dir
 from llmbench.config.combination import Combination, ModelSpec
 from llmbench.config.precisions import GGUF_PRECISIONS, TORCH_PRECISIONS, precision_facts
+from llmbench.measure.probes import probes_for
 
 __all__ = ["TransformersBackend", "TransformersModel"]
 
@@ -152,6 +153,7 @@ class TransformersModel:
         self._spec = spec
         self._model: PreTrainedModel | None = model
         self._device = torch.device(combination.device)
+        self._timer = probes_for(combination.device).timer
         self._source = source
         if spec.chat and not getattr(tokenizer, "chat_template", None):
             raise ValueError(
@@ -198,6 +200,17 @@ class TransformersModel:
         )
         return text
 
+    def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The padded batch's input ids and attention mask on the device, as :meth:`generate` feeds them."""
+        encoded = self._tokenizer(
+            [self._format(p) for p in prompts],
+            return_tensors="pt",
+            padding=True,
+            # A chat template already starts with <bos>.
+            add_special_tokens=not self._spec.chat,
+        )
+        return encoded["input_ids"].to(self._device), encoded["attention_mask"].to(self._device)
+
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> Generation:
         """Greedy generation of up to ``max_new_tokens`` tokens for a batch of formatted prompts.
 
@@ -210,18 +223,11 @@ class TransformersModel:
             raise ValueError("generate() needs at least one prompt")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-        encoded = self._tokenizer(
-            [self._format(p) for p in prompts],
-            return_tensors="pt",
-            padding=True,
-            # A chat template already starts with <bos>.
-            add_special_tokens=not self._spec.chat,
-        )
-        input_ids = encoded["input_ids"].to(self._device)
-        attention_mask = encoded["attention_mask"].to(self._device)
+        input_ids, attention_mask = self.encode(prompts)
         clock = StepClock()
+        forwards = ForwardClock(model, self._timer)
         stop = BlankLineStop(self._tokenizer, len(prompts)) if self._spec.stop_at_blank_line else None
-        with torch.inference_mode(), self._quiet():
+        with torch.inference_mode(), self._quiet(), forwards.measure():
             # A GenerationMixin: checked at load.
             sequences = cast(GenerationMixin, model).generate(
                 input_ids=input_ids,
@@ -252,6 +258,8 @@ class TransformersModel:
             generated_tokens=tuple(len(ids) for ids in token_ids),
             token_ids=tuple(token_ids),
             step_times_s=tuple(stamp - started for stamp in clock.stamps),
+            engine_decode=forwards.engine_decode([len(ids) for ids in token_ids]),
+            engine_clock=FORWARD_CLOCK,
         )
 
     @contextlib.contextmanager

@@ -14,8 +14,10 @@ from typing import Any
 
 from llmbench.backends import Generation, LoadedModel
 from llmbench.config.combination import Combination
+from llmbench.measure.distribution import distribution_metrics
 from llmbench.measure.probes import MemoryReading, Probes
 from llmbench.measure.speed import (
+    engine_decode_metric,
     file_bytes_metric,
     kv_cache_metric,
     load_s_metric,
@@ -92,6 +94,8 @@ class GenerateBenchmark:
         weight_bytes = llm.weight_bytes()
         layout = llm.kv_cache_layout()
         self.metrics.extend(speed_metrics(generations, latencies_s))
+        self.metrics.add(engine_decode_metric(generations))
+        self.metrics.extend(distribution_metrics(generations))
         self.metrics.extend(_peak_over_rounds(readings))
         self.metrics.add(weight_bytes_metric(weight_bytes))
         self.metrics.add(file_bytes_metric(llm.file_bytes()))

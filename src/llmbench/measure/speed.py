@@ -18,6 +18,8 @@ from llmbench.metrics import Direction, Metric, Unit, median
 
 __all__ = [
     "RoundSpeed",
+    "engine_decode_metric",
+    "engine_decode_rate",
     "file_bytes_metric",
     "kv_cache_bytes",
     "kv_cache_metric",
@@ -221,6 +223,25 @@ def speed_metrics(generations: Sequence[Generation], latencies_s: Sequence[float
         per_round = [getattr(r, name) for r in rounds]
         metrics.append(_over_rounds(name, per_round, unit, direction, notes.get(name, "")))
     return metrics
+
+
+def engine_decode_rate(generation: Generation) -> float | None:
+    """The engine's decode tokens/s of one round: the mean over sequences of tokens / engine seconds.
+
+    The engine's account (``Generation.engine_decode``) times only the decode steps, without the
+    sampling, detokenization and Python loop around them that ``decode_tok_s_per_seq`` includes.
+    None where the backend gave no account or no sequence decoded.
+    """
+    return _mean([_ratio(tokens, seconds) for tokens, seconds in generation.engine_decode if tokens > 0])
+
+
+def engine_decode_metric(generations: Sequence[Generation]) -> Metric:
+    """``engine_decode_tok_s``: :func:`engine_decode_rate` per round, the median over rounds."""
+    clocks = sorted({g.engine_clock for g in generations if g.engine_decode})
+    note = "n/a: the backend gives no engine account of its decode steps"
+    if clocks:
+        note = f"engine: {'; '.join(clocks)}; per sequence, mean over the batch"
+    return _over_rounds("engine_decode_tok_s", [engine_decode_rate(g) for g in generations], "tok/s", "higher", note)
 
 
 # ----------------------------------------------------------------------------- sizes and MBU

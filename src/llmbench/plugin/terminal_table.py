@@ -24,6 +24,18 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("ROUGE-L", "rougeLsum", 7),
     ("same", "drift_identical_share", 6),
 )
+#: The second table: the engine's decode figure and the latency distribution (docs/metrics.md).
+DISTRIBUTION_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("engine/s", "engine_decode_tok_s", 8),
+    ("TPOT p50", "tpot_p50_s", 8),
+    ("p90", "tpot_p90_s", 7),
+    ("p99", "tpot_p99_s", 7),
+    ("ITL p50", "itl_p50_s", 7),
+    ("p90", "itl_p90_s", 7),
+    ("p99", "itl_p99_s", 7),
+    ("TTFT p90", "ttft_p90_s", 8),
+    ("p99", "ttft_p99_s", 7),
+)
 #: The memory column shows CUDA's allocated peak where the run was on a GPU.
 GPU_MEMORY = "peak_cuda_allocated_bytes"
 
@@ -41,20 +53,20 @@ def combination_label(extra: Mapping[str, Any]) -> str:
     return f"{extra.get('model')} {extra.get('precision')} {extra.get('device')} bs{extra.get('batch_size')}"
 
 
-def render(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The table's lines for benchmarks shaped like pytest-benchmark's JSON (``extra_info`` with ``metrics``)."""
+def _table(benchmarks: Iterable[Mapping[str, Any]], columns: tuple[tuple[str, str, int], ...]) -> list[str]:
+    """Header, rule and one row per benchmark with LLM figures; empty where there are none."""
     rows = []
     for bench in benchmarks:
         extra = bench.get("extra_info") or {}
         metrics = metrics_of(bench)
         if "model" not in extra or "latency_s" not in metrics:
             continue
-        rows.append([combination_label(extra)] + [cell(metrics, name) for _, name, _ in COLUMNS])
+        rows.append([combination_label(extra)] + [cell(metrics, name) for _, name, _ in columns])
     if not rows:
         return []
     first = max(len("combination"), *(len(row[0]) for row in rows))
-    widths = [first] + [max(width, *(len(row[i + 1]) for row in rows)) for i, (_, _, width) in enumerate(COLUMNS)]
-    header = ["combination"] + [title for title, _, _ in COLUMNS]
+    widths = [first] + [max(width, *(len(row[i + 1]) for row in rows)) for i, (_, _, width) in enumerate(columns)]
+    header = ["combination"] + [title for title, _, _ in columns]
 
     def line(values: list[str]) -> str:
         return " ".join(
@@ -63,6 +75,22 @@ def render(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
 
     out = [line(header), "-" * len(line(header))]
     out.extend(line(row) for row in rows)
+    return out
+
+
+def render(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The table's lines for benchmarks shaped like pytest-benchmark's JSON (``extra_info`` with ``metrics``),
+    then, where any benchmark has them, the engine's decode figure and the latency distribution."""
+    benchmarks = list(benchmarks)
+    out = _table(benchmarks, COLUMNS)
+    if not out:
+        return []
     out.append("decode/s: tokens/s per sequence after the first token; batch/s: the whole batch's tokens/s;")
     out.append("MBU: share of the peak memory bandwidth; same: share of outputs identical to the reference precision")
+    names = {name for _, name, _ in DISTRIBUTION_COLUMNS}
+    if any(names & set(metrics_of(bench)) for bench in benchmarks):
+        out.append("")
+        out.extend(_table(benchmarks, DISTRIBUTION_COLUMNS))
+        out.append("decode/s above is end-to-end; engine/s: the engine's own decode steps (docs/metrics.md);")
+        out.append("TPOT per sequence, ITL per token, over all timed rounds (n/a: too few samples for the percentile)")
     return out

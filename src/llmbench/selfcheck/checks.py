@@ -1,0 +1,91 @@
+"""One cross-check: a figure, an independent reading of it, and how far apart they may be."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from llmbench.metrics import Unit
+from llmbench.units import format_compact
+
+__all__ = ["Bound", "Check", "render_checks"]
+
+#: ``both``: |measured / reference - 1| <= tolerance; ``at_most``: measured / reference - 1 <= tolerance
+#: (a reading that can only be above the reference by its nature, or an overhead with a budget).
+Bound = Literal["both", "at_most"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """The harness's figure (``measured``) against an independent reading (``reference``)."""
+
+    name: str
+    measured: float | None
+    reference: float | None
+    unit: Unit
+    tolerance: float
+    bound: Bound = "both"
+    #: What each side is, in a few words: "harness: ...; reference: ...".
+    how: str = ""
+    #: Why the check did not run here (then it neither agrees nor disagrees).
+    skipped: str = ""
+
+    @property
+    def difference(self) -> float | None:
+        """measured / reference - 1; None where either is missing or the reference is not positive."""
+        if self.measured is None or self.reference is None or not self.reference > 0:
+            return None
+        if not (math.isfinite(self.measured) and math.isfinite(self.reference)):
+            return None
+        return self.measured / self.reference - 1
+
+    @property
+    def status(self) -> Literal["ok", "DISAGREES", "skipped"]:
+        if self.skipped:
+            return "skipped"
+        difference = self.difference
+        if difference is None:
+            return "DISAGREES"  # a figure that could not be read is not an agreement
+        limit = self.tolerance + 1e-12  # a ratio exactly at the tolerance agrees
+        within = difference <= limit if self.bound == "at_most" else abs(difference) <= limit
+        return "ok" if within else "DISAGREES"
+
+    def limit(self) -> str:
+        percent = f"{self.tolerance * 100:g}%"
+        return f"<= +{percent}" if self.bound == "at_most" else f"±{percent}"
+
+
+def _value(value: float | None, unit: Unit) -> str:
+    if unit == "s" and value is not None and value < 1:
+        return f"{value * 1e3:.2f} ms"
+    if unit == "bytes/s" and value is not None:
+        return f"{value / 1e9:.1f} GB/s"
+    return format_compact(value, unit)
+
+
+def render_checks(checks: Sequence[Check]) -> list[str]:
+    """The agreement table, one line per check, then each check's sides or why it was skipped."""
+    header = ("check", "harness", "reference", "diff", "tolerance", "status")
+    rows = [
+        (
+            c.name,
+            _value(c.measured, c.unit),
+            _value(c.reference, c.unit),
+            "n/a" if c.difference is None else f"{c.difference * 100:+.2f}%",
+            c.limit(),
+            c.status,
+        )
+        for c in checks
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        return " ".join([first, *(cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))])
+
+    out = [line(header), "-" * len(line(header)), *(line(r) for r in rows), ""]
+    for check in checks:
+        out.append(f"{check.name}: {check.skipped or check.how}")
+    return out

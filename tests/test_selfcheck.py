@@ -1,0 +1,133 @@
+"""``llmbench selfcheck`` and the cross-checks behind it: engine clocks, bare loops, memory, bandwidth."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmbench import cli
+from llmbench.backends.transformers_backend import TransformersBackend, TransformersModel
+from llmbench.config.combination import Combination, ModelSpec
+from llmbench.measure.probes import probes_for
+from llmbench.measure.speed import engine_decode_rate, round_speed
+from llmbench.selfcheck import command
+from llmbench.selfcheck.agreement import bare_transformers, harness_overhead, transformers_checks
+from llmbench.selfcheck.checks import Check, render_checks
+from llmbench.selfcheck.machine import cpu_memory_checks, numpy_read_bandwidth
+from llmbench.units import MiB
+
+PROMPTS = ["The fox saw some grapes hanging high on a vine."]
+
+
+@pytest.fixture
+def tiny(tiny_gemma3_dir: Path) -> Iterator[TransformersModel]:
+    spec = ModelSpec(name="tiny", family="causal", source=f"path:{tiny_gemma3_dir}")
+    model = TransformersBackend().load(Combination(spec, "fp32", "cpu", 1), Path("/nonexistent"))
+    yield model
+    model.close()
+
+
+def test_check_status_two_sided_one_sided_and_skipped() -> None:
+    assert Check("a", 101.0, 100.0, "tok/s", 0.01).status == "ok"
+    assert Check("a", 98.9, 100.0, "tok/s", 0.01).status == "DISAGREES"
+    assert Check("a", 90.0, 100.0, "s", 0.01, bound="at_most").status == "ok"
+    assert Check("a", 101.5, 100.0, "s", 0.01, bound="at_most").status == "DISAGREES"
+    assert Check("a", None, 100.0, "s", 0.01).status == "DISAGREES"
+    assert Check("a", None, None, "s", 0.01, skipped="no GPU").status == "skipped"
+    checks = [Check("engine", 41.0, 41.2, "tok/s", 0.01, how="h"), Check("x", None, None, "s", 0, skipped="why")]
+    lines = render_checks(checks)
+    assert lines[0].split() == ["check", "harness", "reference", "diff", "tolerance", "status"]
+    assert lines[2].split() == ["engine", "41.0", "41.2", "-0.49%", "±1%", "ok"]
+    assert "x: why" in lines
+
+
+def test_forward_clock_times_one_forward_per_step_inside_the_step_clock(tiny: TransformersModel) -> None:
+    generation = tiny.generate(PROMPTS * 2, 12)
+    assert generation.generated_tokens == (12, 12)
+    assert [tokens for tokens, _ in generation.engine_decode] == [11, 11]
+    times = generation.step_times_s
+    for _, seconds in generation.engine_decode:
+        # The forwards of steps 1..11 run between the first and the last step's timestamps.
+        assert 0 < seconds < times[11] - times[0]
+    rate = engine_decode_rate(generation)
+    end_to_end = round_speed(generation).decode_tok_s_per_seq
+    assert rate is not None
+    assert end_to_end is not None
+    assert rate > end_to_end
+
+
+def test_transformers_checks_and_overhead_run_on_a_tiny_model(tiny: TransformersModel) -> None:
+    checks = transformers_checks(tiny, PROMPTS, 6, rounds=1)
+    assert [c.name for c in checks] == ["end-to-end decode vs bare generate", "engine decode vs bare generate"]
+    assert all(c.measured and c.reference and c.status in ("ok", "DISAGREES") for c in checks)
+    bare = bare_transformers(tiny, PROMPTS, 6)
+    overhead = harness_overhead(lambda: tiny.generate(PROMPTS, 6), bare, probes_for("cpu").memory, 2)
+    assert len(overhead.harness_s) == len(overhead.bare_s) == 2
+    assert overhead.check("o", "w").bound == "at_most"
+
+
+def test_memory_checks_agree_on_a_held_allocation() -> None:
+    def allocate() -> None:
+        block = bytearray(96 * MiB)  # zero-filled: every page touched
+        time.sleep(0.05)  # held long enough for the 1 ms sampler
+        del block
+
+    sampled, lifetime = cpu_memory_checks(allocate)
+    if sampled.status != "skipped":
+        assert sampled.status == "ok", sampled
+    assert lifetime.status == "ok", lifetime
+    assert lifetime.measured is not None
+    assert lifetime.reference is not None
+    assert lifetime.measured >= 96 * MiB
+
+
+def test_numpy_read_bandwidth_is_a_plausible_rate() -> None:
+    assert 1e8 < numpy_read_bandwidth(64 * MiB, threads=2, repeats=2) < 1e13
+
+
+def test_exit_status_follows_the_checks(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    found = [Check("engine", 41.0, 41.2, "tok/s", 0.01)]
+
+    def fake(args: argparse.Namespace, say: object) -> list[Check]:
+        return found
+
+    monkeypatch.setattr(command, "run_selfcheck", fake)
+    assert cli.main(["selfcheck"]) == 0
+    assert "engine" in capsys.readouterr().out
+    found.append(Check("bandwidth", 20e9, 30e9, "bytes/s", 0.15))
+    assert cli.main(["selfcheck"]) == 1
+    assert cli.main(["selfcheck", "--model", "nope"]) == 2
+
+
+@pytest.mark.real_model
+def test_llama_cpp_engine_and_end_to_end_agree_with_its_counters(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One process, a few 16-token generations: engine figure within 1%, end-to-end within 5%."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    from llmbench.backends.llama_cpp_backend import LlamaCppBackend
+    from llmbench.config.models import BUILTIN_MODELS
+    from llmbench.data import SHIPPED_DATA, load_items
+    from llmbench.selfcheck.agreement import llama_cpp_checks
+
+    spec = BUILTIN_MODELS["gemma3-270m"]
+    backend = LlamaCppBackend(n_threads=1)  # one thread: a shared machine does not stall a thread barrier
+    reason = backend.unavailable_reason(spec, "q4_k_m", "cpu")
+    if reason is not None:
+        pytest.skip(reason)
+    model = backend.load(Combination(spec, "q4_k_m", "cpu", 1), tmp_path_factory.mktemp("cache"))
+    try:
+        prompts = [spec.format_prompt(item.text) for item in load_items(SHIPPED_DATA)[:1]]
+        model.generate(prompts[:1], 4)  # warm-up
+        checks = {c.name: c for c in llama_cpp_checks(model, prompts, 16, rounds=2)}
+    finally:
+        model.close()
+    assert checks["decode tokens vs llama.cpp n_eval"].status == "ok", checks
+    assert checks["engine decode vs llama.cpp counters"].status == "ok", checks
+    assert checks["end-to-end decode vs llama.cpp counters"].status == "ok", checks
+    end_to_end = checks["end-to-end decode vs llama.cpp counters"]
+    assert end_to_end.measured is not None
+    assert end_to_end.reference is not None
+    assert end_to_end.measured <= end_to_end.reference * 1.001  # the loop around the steps only adds time
