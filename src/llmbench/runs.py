@@ -25,6 +25,7 @@ from llmbench.metrics import METRIC_FACTS
 __all__ = [
     "FAILED_KEY",
     "FINGERPRINT_KEY",
+    "INTERRUPTED_KEY",
     "RUN_GLOB",
     "RunError",
     "RunFileError",
@@ -38,6 +39,7 @@ __all__ = [
     "read_json",
     "run_from_json",
     "run_number",
+    "save_runs_atomically",
     "write_atomically",
     "write_json_atomically",
     "write_text_atomically",
@@ -49,6 +51,8 @@ RUN_GLOB = "[0-9][0-9][0-9][0-9]_"
 FINGERPRINT_KEY = "llmbench"
 #: The machine_info key of the benchmarks whose test failed in the run: fullname -> the reason.
 FAILED_KEY = "llmbench_failed"
+#: The machine_info key set on a run saved by an interrupted session (Ctrl-C): what stopped it.
+INTERRUPTED_KEY = "llmbench_interrupted"
 
 _RUN_FILE = re.compile(r"^(?P<number>\d{4})_.*\.json$")
 _RUN_ID = re.compile(r"^(?P<number>\d{1,4})(?:_.*)?$")
@@ -207,6 +211,9 @@ def run_from_json(
     if not isinstance(failed, Mapping) or not all(isinstance(v, str) for v in failed.values()):
         raise RunFileError(f"{source}: field 'machine_info.{FAILED_KEY}' is {_kind(failed)}, expected an object "
                            "of test ids and reasons")  # fmt: skip
+    interrupted = (machine_info or {}).get(INTERRUPTED_KEY)
+    if interrupted:
+        notes.append(f"{name}: saved by an interrupted session ({interrupted}): it holds only the tests that finished")
     commit_info = data.get("commit_info")
     return SavedRun(
         source=source, name=name, number=number,
@@ -444,3 +451,26 @@ def machine_id_here() -> str:
     from pytest_benchmark.utils import get_machine_id
 
     return str(get_machine_id())  # type: ignore[no-untyped-call]
+
+
+def save_runs_atomically(benchmark_session: Any) -> None:
+    """Make pytest-benchmark's file storage save each run through :func:`write_text_atomically` (its own
+    ``FileStorage.save`` writes the file in place, so a session killed while saving would leave half a
+    run). Same name, number and JSON as pytest-benchmark's; other storages are left alone."""
+    from pytest_benchmark.storage.file import FileStorage
+    from pytest_benchmark.utils import safe_dumps
+
+    storage = getattr(benchmark_session, "storage", None)
+    if not isinstance(storage, FileStorage):
+        return
+
+    def save(output_json: Any, save: str) -> None:
+        # _next_num: pytest-benchmark's own numbering (FileStorage.save uses it the same way).
+        output_file = Path(storage.get(f"{storage._next_num}_{save}.json"))  # type: ignore[no-untyped-call]
+        if output_file.exists():
+            raise FileExistsError(f"{output_file}: a saved run of that number exists already")
+        write_text_atomically(output_file, safe_dumps(output_json, ensure_ascii=True, indent=4))  # type: ignore[no-untyped-call]
+        if storage.logger is not None:
+            storage.logger.info(f"Saved benchmark data in: {output_file}")
+
+    storage.save = save  # type: ignore[method-assign]

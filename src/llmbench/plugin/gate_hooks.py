@@ -41,6 +41,7 @@ GATE_KEY = pytest.StashKey[GateState]()
 FINGERPRINT_KEY = pytest.StashKey[dict[str, Any]]()
 #: Benchmarks whose test failed in this session: test id (pytest-benchmark's fullname) -> the reason.
 FAILED_KEY = pytest.StashKey[dict[str, str]]()
+INTERRUPTED_KEY = pytest.StashKey[bool]()
 
 
 def _fingerprint(config: pytest.Config) -> dict[str, Any]:
@@ -80,6 +81,17 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     failed = config.stash.get(FAILED_KEY, {})
     if failed:
         machine_info[runs.FAILED_KEY] = dict(failed)
+    if config.stash.get(INTERRUPTED_KEY, False):
+        machine_info[runs.INTERRUPTED_KEY] = "KeyboardInterrupt"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_sessionfinish")
+def pytest_sessionfinish_interrupted(session: pytest.Session, exitstatus: int) -> Generator[None]:
+    """Before pytest-benchmark's wrapper saves the run: note an interrupted session, and make the save atomic
+    (never half a saved run)."""
+    session.config.stash[INTERRUPTED_KEY] = exitstatus == pytest.ExitCode.INTERRUPTED
+    runs.save_runs_atomically(getattr(session.config, "_benchmarksession", None))
+    return (yield)
 
 
 def _reason(report: pytest.TestReport) -> str:
