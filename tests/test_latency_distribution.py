@@ -143,3 +143,30 @@ def test_saved_metrics_round_trip_and_show_in_the_terminal_table(tmp_path: Path)
     assert row.split()[:2] == ["m", "fp32"]
     assert "106.7" in row.split()  # 32 / 0.3
     assert all(len(line) <= 120 for line in lines)
+
+
+def test_itl_cdf_plot_pools_each_precisions_tokens(tmp_path: Path) -> None:
+    from llmbench.report.frame import Table
+    from llmbench.report.plots import itl_cdf_plot
+    from llmbench.runs import load_run
+
+    def bench(precision: str, step: float) -> dict[str, object]:
+        rounds = [sequential(tuple(0.1 + step * i for i in range(11))) for _ in range(3)]
+        saved = MetricSet()
+        saved.add(Metric("latency_s", 0.5, "s", "lower"))
+        saved.extend(distribution_metrics(rounds))
+        info = {"model": "m", "precision": precision, "device": "cpu", "batch_size": 1, "metrics": saved.to_json()}
+        name = f"test_generate[m-{precision}]"
+        stats = {"median": 0.5, "data": [0.5]}
+        return {"name": name, "fullname": f"benchmarks/test_generate.py::{name}", "stats": stats, "extra_info": info}
+
+    path = tmp_path / "0001_run.json"
+    path.write_text(json.dumps({"machine_info": {}, "commit_info": {}, "datetime": "2025-01-01T00:00:00",
+                                "benchmarks": [bench("fp32", 0.02), bench("q4_k_m", 0.01)]}))  # fmt: skip
+    plot = itl_cdf_plot(Table.of([load_run(path)]).rows)
+    fp32, q4 = plot.series_named("fp32"), plot.series_named("q4_k_m")
+    assert len(fp32.x) == len(q4.x) == 30  # 10 gaps x 3 rounds
+    assert fp32.y[-1] == 1.0
+    assert max(q4.x) == pytest.approx(10.0)  # ms
+    assert min(fp32.x) == pytest.approx(20.0)
+    assert plot.png()[:4] == b"\x89PNG"

@@ -159,7 +159,9 @@ def test_each_plot_has_the_expected_series() -> None:
     table = Table.of(runs)
     rows = table.of_run(runs[2])
     plots = {plot.name: plot for plot in run_plots(rows)}
-    assert list(plots) == ["latency_ttft", "decode_throughput", "memory", "tokens_vs_time", "rouge", "batch_scaling"]
+    assert list(plots) == [
+        "latency_ttft", "decode_throughput", "memory", "tokens_vs_time", "rouge", "batch_scaling", "itl_cdf",
+    ]  # fmt: skip
 
     latency = plots["latency_ttft"]
     assert latency.labels() == [f"{m} {p}" for m in ("latency_s", "ttft_s") for p in ("fp32", "bf16", "q4_k_m")]
@@ -232,7 +234,7 @@ def test_report_command_writes_a_self_contained_page_markdown_and_csv(
     assert "wrote" in capsys.readouterr().out
     page = (out / "index.html").read_text(encoding="utf-8")
     only_inline_references(page)
-    assert page.count('src="data:image/png;base64,') == 6 + 6  # run plots + history plots
+    assert page.count('src="data:image/png;base64,') == 7 + 6  # run plots + history plots
     assert "llmbench regression gate: FAILED" in page
     assert "gemma3-270m q4_k_m cpu bs4: latency 1.39 → 1.81 s" in page
     assert "Intel(R) Xeon(R) Platinum 8480+" in page  # the fingerprint
@@ -373,7 +375,7 @@ def test_chromium_renders_the_page_without_loading_anything_else(tmp_path: Path)
     url = files.index.resolve().as_uri()
     dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True)
     # The rendered DOM holds every figure, and nothing failed to load (Chromium logs failed loads).
-    assert dom.stdout.count("<img") == 12
+    assert dom.stdout.count("<img") == 13  # 7 run plots + 6 history plots
     assert "net::ERR_" not in dom.stderr
     assert "Failed to load resource" not in dom.stderr
     subprocess.run([*common, f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)

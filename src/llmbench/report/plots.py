@@ -32,6 +32,7 @@ __all__ = [
     "batch_scaling_plot",
     "decode_throughput_plot",
     "history_plots",
+    "itl_cdf_plot",
     "latency_ttft_plot",
     "memory_breakdown_plot",
     "plot_color",
@@ -415,6 +416,35 @@ def batch_scaling_plot(rows: Sequence[Row]) -> Plot:
 
 
 #: The plots of one run, in page order.
+def itl_cdf_plot(rows: Sequence[Row]) -> Plot:
+    """The share of tokens that came within each inter-token latency, one line per precision (every timed
+    token of its combinations, pooled). Series: ``<group>`` with x ITL (ms, sorted), y cumulative share."""
+    rows = _with_batch(rows)
+    figure, (axes,) = _figure(0)
+    plot = Plot("itl_cdf", "Inter-token latency distribution", figure, xlabel="ms", ylabel="share of tokens",
+                caption="Each curve: the share of tokens that followed their previous token within x ms, over "
+                "every timed round (ITL); a curve further left is faster, a long flat top is a slow tail.")  # fmt: skip
+    for label, group in _groups(rows).items():
+        itl = sorted(v * 1e3 for r in group if (m := r.metric("itl_p50_s")) is not None for v in m.samples)
+        if not itl:
+            continue
+        shares = tuple((i + 1) / len(itl) for i in range(len(itl)))
+        color = plot_color(group[0].precision)
+        plot.series.append(Series(label, tuple(itl), shares, color=color))
+        axes.step(itl, shares, where="post", color=color, label=label)
+    if not plot.series:
+        _no_data(axes, "inter-token latency")
+        return plot
+    for share in (0.5, 0.9, 0.99):
+        axes.axhline(share, color="#999999", linewidth=0.8, linestyle=":")
+    axes.set_xlabel("inter-token latency (ms)")
+    axes.set_ylabel("share of tokens")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    axes.set_title(plot.title)
+    return plot
+
+
 RUN_PLOTS: tuple[Callable[[Sequence[Row]], Plot], ...] = (
     latency_ttft_plot,
     decode_throughput_plot,
@@ -422,6 +452,7 @@ RUN_PLOTS: tuple[Callable[[Sequence[Row]], Plot], ...] = (
     tokens_vs_time_plot,
     rouge_plot,
     batch_scaling_plot,
+    itl_cdf_plot,
 )
 
 
