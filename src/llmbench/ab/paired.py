@@ -17,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 from scipy.stats import t as student_t
 
-from llmbench.gate.decision import Decision, Status
+from llmbench.gate.decision import Decision, Status, exceeds
 from llmbench.gate.rules import Rule
 from llmbench.metrics import Metric
 from llmbench.stats import CONFIDENCE
@@ -59,18 +59,6 @@ def paired_change(base: Sequence[float], head: Sequence[float]) -> PairedChange:
     return PairedChange(base, head)
 
 
-def _beyond(change: float, threshold: float) -> bool:
-    return change > threshold and not math.isclose(change, threshold, rel_tol=1e-9)
-
-
-def _exceeds(rule: Rule, relative: float, absolute: float) -> bool:
-    if not rule.has_threshold:
-        return False
-    if rule.relative is not None and not _beyond(relative, rule.relative):
-        return False
-    return rule.absolute is None or _beyond(absolute, rule.absolute)
-
-
 def decide_paired(
     name: str,
     base: Metric,
@@ -104,8 +92,8 @@ def decide_paired(
         interval_of="ratio" if paired.interval else None, n_baseline=paired.loads, n_current=paired.loads,
     )  # fmt: skip
     sign = 1.0 if rule.direction == "lower" else -1.0
-    worse = _exceeds(rule, sign * change, sign * paired.difference)
-    better = _exceeds(rule, -sign * change, -sign * paired.difference)
+    worse = exceeds(rule, sign * change, sign * paired.difference)
+    better = exceeds(rule, -sign * change, -sign * paired.difference)
     spread = f"per-load changes {_percent(min(paired.ratios))}..{_percent(max(paired.ratios))}"
     if not (worse or better):
         return replace(measured, verdict="unchanged", reason=f"within the threshold, paired over {paired.loads} "

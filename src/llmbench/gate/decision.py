@@ -46,8 +46,10 @@ __all__ = [
     "VERDICTS",
     "Decision",
     "Status",
+    "beyond",
     "decide",
     "decide_all",
+    "exceeds",
 ]
 
 #: What a decision says about one metric (see docs/gate.md):
@@ -127,16 +129,17 @@ class Decision:
         return _sentence(self)
 
 
-def _exceeds(rule: Rule, worse_relative: float, worse_absolute: float) -> bool:
+def exceeds(rule: Rule, worse_relative: float, worse_absolute: float) -> bool:
     """Whether a change (positive = in the given direction) passes every threshold the rule has."""
     if not rule.has_threshold:
         return False
-    if rule.relative is not None and not _beyond(worse_relative, rule.relative):
+    if rule.relative is not None and not beyond(worse_relative, rule.relative):
         return False
-    return rule.absolute is None or _beyond(worse_absolute, rule.absolute)
+    return rule.absolute is None or beyond(worse_absolute, rule.absolute)
 
 
-def _beyond(change: float, threshold: float) -> bool:
+def beyond(change: float, threshold: float) -> bool:
+    """Whether ``change`` exceeds ``threshold`` by more than rounding."""
     # A change equal to the threshold up to rounding (1.0 - 0.95 against 0.05) does not exceed it.
     return change > threshold and not math.isclose(change, threshold, rel_tol=1e-9)
 
@@ -185,8 +188,8 @@ def decide(
     difference = cur_value - base_value
     # Positive = in the bad direction.
     sign = 1.0 if rule.direction == "lower" else -1.0
-    worse = _exceeds(rule, sign * change, sign * difference)
-    better = _exceeds(rule, -sign * change, -sign * difference)
+    worse = exceeds(rule, sign * change, sign * difference)
+    better = exceeds(rule, -sign * change, -sign * difference)
     measured = replace(start, change=change, difference=difference)
 
     if not rule.significance:
@@ -320,7 +323,7 @@ def _within_run_drift(
         )
     change = abs(change_of(base_value, cur_value))
     needed = max(widen, DEFAULT_RUN_SPREAD)
-    if _beyond(change, needed):
+    if beyond(change, needed):
         return None
     return (
         f"within run-to-run drift (separate runs of unchanged code differ by up to {DEFAULT_RUN_SPREAD:.1%}, "
@@ -341,7 +344,7 @@ def _within_history(baseline: Metric, cur_value: float, rule: Rule, bad: bool) -
         return None
     polarity = (1.0 if rule.direction == "lower" else -1.0) * (1.0 if bad else -1.0)
     extreme = max(runs) if polarity > 0 else min(runs)
-    if _exceeds(rule, polarity * change_of(extreme, cur_value), polarity * (cur_value - extreme)):
+    if exceeds(rule, polarity * change_of(extreme, cur_value), polarity * (cur_value - extreme)):
         return None
     divisor, unit = scale_for(baseline.unit, runs)
     return (
