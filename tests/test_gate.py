@@ -503,3 +503,19 @@ def test_a_run_measured_on_a_busy_machine_does_not_widen_the_drift(
     paths[2].write_text(json.dumps(busy))
     assert main(["compare", "--storage", str(tmp_path), "last", "0005"]) == 0
     assert latency_verdict(capsys.readouterr().out.splitlines()) == "noisy"
+
+
+def test_runs_saved_by_ab_are_neither_baseline_nor_drift_history(tmp_path: Path) -> None:
+    paths = write_history(tmp_path, [1.0, 1.0, 1.0, 1.18, 1.0])
+    for path in paths[2:4]:  # 0003 and 0004: the two sides of an llmbench ab pair
+        run = json.loads(path.read_text())
+        run["machine_info"]["llmbench_ab"] = {"pair": "p1", "side": "base" if path == paths[2] else "head"}
+        path.write_text(json.dumps(run))
+    mine = load_run(paths[-1]).fingerprint
+    baseline = gate.choose_baseline(gate.BaselineSpec("last"), paths[:-1], mine, drift_history=5)
+    assert [run.name for run in baseline.runs] == ["0002"]
+    assert [run.name for run in baseline.drift_runs] == ["0001", "0002"]
+    assert any(note.startswith("skipped 2 run(s) saved by llmbench ab") for note in baseline.notes)
+    baseline = gate.choose_baseline(gate.BaselineSpec("window", window=3), paths[:-1], mine, drift_history=1)
+    assert [run.name for run in baseline.runs] == ["0001", "0002"]
+    assert [run.name for run in baseline.drift_runs] == ["0001", "0002"]

@@ -1,7 +1,8 @@
 """The baseline: which saved runs a comparison uses (``last``, ``window:N``, a named run), and the drift runs.
 
 Saved runs are only read (:mod:`llmbench.runs`). ``drift_runs`` are the saved runs with the current
-machine's fingerprint that show how much this machine drifts between runs of unchanged code.
+machine's fingerprint that show how much this machine drifts between runs of unchanged code. Runs saved
+by ``llmbench ab`` (one side of a pair) are neither a one-sided baseline nor drift history.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ __all__ = [
     "drift_note",
     "parse_baseline",
     "same_machine",
+    "saved_by_ab",
 ]
 
 #: Default of ``--llmbench-drift-history``: saved runs that show the drift between runs (docs/gate-validation.md).
 DEFAULT_DRIFT_HISTORY = int(option_named("--llmbench-drift-history").default or 10)
+#: The machine_info key that marks a run saved by ``llmbench ab`` (:mod:`llmbench.ab.save` writes it).
+AB_MARK = "llmbench_ab"
 
 
 class GateError(Exception):
@@ -90,6 +94,11 @@ class Baseline:
     drift_runs: tuple[SavedRun, ...] = ()
 
 
+def saved_by_ab(run: SavedRun) -> bool:
+    """Whether ``run`` is one side of an ``llmbench ab`` pair (measured interleaved, not a history run)."""
+    return AB_MARK in run.machine_info
+
+
 def same_machine(run: SavedRun, fingerprint: Mapping[str, Any] | None) -> bool:
     return (
         fingerprint is not None
@@ -109,10 +118,10 @@ def choose_baseline(
 ) -> Baseline:
     """Load the baseline ``spec`` names from ``candidates`` (saved runs, oldest first).
 
-    ``last`` and ``window:N`` skip unreadable files with a note and give an empty baseline for an empty
-    history; a named run (id or file) that cannot be loaded raises :class:`GateError`. ``window:N`` takes
-    the newest N runs whose fingerprint equals ``fingerprint``; where none does, the newest N runs, with
-    a note (the fingerprint check then reports the differences).
+    ``last`` and ``window:N`` skip unreadable files and runs saved by ``llmbench ab`` with a note and give
+    an empty baseline for an empty history; a named run (id or file) that cannot be loaded raises
+    :class:`GateError`. ``window:N`` takes the newest N runs whose fingerprint equals ``fingerprint``;
+    where none does, the newest N runs, with a note (the fingerprint check then reports the differences).
 
     ``drift_runs``: the newest ``max(drift_history, N)`` runs with ``fingerprint`` among the baseline and
     the runs saved before it (for a named run: the runs of its storage folder numbered up to it).
@@ -148,7 +157,7 @@ def _drift_runs(
                 run = load_run(path)
             except RunError:
                 continue  # the baseline's choice has already noted the unreadable files it met
-        if same_machine(run, fingerprint):
+        if same_machine(run, fingerprint) and not saved_by_ab(run):
             found.append(run)
     return found[::-1]
 
@@ -186,11 +195,15 @@ def _choose_baseline_runs(
     loaded: list[SavedRun] = []
     wanted = 1 if spec.kind == "last" else spec.window
     matching: list[SavedRun] = []
+    paired = 0
     for path in reversed(candidates):
         try:
             run = load_run(path)
         except RunError as error:
             notes.append(f"skipped {error}")
+            continue
+        if saved_by_ab(run):
+            paired += 1
             continue
         loaded.append(run)
         if spec.kind == "last":
@@ -199,6 +212,8 @@ def _choose_baseline_runs(
             matching.append(run)
             if len(matching) == wanted:
                 break
+    if paired:
+        notes.append(f"skipped {paired} run(s) saved by llmbench ab (`llmbench compare BASE HEAD` compares a pair)")
     if not loaded:
         return Baseline((), "none", (*notes, f"no readable saved run{where} to compare with"))
     if spec.kind == "last":
