@@ -61,6 +61,7 @@ METRIC_FACTS: Mapping[str, MetricFacts] = _facts(
     ("tpot_p99_s", "s", "lower", "TPOT p99"),
     ("ttft_p90_s", "s", "lower", "TTFT p90"),
     ("ttft_p99_s", "s", "lower", "TTFT p99"),
+    ("harness_overhead", "ratio", "lower", "harness overhead"),
     ("mbu", "ratio", "higher", "MBU"),
     ("peak_rss_bytes", "bytes", "lower", "peak RSS"),
     ("peak_cuda_allocated_bytes", "bytes", "lower", "peak CUDA allocated"),
