@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("llmbench.report.commands", "write the HTML and markdown report of saved runs"),
     "history": ("llmbench.history.command", "find the change points in the saved runs and the commits they start at"),
     "ab": ("llmbench.ab.command", "measure two git revisions side by side, interleaved, and give the gate's verdict"),
+    "selfcheck": ("llmbench.selfcheck.command", "cross-check the harness's figures against independent readings here"),
     "export": ("llmbench.report.commands", "write saved runs as a CSV or Parquet table: a row per combination and run"),
 }
 
