@@ -24,8 +24,9 @@ __all__ = [
     "numpy_read_bandwidth",
 ]
 
-#: Two read kernels on one memory system: within 15% (different loops, threads and vector widths).
-BANDWIDTH_TOLERANCE = 0.15
+#: Two read kernels on one memory system: within 20% (different loops, threads and vector widths; one
+#: thread reads about 15% slower through numpy's max than through torch's sum here: docs/metrics.md).
+BANDWIDTH_TOLERANCE = 0.20
 #: The kernel's reset high-water mark against RSS sampled every millisecond over the same call.
 MEMORY_TOLERANCE = 0.05
 #: The probe's peak may exceed ``ru_maxrss`` by the kernel's per-thread RSS counter batching (a few dozen
@@ -34,13 +35,14 @@ RUSAGE_SLACK = 0.005
 
 
 def numpy_read_bandwidth(buffer_bytes: int, threads: int, repeats: int = 10) -> float:
-    """Bytes/s of ``numpy.sum`` over a float32 buffer split among ``threads`` Python threads (numpy
-    releases the GIL inside the sum), best of ``repeats`` passes: a second read kernel beside torch's."""
+    """Bytes/s of ``numpy.max`` over a float32 buffer split among ``threads`` Python threads (numpy
+    releases the GIL inside the reduction), best of ``repeats`` passes: a second read kernel beside
+    torch's. (``numpy.sum`` sums pairwise, which is slower than memory on one thread.)"""
     data = np.ones(buffer_bytes // 4, dtype=np.float32)
     parts = np.array_split(data, threads)
     best = math.inf
     for _ in range(repeats + 1):  # the first pass warms up
-        workers = [threading.Thread(target=np.sum, args=(part,)) for part in parts]
+        workers = [threading.Thread(target=np.max, args=(part,)) for part in parts]
         started = time.perf_counter()
         for worker in workers:
             worker.start()
@@ -58,7 +60,7 @@ def cpu_bandwidth_check(buffer_bytes: int = 512 * MiB) -> Check:
     return Check(
         "peak bandwidth vs numpy read", harness, reference, "bytes/s", BANDWIDTH_TOLERANCE,
         how=(
-            f"harness: best torch.sum pass over {buffer_bytes // MiB} MiB; reference: best numpy.sum pass over "
+            f"harness: best torch.sum pass over {buffer_bytes // MiB} MiB; reference: best numpy.max pass over "
             f"the same size on {threads} Python threads"
         ),
     )  # fmt: skip
