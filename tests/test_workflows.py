@@ -119,15 +119,18 @@ def test_benchmark_jobs_are_least_privilege() -> None:
     assert jobs["shard"]["runs-on"] == "${{ fromJSON(needs.plan.outputs.runner) }}"
 
 
-EXPRESSION_TOKEN = re.compile(r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<op>&&|\|\||==|!=|[(),])|(?P<name>[\w.-]+))")
+EXPRESSION_TOKEN = re.compile(r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<op>&&|\|\||==|!=|[(),!])|(?P<name>[\w.-]+))")
 
 
 def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
-    """Evaluate the subset of GitHub's expression syntax the concurrency group uses.
+    """Evaluate the subset of GitHub's expression syntax the concurrency group and ``if:`` conditions use.
 
-    Property paths, string literals, ``format()``, ``==`` / ``!=`` (case-insensitive on strings) and
-    ``&&`` / ``||``, which return an operand as in JavaScript; a missing property is null.
+    Property paths, string literals, ``true`` / ``false``, ``format()``, ``!``, ``==`` / ``!=``
+    (case-insensitive on strings) and ``&&`` / ``||``, which return an operand as in JavaScript; a
+    missing property is null; ``cancelled()`` is false (a run nobody cancelled). A ``${{ }}`` wrapper
+    is dropped.
     """
+    expression = expression.strip().removeprefix("${{").removesuffix("}}")
     tokens = [(m.lastgroup, m.group(m.lastgroup or "")) for m in EXPRESSION_TOKEN.finditer(expression.strip())]
     assert "".join(value for _, value in tokens) == re.sub(r"\s+", "", expression), expression
     position = 0
@@ -148,6 +151,14 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
             result = disjunction()
             assert take()[1] == ")"
             return result
+        if value == "!":
+            return not primary()
+        if value in ("true", "false"):
+            return value == "true"
+        if value == "cancelled" and peek() == "(":
+            take()
+            assert take()[1] == ")"
+            return False
         if peek() == "(":
             assert value == "format", value
             take()
@@ -396,9 +407,15 @@ def test_benchmark_workflow_steps_on_the_cpu_default_matrix(tmp_path: Path, tiny
         for k in json.loads(plan["shards"])
     ]
     outs = [process.communicate(timeout=600)[0] for process in processes]
+    kept = []
     for k, (process, out) in enumerate(zip(processes, outs, strict=True), start=1):
         assert process.returncode == 0, out
-        assert f"llmbench shard {k}/2: 3 of 6 combinations" in out  # the CUDA column was left out by the plan
+        counts = re.search(rf"llmbench shard {k}/2: (\d+) of (\d+) combinations", out)
+        assert counts is not None, out
+        kept.append((int(counts[1]), int(counts[2])))
+    # Every combination in exactly one shard, half each (the CUDA column was left out by the plan: below).
+    assert kept[0] == kept[1]
+    assert sum(k for k, _ in kept) == kept[0][1]
     # upload-artifact / download-artifact (pattern, no merge-multiple): one folder per artifact.
     for k in (1, 2):
         (root / "shards" / f"llmbench-shard-{k}").mkdir(parents=True)
@@ -410,6 +427,7 @@ def test_benchmark_workflow_steps_on_the_cpu_default_matrix(tmp_path: Path, tiny
     assert "llmbench merge: 6 benchmarks from 2 runs -> results/merged.json" in result.stdout
     merged = json.loads((root / "results" / "merged.json").read_text())
     assert sorted({b["extra_info"]["precision"] for b in merged["benchmarks"]}) == ["bf16", "fp32"]
+    assert {b["extra_info"].get("device", "cpu") for b in merged["benchmarks"]} == {"cpu"}
     assert len(merged["machine_info"]["llmbench_shards"]) == 2
     result = workflow.run("gate", "Fetch the history of the base branch")
     assert result.returncode == 0, result.stdout
@@ -466,3 +484,155 @@ def test_benchmark_workflow_steps_on_the_cpu_default_matrix(tmp_path: Path, tiny
     result = workflow.run("record", "Append it to the benchmark-data branch", KIND=plan["kind"])
     assert result.returncode == 0, result.stdout
     assert re.search(r"record-history: cpu/[\w.-]+/0002_\w+\.json on benchmark-data", result.stdout), result.stdout
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")  # fmt: skip
+    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def test_a_pull_request_pairs_base_and_head_in_each_shard() -> None:
+    jobs = load("benchmarks.yml")["jobs"]
+    pull_request = {"github": {"event_name": "pull_request"}}
+    push = {"github": {"event_name": "push"}}
+
+    def runs(job: str, context: Mapping[str, Any]) -> list[str]:
+        return [s["run"] for s in jobs[job]["steps"] if "run" in s and evaluate(s.get("if", "true"), context)]
+
+    # The shard job fetches the whole history on a pull request only (the base commit for llmbench ab).
+    checkout = next(s for s in jobs["shard"]["steps"] if s.get("uses", "").startswith("actions/checkout@"))
+    depth = checkout["with"]["fetch-depth"]
+    assert (evaluate(depth, pull_request), evaluate(depth, push)) == ("0", "1")
+    ab = next(s for s in jobs["shard"]["steps"] if "ab-shard.sh" in s.get("run", ""))
+    assert ab["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+    # A pull request runs the paired shard and the paired gate; pushes and the schedule run as before.
+    paired, one_sided = (
+        'scripts/ci/ab-shard.sh "$BASE_SHA" "$SHARD" "$SHARDS"',
+        'scripts/ci/bench-shard.sh "$SHARD" "$SHARDS"',
+    )
+    assert [r for r in runs("shard", pull_request) if "shard.sh" in r] == [paired]
+    assert [r for r in runs("shard", push) if "shard.sh" in r] == [one_sided]
+    gate_if = {s.get("id"): s["if"] for s in jobs["gate"]["steps"] if "if" in s}
+    assert evaluate(gate_if["gate"], push)
+    assert not evaluate(gate_if["gate"], pull_request)
+    assert evaluate(gate_if["ab-gate"], pull_request)
+    assert not evaluate(gate_if["ab-gate"], push)
+    assert "results/ab-shard-*/" in jobs["shard"]["steps"][-1]["with"]["path"]
+
+
+def test_ab_gate_fails_when_any_shard_failed(tmp_path: Path) -> None:
+    for k, status in ((1, "0"), (2, "1"), (10, "0")):
+        shard = tmp_path / "shards" / f"llmbench-shard-{k}" / f"ab-shard-{k}-of-10"
+        shard.mkdir(parents=True)
+        (shard / "status").write_text(status + "\n")
+        (shard / "verdict.md").write_text(f"## llmbench regression gate: title\n\nverdict of shard {k}\n")
+    summary = tmp_path / "summary.md"
+    summary.write_text("before\n")
+    verdict = tmp_path / "results" / "verdict.md"
+
+    def gate() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [REPO / "scripts" / "ci" / "ab-gate.sh", tmp_path / "shards", verdict],
+            env={"PATH": os.environ["PATH"], "GITHUB_STEP_SUMMARY": str(summary)}, capture_output=True, text=True,
+        )  # fmt: skip
+
+    result = gate()
+    assert result.returncode == 1, result.stdout + result.stderr
+    text = verdict.read_text()
+    assert [line for line in text.splitlines() if line.startswith("verdict of")] == [
+        "verdict of shard 1", "verdict of shard 2", "verdict of shard 10"
+    ]  # fmt: skip
+    assert "### Shard 10/10: llmbench regression gate: title" in text
+    assert "## llmbench regression gate" not in text.replace("### Shard", "")
+    assert "**FAILED** in shard 2/10 (status 1)." in text
+    assert summary.read_text() == "before\n" + text
+    (tmp_path / "shards" / "llmbench-shard-2" / "ab-shard-2-of-10" / "status").write_text("0\n")
+    assert gate().returncode == 0
+    (tmp_path / "shards" / "llmbench-shard-2" / "ab-shard-2-of-10" / "status").unlink()  # a shard that died
+    result = gate()
+    assert result.returncode == 1
+    assert "**FAILED** in shard 2/10 (status missing)." in verdict.read_text()
+    shutil.rmtree(tmp_path / "shards")
+    (tmp_path / "shards").mkdir()
+    result = gate()
+    assert result.returncode == 1
+    assert "No shard left a paired run" in verdict.read_text()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_pull_request_steps_pair_base_and_head_on_each_shard(tmp_path: Path, tiny_gemma3_dir: Path) -> None:
+    # The pull request's checkout with its whole history (fetch-depth 0): a base commit and a head commit.
+    root = tmp_path / "checkout"
+    root.mkdir()
+    for name in ("benchmarks", "scripts", "src"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+    (root / ".gitignore").write_text(".venv\n__pycache__/\n/results/\n/shards/\n/history/\n/llmbench-report/\n")
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "add", ".")
+    _git(root, "commit", "-q", "-m", "base")
+    base = _git(root, "rev-parse", "HEAD").strip()
+    (root / "CHANGES").write_text("a change that does not touch the code\n")
+    _git(root, "add", "CHANGES")
+    _git(root, "commit", "-q", "-m", "head")
+    (root / ".venv").symlink_to(Path(sys.prefix))
+    matrix = tmp_path / "matrix.toml"
+    matrix.write_text(TINY_MATRIX.format(path=tiny_gemma3_dir).replace("[1, 2]", "[1]"))
+    summary = tmp_path / "summary.md"
+    summary.touch()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "HF_HUB_OFFLINE": "1",
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "LLMBENCH_AB_ARGS": "--loads=2 --rounds=1 --warmup-rounds=0",
+    }
+    workflow = Workflow(root, env)
+    output = tmp_path / "plan-output"
+    output.touch()
+    tiny = (
+        f"--llmbench-matrix={matrix} --llmbench-quality-items=2 --llmbench-outputs-dir={tmp_path / 'outputs'} "
+        f"--llmbench-cache-dir={tmp_path / 'cache'} --llmbench-peak-bandwidth=26GB/s"
+    )
+    assert workflow.run("plan", "plan", GITHUB_OUTPUT=str(output), LLMBENCH_ARGS=tiny).returncode == 0
+    plan = dict(line.split("=", 1) for line in output.read_text().splitlines())
+
+    # Each shard pairs base and head on its own runner (here: both at once).
+    step = "Run the shard, base and head paired"
+    shard_env = {"BASE_SHA": base, "SHARDS": plan["count"], "LLMBENCH_ARGS": plan["args"]}
+    processes = [workflow.start("shard", step, SHARD=str(k), **shard_env) for k in json.loads(plan["shards"])]
+    outs = [process.communicate(timeout=900)[0] for process in processes]
+    for k, (process, out) in enumerate(zip(processes, outs, strict=True), start=1):
+        assert process.returncode == 0, out
+        assert f"ab-shard: shard {k}/2: {base} against HEAD, exit status 0" in out
+        results = root / "results" / f"ab-shard-{k}-of-2"
+        assert (results / "status").read_text() == "0\n"
+        assert "no regression" in (results / "verdict.md").read_text()
+        runs = sorted(p.name.rsplit("-", 1)[-1] for p in (results / "runs").rglob("*.json"))
+        assert runs == ["base.json", "head.json"]
+        (root / "shards" / f"llmbench-shard-{k}").mkdir(parents=True)
+        shutil.move(results, root / "shards" / f"llmbench-shard-{k}")
+    assert "worktree" not in _git(root, "status", "--porcelain")
+    # A shard with nothing to measure passes and says so.
+    result = workflow.run("shard", step, SHARD="9", **{**shard_env, "SHARDS": "9"})
+    assert result.returncode == 0, result.stdout
+    assert "ab-shard: shard 9/9 has no benchmarks" in result.stdout
+    shutil.rmtree(root / "results")
+
+    # gate: the head sides merged (for the report), every shard's verdict gates.
+    merge_name = load("benchmarks.yml")["jobs"]["gate"]["steps"]
+    merge_env = next(s for s in merge_name if s.get("id") == "merge")["env"]["LLMBENCH_MERGE_NAME"]
+    pattern = evaluate(merge_env, {"github": {"event_name": "pull_request"}})
+    result = workflow.run("gate", "merge", LLMBENCH_MERGE_NAME=pattern)
+    assert result.returncode == 0, result.stdout
+    merged = json.loads((root / "results" / "merged.json").read_text())
+    assert sorted(b["extra_info"]["precision"] for b in merged["benchmarks"]) == ["bf16", "fp32"]
+    assert {b["extra_info"]["llmbench_ab"] is not None for b in merged["benchmarks"]} == {True}
+    result = workflow.run("gate", "ab-gate")
+    assert result.returncode == 0, result.stdout
+    verdict = (root / "results" / "verdict.md").read_text()
+    assert "### Shard 1/2: llmbench regression gate: " in verdict
+    assert "### Shard 2/2: llmbench regression gate: " in verdict
+    assert "FAILED" not in verdict
+    assert verdict in summary.read_text()
