@@ -62,8 +62,16 @@ def _draw(seed: int, n: int, cv: float, scale: float = 1.0) -> np.typing.NDArray
     return scale * (1.0 + cv * rng.standard_normal(n))
 
 
+def _known(baseline: Metric) -> PooledMetric:
+    """``baseline`` with a drift history of two saved runs of unchanged code at its value: the drift
+    between runs is known (none), so the rounds decide. Without one a speed change is only ``noisy``."""
+    assert baseline.value is not None
+    own = {name: getattr(baseline, name) for name in ("name", "value", "unit", "direction", "samples", "ci")}
+    return PooledMetric(**own, run_values=(baseline.value, baseline.value))
+
+
 def _compare(rule: Rule, baseline: np.typing.ArrayLike, current: np.typing.ArrayLike) -> Decision:
-    return decide(rule.metric, _speed(rule, baseline), _speed(rule, current), rule)
+    return decide(rule.metric, _known(_speed(rule, baseline)), _speed(rule, current), rule)
 
 
 # ----------------------------------------------------------------------------- equal distributions
@@ -405,7 +413,7 @@ def test_old_run_without_samples_is_noisy() -> None:
 def test_regression_sentence() -> None:
     baseline = [41.5, 41.6, 41.7, 41.8, 41.8, 41.9, 42.0, 42.1, 41.8, 41.7]
     current = [35.0, 35.1, 35.2, 35.2, 35.3, 35.2, 35.1, 35.4, 35.2, 35.3]
-    decision = decide("decode_tok_s_total", _speed(DECODE, baseline), _speed(DECODE, current), DECODE)
+    decision = decide("decode_tok_s_total", _known(_speed(DECODE, baseline)), _speed(DECODE, current), DECODE)
     assert decision.verdict == "regressed"
     assert decision.fails
     assert decision.sentence() == "decode 41.8 → 35.2 tok/s (-15.8%, p<0.001)"
@@ -482,9 +490,9 @@ def test_window_spread_explains_a_significant_change() -> None:
     assert not decision.fails
     assert "drift between runs" in decision.reason
     assert decision.rounds_needed is None  # more rounds cannot resolve drift between runs
-    # The same comparison against the window's rounds alone (no run medians) was a regression.
+    # The same comparison against the window's rounds alone with no drift between runs is a regression.
     bare = Metric("latency_s", window.value, "s", "lower", window.samples)
-    assert decide("latency_s", bare, current, LATENCY).verdict == "regressed"
+    assert decide("latency_s", _known(bare), current, LATENCY).verdict == "regressed"
 
 
 @pytest.mark.parametrize("rule", SPEED_RULES, ids=lambda r: r.metric)
@@ -500,21 +508,42 @@ def test_window_flags_a_change_beyond_its_spread(rule: Rule) -> None:
     assert better.verdict == "improved"
 
 
-def test_single_run_within_default_drift_is_noisy_with_window_hint() -> None:
-    # One baseline run: +5.2% is beyond the 5% threshold and significant, but within the 5.3% that
-    # separate runs of unchanged code differ by: noisy, pointing at a window.
-    assert 0.05 < 0.052 < DEFAULT_RUN_SPREAD
-    base = _speed(LATENCY, _draw(1, 5, 0.002, 1.0))
-    current = _speed(LATENCY, _draw(2, 5, 0.002, 1.052))
-    decision = decide("latency_s", base, current, LATENCY)
-    assert decision.p_value is not None
-    assert decision.p_value < LATENCY.alpha
-    assert decision.verdict == "noisy"
-    assert "within run-to-run drift" in decision.reason
-    assert "--llmbench-baseline=window:N" in decision.sentence()
-    # beyond the default drift, a single run still decides
-    slower = _speed(LATENCY, _draw(2, 5, 0.002, 1.08))
-    assert decide("latency_s", base, slower, LATENCY).verdict == "regressed"
+def test_single_run_cannot_fail_a_speed_change_and_points_at_ab() -> None:
+    # One baseline run says nothing about this machine's drift between runs (issue 12: 14% within
+    # minutes on the shared VM, against the 5.3% once assumed): a 20% change, beyond the threshold and
+    # significant, is noisy, pointing at llmbench ab; the same way for latency up and decode down.
+    for rule, factor in ((LATENCY, 1.2), (DECODE, 1 / 1.2)):
+        base = _speed(rule, _draw(1, 5, 0.002, 1.0))
+        decision = decide(rule.metric, base, _speed(rule, _draw(2, 5, 0.002, factor)), rule)
+        assert decision.p_value is not None
+        assert decision.p_value < rule.alpha
+        assert decision.verdict == "noisy"
+        assert not decision.fails
+        assert decision.reason == (
+            "the drift between runs on this machine is unknown (fewer than 2 steady saved runs with its fingerprint); "
+            "measure base and head side by side with `llmbench ab`"
+        )
+        assert "`llmbench ab`" in decision.sentence()
+    # Memory still fails on its own evidence with a single run.
+    rss = DEFAULT_RULES["peak_rss_bytes"]
+    grown = decide("peak_rss_bytes", Metric("peak_rss_bytes", 1000 * MiB, "bytes", "lower"),
+                   Metric("peak_rss_bytes", 1200 * MiB, "bytes", "lower"), rss)  # fmt: skip
+    assert grown.verdict == "regressed"
+    assert 0 < DEFAULT_RUN_SPREAD < 0.2
+
+
+def test_history_of_unchanged_runs_still_fails_a_change_beyond_its_range() -> None:
+    # Saved runs of unchanged code within 1% of each other: a 20% slowdown leaves their range widened by
+    # the threshold and fails; a change inside the range is noisy, pointing at llmbench ab.
+    history = _window(LATENCY, [1.0, 1.005, 0.995, 1.0, 1.01])
+    slower = decide("latency_s", history, _speed(LATENCY, _draw(99, 5, 0.002, 1.2)), LATENCY)
+    assert slower.verdict == "regressed"
+    assert slower.fails
+    drifting = _window(LATENCY, [0.95, 1.0, 1.18, 0.98, 1.02])
+    inside = decide("latency_s", drifting, _speed(LATENCY, _draw(99, 5, 0.002, 1.2)), LATENCY)
+    assert inside.verdict == "noisy"
+    assert inside.reason.startswith("within the drift between runs: the medians of 5 saved runs")
+    assert inside.reason.endswith("; measure base and head side by side with `llmbench ab`")
 
 
 def test_decide_all_covers_both_sides() -> None:
@@ -682,9 +711,10 @@ def test_rounds_disturbed_by_a_busy_machine_are_noisy() -> None:
     assert decision.rounds_needed is not None
     # The same baseline against a steady 25% slowdown (rounds as tight as usual): a regression.
     slowed = _speed(LATENCY, [4.49, 4.40, 4.51, 4.46, 4.54])
-    assert decide("latency_s", before, slowed, LATENCY).verdict == "regressed"
+    assert decide("latency_s", _known(before), slowed, LATENCY).verdict == "regressed"
     # A spread baseline does not hide a steady slowdown (only the current side is checked).
-    assert decide("latency_s", busy, _speed(LATENCY, [6.2, 6.25, 6.22, 6.18, 6.21]), LATENCY).verdict == "regressed"
+    steady = _speed(LATENCY, [6.2, 6.25, 6.22, 6.18, 6.21])
+    assert decide("latency_s", _known(busy), steady, LATENCY).verdict == "regressed"
 
 
 def test_busy_rounds_make_every_round_metric_of_the_benchmark_noisy() -> None:
@@ -701,6 +731,7 @@ def test_busy_rounds_make_every_round_metric_of_the_benchmark_noisy() -> None:
         "decode_tok_s_total": _speed(DECODE, [33.6, 26.5, 33.8, 39.7, 32.9]),
         "peak_rss_bytes": Metric("peak_rss_bytes", 1200 * MiB, "bytes", "lower"),
     }
+    baseline = {name: _known(metric) for name, metric in baseline.items()}  # a drift history is known
     verdicts = {d.metric: (d.verdict, d.reason) for d in decide_all(baseline, current)}
     assert verdicts["latency_s"][0] == "noisy"
     for name in ("ttft_s", "decode_tok_s_total"):
