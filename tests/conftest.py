@@ -6,6 +6,7 @@ import contextlib
 from pathlib import Path
 
 import pytest
+import scipy.stats  # noqa: F401  (a second import gives new classes that scipy's own checks reject)
 import torch  # noqa: F401
 
 # Import the heavy native libraries once, in the outer process: pytester's in-process runs restore
