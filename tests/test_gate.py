@@ -96,7 +96,7 @@ def test_regressions_fail_with_one_sentence_each(capsys: pytest.CaptureFixture[s
 
 
 def test_table_lists_regressions_first_and_fits_120_columns(capsys: pytest.CaptureFixture[str]) -> None:
-    _, lines, _ = compare(capsys, "0001", "0003")
+    _, lines, _ = compare(capsys, "-v", "0001", "0003")
     header = lines.index(next(line for line in lines if line.startswith("combination")))
     assert lines[header].split() == ["combination", "metric", "baseline", "current", "change", "interval",
                                      "(95%)", "verdict"]  # fmt: skip
@@ -107,6 +107,25 @@ def test_table_lists_regressions_first_and_fits_120_columns(capsys: pytest.Captu
     assert rows[4].split() == ["gemma3-270m", "q4_k_m", "cpu", "bs4", "latency_s", "3.03", "s", "3.61", "s",
                                "+19.0%", "+17.8%..+20.2%", "noisy"]  # fmt: skip
     assert max(len(line) for line in lines if not line.startswith("  ")) <= 120
+    assert not any(line.startswith("not listed") for line in lines)
+
+
+def test_table_lists_only_what_changed_unless_verbose(capsys: pytest.CaptureFixture[str]) -> None:
+    status, lines, _ = compare(capsys, "0001", "0003")
+    verbose_status, verbose_lines, _ = compare(capsys, "--verbose", "0001", "0003")
+    assert status == verbose_status == 1
+    header = lines.index(next(line for line in lines if line.startswith("combination")))
+    rows = lines[header + 2 : lines.index("", header)]
+    assert [row.split()[-1] for row in rows] == ["regressed"] * 2 + ["noisy"] * 2
+    assert [row for row in verbose_lines if row in rows] == rows  # the same rows, in the same order
+    assert "not listed: 4 unchanged rows (-v lists every row)" in lines
+    # Nothing else is left out: the regression and noisy sentences and the summary are the same.
+    assert [line for line in lines if line.startswith("  ") or line.startswith("llmbench gate")] == [
+        line for line in verbose_lines if line.startswith("  ") or line.startswith("llmbench gate")
+    ]
+    _, unchanged, _ = compare(capsys, "0001", "0002")
+    assert not any(line.startswith("combination") for line in unchanged)  # no table when nothing changed
+    assert "not listed: 8 unchanged rows (-v lists every row)" in unchanged
 
 
 def test_window_pools_the_runs_before_current(capsys: pytest.CaptureFixture[str]) -> None:
@@ -233,6 +252,9 @@ def test_nan_values_are_n_a_not_a_crash(capsys: pytest.CaptureFixture[str]) -> N
         "note: 0004: 7 value(s) are NaN or infinite (gemma3-270m q4_k_m cpu bs1, gemma3-270m q4_k_m cpu bs4): "
         "shown as n/a"
     )
+    assert not any("bs1  decode_tok_s_total" in line for line in lines)  # n/a rows are counted, not listed
+    assert any(line.startswith("not listed: ") and " n/a rows (-v lists every row)" in line for line in lines)
+    _, lines, _ = compare(capsys, "-v", "0001", "0004")
     row = next(line for line in lines if "bs1  decode_tok_s_total" in line)
     assert row.split()[-2:] == ["n/a", "n/a"]
     status, _, _ = compare(capsys, "0004", "0003")
@@ -295,7 +317,7 @@ def test_markdown_of_a_big_matrix_stays_under_the_limit() -> None:
     assert len(text) < gate.MARKDOWN_LIMIT
     assert text.count("| regressed |") == 60
     assert "| unchanged |" not in text
-    assert "\n7940 unchanged rows not listed (the terminal output has them all).\n" in text
+    assert "\n7940 unchanged rows not listed (the terminal output with -v has them all).\n" in text
     huge = _big_verdict(2000, 2000).markdown()
     assert len(huge) < gate.MARKDOWN_LIMIT
     assert "rows not listed, 0 of them unchanged" in huge
@@ -380,10 +402,13 @@ def test_plain_benchmarks_are_gated_on_latency_and_compare_fail_still_works(pyte
         "*= llmbench regression gate =*",
         f"baseline: 0001 ({saved}), the latest saved run",
         "current:  this session",
-        "*test_sleep*latency_s*",
+        "not listed: 1 unchanged row (-v lists every row)",
         "llmbench gate: no regression (1 combination, 1 metrics compared)",
     ])  # fmt: skip
     assert saved.read_bytes() == before
+    verbose = pytester.runpytest("-v", "--benchmark-storage=runs", "--benchmark-save-data", "--benchmark-compare=0001",
+                                 "--benchmark-compare-fail=mean:1000%")  # fmt: skip
+    verbose.stdout.fnmatch_lines(["*= llmbench regression gate =*", "*test_sleep*latency_s*unchanged"])
     # Five times slower: pytest-benchmark's own check still fails the run on its own terms; the gate, with
     # one saved run and so no drift history, calls the change noisy and points at llmbench ab.
     pytester.makepyfile(test_plain=(pytester.path / "test_plain.py").read_text().replace("0.001", "0.005"))

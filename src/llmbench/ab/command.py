@@ -21,7 +21,7 @@ from llmbench.ab.sides import AbError, Side, git, prepare_sides, remove_worktree
 from llmbench.ab.verdict import compare_pair
 from llmbench.config.combination import Combination
 from llmbench.config.options import SettingError, parse_non_negative_int, parse_positive_int
-from llmbench.gate.compare import publish_markdown
+from llmbench.gate.compare import add_verbose_argument, publish_markdown
 from llmbench.metrics import Metric
 from llmbench.plugin import PeakBandwidths
 from llmbench.runs import load_run
@@ -74,6 +74,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
                         help="interpreter for the head side's workers. Default: this one")  # fmt: skip
     parser.add_argument("--keep-worktrees", action="store_true",
                         help="leave the checked-out worktrees in place (their paths are printed)")  # fmt: skip
+    add_verbose_argument(parser)
 
 
 def add_ab_arguments(parser: argparse.ArgumentParser) -> None:
@@ -160,7 +161,7 @@ def run_ab(args: argparse.Namespace, base: Side, head: Side, scratch: Path, invo
     }
     paths = save_pair(plan.storage, plan.machine_id, pair, data)
     verdict = compare_pair(load_run(paths["base"]), load_run(paths["head"]), plan.rules, notes=problems)
-    for line in verdict.lines():
+    for line in verdict.lines(verbose=args.verbose):
         print(line)
     print(f"saved: base {paths['base']}, head {paths['head']} (llmbench compare reads them as a pair)")
     for problem in publish_markdown(verdict, plan.verdict_path):

@@ -55,6 +55,7 @@ __all__ = [
     "GateError",
     "Verdict",
     "add_compare_arguments",
+    "add_verbose_argument",
     "compare_main",
     "compare_runs",
     "current_run",
@@ -206,6 +207,15 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         "--storage", metavar="DIR", default=".benchmarks",
         help="pytest-benchmark's storage folder, for run ids. Default: %(default)r",
     )  # fmt: skip
+    add_verbose_argument(parser)
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    """``-v``: the verdict's table lists every row, unchanged and n/a ones too (by default one count line)."""
+    parser.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="list every row of the verdict's table (by default unchanged and n/a rows are one count line)",
+    )  # fmt: skip
 
 
 def _as_given(text: str, what: str, origin: str) -> str:
@@ -252,7 +262,7 @@ def compare_main(args: argparse.Namespace) -> int:
         verdict = compare_pair(baseline.runs[0], current, rules)  # two sides of one llmbench ab pair
     else:
         verdict = compare_runs(baseline, current, rules, mode)
-    for line in verdict.lines():
+    for line in verdict.lines(verbose=args.verbose):
         print(line)
     verdict_path = Path(args.verdict).expanduser() if args.verdict else None
     for problem in publish_markdown(verdict, verdict_path):

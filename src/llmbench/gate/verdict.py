@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from llmbench.units import format_number, scale_for
 
 __all__ = [
     "MARKDOWN_LIMIT",
+    "QUIET_STATUSES",
     "CombinationResult",
     "DecisionCells",
     "Verdict",
@@ -34,6 +36,8 @@ MARKDOWN_LIMIT = 65_000
 MARKDOWN_BULLETS = 150
 #: The terminal table is laid out to fit this many columns.
 WIDTH = 120
+#: Rows the terminal table leaves out unless verbose (one count line says how many): nothing changed there.
+QUIET_STATUSES: tuple[Status, ...] = ("unchanged", "n/a")
 
 
 @dataclass(frozen=True)
@@ -170,18 +174,27 @@ class Verdict:
         )
         return [head, *(f"  {d}" for d in self.machine_differences)]
 
-    def lines(self, width: int = WIDTH) -> list[str]:
-        """The terminal report: header, table, new/removed, regressions, noisy, the summary line."""
+    def lines(self, width: int = WIDTH, verbose: bool = False) -> list[str]:
+        """The terminal report: header, the table of what changed (every row with ``verbose``; otherwise
+        unchanged and n/a rows are one count line), new/removed, regressions, noisy, the summary line."""
         out = [f"baseline: {self.baseline}", f"current:  {self.current}"]
         out.extend(self._machine_lines())
         for note in self.notes:
             out.extend(textwrap.wrap(f"note: {note}", width, subsequent_indent="  ", break_long_words=False,
                                      break_on_hyphens=False))  # fmt: skip
-        rows = [(r.label, *decision_cells(d).as_tuple()) for r in self.ordered for d in r.shown]
+        decisions = [(r.label, d) for r in self.ordered for d in r.shown]
+        listed = [(label, d) for label, d in decisions if verbose or d.verdict not in QUIET_STATUSES]
+        rows = [(label, *decision_cells(d).as_tuple()) for label, d in listed]
         if rows:
             out.append("")
             out.extend(_table(("combination", "metric", "baseline", "current", "change",
                                f"interval ({CONFIDENCE:.0%})", "verdict"), rows, width))  # fmt: skip
+        hidden = Counter(d.verdict for _, d in decisions) if not verbose else Counter[str]()
+        quiet = [f"{hidden[status]} {status}" for status in QUIET_STATUSES if hidden[status]]
+        if quiet:
+            out.append("")
+            rows_word = "row" if sum(hidden[status] for status in QUIET_STATUSES) == 1 else "rows"
+            out.append(f"not listed: {' and '.join(quiet)} {rows_word} (-v lists every row)")
         if self.new:
             out.append(f"new (not in the baseline): {', '.join(self.new)}")
         if self.removed:
@@ -247,12 +260,12 @@ class Verdict:
             return text
         kept = [row for d, row in rows if d.verdict != "unchanged"]
         unchanged = len(rows) - len(kept)
-        note = ["", f"{unchanged} unchanged rows not listed (the terminal output has them all)."]
+        note = ["", f"{unchanged} unchanged rows not listed (the terminal output with -v has them all)."]
         while kept and len(render(kept, note)) > limit:
             cut = max(1, len(kept) // 10)
             kept = kept[:-cut]
             note = ["", f"{len(rows) - len(kept)} rows not listed, {unchanged} of them unchanged "
-                        "(the terminal output has them all)."]  # fmt: skip
+                        "(the terminal output with -v has them all)."]  # fmt: skip
         return render(kept, note)
 
 

@@ -178,7 +178,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Genera
             for message in state.messages:
                 terminalreporter.write_line(f"llmbench gate: {message}")
             if state.verdict is not None:
-                lines = state.verdict.lines()
+                lines = state.verdict.lines(verbose=terminalreporter.verbosity > 0)
                 for line in lines[:-1]:
                     terminalreporter.write_line(line)
                 failed = state.verdict.failed
