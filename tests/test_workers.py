@@ -11,7 +11,9 @@ import json
 import os
 import shutil
 import signal
+import sys
 import time
+import venv
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from llmbench.config.combination import Combination, ModelSpec
 from llmbench.measure.probes import probes_for
 from llmbench.metrics import METRICS_KEY
 from llmbench.workers import FAULT_ENV, Worker, WorkerFailed, WorkerModel
+from llmbench.workers.client import interpreter_sys_path
 from llmbench.workers.benchmark import WorkerClock, WorkerGenerateBenchmark
 from llmbench.workers.protocol import Close, Closed, Load, Prepare, TimedRound
 from llmbench.workers.serve import fault_for
@@ -312,3 +315,24 @@ def test_the_load_benchmark_saves_the_same_figures_in_both_modes(
     assert bench["stats"]["data"] == metrics["load_s"]["samples"]
     assert len(metrics["load_added_bytes"]["samples"]) == 3
     assert bench["extra_info"]["model"] == "tiny"
+
+
+def test_a_worker_on_another_interpreter_gets_that_interpreters_own_sys_path(tmp_path: Path) -> None:
+    # A bare virtual environment: no llmbench, no torch. Spawn hands a child the parent's sys.path, so
+    # without sys_path the worker would import this environment's llmbench and run; with it (the default
+    # for python=), the worker searches the other interpreter's own path and cannot start.
+    venv.create(tmp_path / "bare", with_pip=False)
+    python = tmp_path / "bare" / "bin" / "python"
+    own = interpreter_sys_path(str(python))
+    assert any(entry.startswith(str(tmp_path / "bare")) for entry in own)
+    assert not any(entry.startswith(str(REPO)) for entry in own)  # neither src/ nor the project's .venv
+    worker = Worker.start(tiny(tmp_path), tmp_path, log_dir=tmp_path, python=python)
+    with pytest.raises(WorkerFailed, match=r"worker for tiny-fp32-cpu (died|exited)"):
+        worker.request(Prepare())
+    worker.close()
+    # The same interpreter with this environment's path given explicitly runs.
+    worker = Worker.start(tiny(tmp_path), tmp_path, log_dir=tmp_path, python=python, sys_path=sys.path)
+    try:
+        assert worker.request(Prepare()) is not None
+    finally:
+        worker.close()

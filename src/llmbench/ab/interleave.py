@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from llmbench.ab.collect import Benchmark, Plan
-from llmbench.ab.sides import Side, SideName, spawn_path
+from llmbench.ab.sides import Side, SideName
 from llmbench.backends import BackendUnavailable, Generation, LoadedModel
 from llmbench.config.combination import Combination
 from llmbench.quality.runs import QualityRun, QualityRuns
@@ -94,8 +94,8 @@ class Progress:
 def start_worker_model(side: Side, combination: Combination, cache_dir: Path, threads: int | None,
                        log_dir: Path) -> WorkerModel:  # fmt: skip
     """A fresh worker for ``combination`` running ``side``'s code on its interpreter, prepared and loaded."""
-    with spawn_path(side):
-        worker = Worker.start(combination, cache_dir, threads=threads, log_dir=log_dir, python=side.python)
+    worker = Worker.start(combination, cache_dir, threads=threads, log_dir=log_dir, python=side.python,
+                          sys_path=side.sys_path)  # fmt: skip
     try:
         worker.request(Prepare())
     except BaseException:

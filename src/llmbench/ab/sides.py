@@ -2,9 +2,8 @@
 
 A side given as a git ref gets a detached worktree of that commit; the head side given as ``HEAD``
 (or ``.``) is the working tree as it is, uncommitted changes included. A side's workers import
-``llmbench`` from its own ``src`` folder: multiprocessing's spawn start gives the child the parent's
-``sys.path``, so :func:`spawn_path` sets it, while a worker starts, to the side's interpreter's own
-path with the side's ``src`` first.
+``llmbench`` from its own ``src`` folder: its workers are started with ``sys_path`` set to the side's
+interpreter's own path with the side's ``src`` first (:class:`llmbench.workers.Worker`).
 """
 
 from __future__ import annotations
@@ -16,12 +15,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["WORKING_TREE", "AbError", "Side", "SideName", "git", "prepare_sides", "remove_worktrees", "spawn_path"]
+__all__ = ["WORKING_TREE", "AbError", "Side", "SideName", "git", "prepare_sides", "remove_worktrees"]
 
 SideName = Literal["base", "head"]
 #: Head refs that mean the working tree as it is.
@@ -129,14 +128,3 @@ def remove_worktrees(sides: Sequence[Side], repo: Path, scratch: Path) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
     with contextlib.suppress(AbError):
         git(["worktree", "prune"], repo)
-
-
-@contextlib.contextmanager
-def spawn_path(side: Side) -> Iterator[None]:
-    """While a worker starts: ``sys.path`` as the side's worker must see it (spawn copies the parent's)."""
-    saved = sys.path[:]
-    sys.path[:] = list(side.sys_path)
-    try:
-        yield
-    finally:
-        sys.path[:] = saved

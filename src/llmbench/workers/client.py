@@ -1,7 +1,8 @@
 """The parent's side: start a worker for one (model, precision, device) and drive it by requests.
 
 :class:`Worker` starts the process (multiprocessing's spawn context, optionally on another
-interpreter), sends one request at a time and waits for the reply within a timeout. A worker that
+interpreter, whose own ``sys.path`` the worker then gets), sends one request at a time and waits
+for the reply within a timeout. A worker that
 dies (a signal, an exit), hangs past the timeout (it is then killed) or raises in a request is
 reported as :class:`WorkerFailed` with the reason and the last lines of the worker's log; after a
 death or a hang every later request fails fast with the same reason. :class:`WorkerModel` wraps a
@@ -10,11 +11,15 @@ loaded worker as a :class:`llmbench.backends.LoadedModel`. See docs/isolation.md
 
 from __future__ import annotations
 
+import functools
+import json
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.spawn
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -65,6 +70,25 @@ class WorkerFailed(Exception):
         self.remote_traceback = remote_traceback
 
 
+@functools.cache
+def interpreter_sys_path(python: str) -> tuple[str, ...]:
+    """``python``'s own ``sys.path`` (asked of the interpreter, in this environment; without the current
+    folder entry). Raises :class:`WorkerFailed` when the interpreter cannot run."""
+    code = "import json, sys; print(json.dumps(sys.path))"
+    try:
+        done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False,
+                              cwd=tempfile.gettempdir())  # fmt: skip
+    except OSError as error:
+        raise WorkerFailed(f"cannot run the interpreter {python}: {error}") from None
+    if done.returncode != 0:
+        raise WorkerFailed(f"the interpreter {python} failed: {done.stderr.strip()[-500:]}")
+    return tuple(p for p in json.loads(done.stdout) if p and p != tempfile.gettempdir())
+
+
+def _is_this_interpreter(python: str | os.PathLike[str]) -> bool:
+    return os.path.realpath(os.fspath(python)) == os.path.realpath(sys.executable)
+
+
 def _signal_name(exitcode: int) -> str:
     try:
         return signal.Signals(-exitcode).name
@@ -80,11 +104,16 @@ class Worker:
         setup: WorkerSetup,
         *,
         python: str | os.PathLike[str] | None = None,
+        sys_path: Sequence[str] | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S,
         start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
     ) -> None:
-        """Start the worker process (it imports its libraries before it answers the first request)."""
+        """Start the worker process (it imports its libraries before it answers the first request).
+
+        ``python``: another interpreter for the worker; ``sys_path``: the worker's module search path.
+        Spawn gives a child the parent's ``sys.path``, so with ``python`` alone the worker gets that
+        interpreter's own path (its site-packages, not this one's)."""
         self.setup = setup
         self.timeout_s = timeout_s
         self.load_timeout_s = load_timeout_s
@@ -98,14 +127,19 @@ class Worker:
         self._process = context.Process(
             target=run_worker, args=(child_conn, setup), name=f"llmbench-worker-{self.name}", daemon=True
         )
-        with _EXECUTABLE_LOCK:  # the spawn executable is process-wide state
-            previous = multiprocessing.spawn.get_executable()
+        if sys_path is None and python is not None and not _is_this_interpreter(python):
+            sys_path = interpreter_sys_path(os.fspath(python))
+        with _EXECUTABLE_LOCK:  # the spawn executable and sys.path are process-wide state
+            previous, previous_path = multiprocessing.spawn.get_executable(), sys.path[:]
             if python is not None:
                 context.set_executable(os.fspath(python))
+            if sys_path is not None:
+                sys.path[:] = list(sys_path)  # spawn hands the child the parent's sys.path at start
             try:
                 self._process.start()
             finally:
                 context.set_executable(previous)  # type: ignore[arg-type]
+                sys.path[:] = previous_path
         child_conn.close()
 
     @classmethod
@@ -117,6 +151,7 @@ class Worker:
         threads: int | None = None,
         log_dir: Path | None = None,
         python: str | os.PathLike[str] | None = None,
+        sys_path: Sequence[str] | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S,
     ) -> Worker:
@@ -127,7 +162,7 @@ class Worker:
         fd, log_path = tempfile.mkstemp(prefix=f"{name}-", suffix=".log", dir=log_dir)
         os.close(fd)
         setup = WorkerSetup(combination, cache_dir, threads, Path(log_path))
-        return cls(setup, python=python, timeout_s=timeout_s, load_timeout_s=load_timeout_s)
+        return cls(setup, python=python, sys_path=sys_path, timeout_s=timeout_s, load_timeout_s=load_timeout_s)
 
     @property
     def pid(self) -> int | None:
@@ -273,6 +308,7 @@ class WorkerModel:
         threads: int | None = None,
         log_dir: Path | None = None,
         python: str | os.PathLike[str] | None = None,
+        sys_path: Sequence[str] | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         prepare: bool = True,
     ) -> WorkerModel:
@@ -280,9 +316,8 @@ class WorkerModel:
 
         Raises :class:`BackendUnavailable` (a skip) or :class:`WorkerFailed`; the worker is closed then.
         """
-        worker = Worker.start(
-            combination, cache_dir, threads=threads, log_dir=log_dir, python=python, timeout_s=timeout_s
-        )
+        worker = Worker.start(combination, cache_dir, threads=threads, log_dir=log_dir, python=python,
+                              sys_path=sys_path, timeout_s=timeout_s)  # fmt: skip
         if prepare:
             prepare_in(worker)
         return cls.load_in(worker)

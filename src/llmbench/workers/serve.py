@@ -168,7 +168,7 @@ class ModelServer:
 def run_worker(conn: Connection, setup: WorkerSetup) -> None:
     """The worker's main loop (the spawned process's target): one reply per request, until ``Close``."""
     _send_output_to(setup.log_path)
-    if setup.threads is not None:
+    if setup.threads is not None and setup.combination.backend == "transformers":  # llama.cpp takes n_threads
         import torch
 
         torch.set_num_threads(setup.threads)
