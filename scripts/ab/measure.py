@@ -121,6 +121,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=20, help="pairs per scenario. Default: %(default)r")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list. Default: %(default)s")
+    parser.add_argument("--first-pair", type=int, default=0,
+                        help="index (and seed) of the first pair, to add pairs to an earlier --out")  # fmt: skip
     parser.add_argument("--loads", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("results/ab-measure"))
@@ -137,7 +139,7 @@ def main() -> int:
     llmbench = str(Path(sys.executable).parent / "llmbench")
     with tempfile.TemporaryDirectory(prefix="ab-measure-") as scratch:
         repo = scratch_repo(Path(scratch), scenarios)
-        for index in range(args.pairs):
+        for index in range(args.first_pair, args.first_pair + args.pairs):
             for name in scenarios:
                 head = "base" if name == "aa" else f"inject-{name}"
                 command = [llmbench, "ab", "base", head, f"--loads={args.loads}", f"--rounds={args.rounds}",

@@ -11,13 +11,14 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from llmbench.measure.timers import CudaTimer, MpsTimer
 from llmbench.metrics import Metric
 from llmbench.units import MiB
+
+if TYPE_CHECKING:  # torch is imported where it is used: a llama.cpp worker never needs it
+    import torch
 
 __all__ = [
     "BandwidthMeter",
@@ -82,6 +83,8 @@ class CpuBandwidthMeter(BandwidthMeter):
     def measure(self) -> BandwidthReading:
         size = self.buffer_bytes or max(512 * MiB, 4 * _last_level_cache_bytes())
         elements = size // 4
+        import torch
+
         threads = torch.get_num_threads()
         buffer = torch.ones(elements, dtype=torch.float32)  # writing ones touches every page
         try:
@@ -118,6 +121,8 @@ class CudaBandwidthMeter(BandwidthMeter):
     def measure(self) -> BandwidthReading:
         device = self.device
         size = self.buffer_bytes
+        import torch
+
         if size is None:
             free, _ = torch.cuda.mem_get_info(device)
             size = max(64 * MiB, min(512 * MiB, free // 4))
@@ -155,10 +160,14 @@ class MpsBandwidthMeter(BandwidthMeter):
     def __init__(self, buffer_bytes: int | None = None, repeats: int = 20, runtime: Any = None) -> None:
         self.buffer_bytes = buffer_bytes
         self.repeats = repeats
+        import torch
+
         self._runtime = torch.mps if runtime is None else runtime
 
     def measure(self) -> BandwidthReading:
         size = self.buffer_bytes or 512 * MiB
+        import torch
+
         source = torch.ones(size // 4, dtype=torch.float32, device="mps")
         target = torch.empty_like(source)
         timer = MpsTimer(self._runtime)

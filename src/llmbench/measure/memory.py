@@ -18,14 +18,16 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import psutil
-import torch
 
 from llmbench.measure.timers import ReadingNotFinished
 from llmbench.metrics import Metric
 from llmbench.units import MiB
+
+if TYPE_CHECKING:  # torch is imported where it is used: a llama.cpp worker never needs it
+    import torch
 
 __all__ = [
     "CpuMemoryMethod",
@@ -274,6 +276,8 @@ class CudaMemoryProbe(MemoryProbe):
 
     def __init__(self, device: torch.device, runtime: Any = None) -> None:
         self.device = device
+        import torch
+
         self._runtime = torch.cuda if runtime is None else runtime
 
     @contextmanager
@@ -335,6 +339,8 @@ class MpsMemoryProbe(MemoryProbe):
     """
 
     def __init__(self, runtime: Any = None) -> None:
+        import torch
+
         self._runtime = torch.mps if runtime is None else runtime
 
     @contextmanager

@@ -14,8 +14,7 @@ interfaces::
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from llmbench.measure.bandwidth import (
     BandwidthMeter,
@@ -36,6 +35,9 @@ from llmbench.measure.memory import (
     peak_rss_reset_unsupported,
 )
 from llmbench.measure.timers import CpuTimer, CudaTimer, MpsTimer, Timer, TimeReading
+
+if TYPE_CHECKING:  # torch is imported where it is used: a llama.cpp worker never needs it
+    pass
 
 # The tools are importable from here too: callers need one import for a device's probes and readings.
 __all__ = [
@@ -78,6 +80,8 @@ class Probes:
 
 def mps_unavailable_reason() -> str | None:
     """Why Apple's MPS cannot be used here, or None."""
+    import torch
+
     if not torch.backends.mps.is_available():
         return f"MPS is not available (torch {torch.__version__}, no Apple GPU found)"
     return None
@@ -101,6 +105,8 @@ def probes_for(device: str) -> Probes:
     if kind == "cpu" and not index:
         return Probes(device, CpuTimer(), CpuMemoryProbe(), CpuBandwidthMeter())
     if kind == "cuda" and (not index or index.isdigit()):
+        import torch
+
         if not torch.cuda.is_available():
             raise RuntimeError(f"device {device!r}: torch.cuda.is_available() is False on this machine")
         cuda = torch.device(device)

@@ -12,9 +12,11 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: a llama.cpp worker never needs it
+    import torch
+
 
 __all__ = ["CpuTimer", "CudaTimer", "MpsTimer", "ReadingNotFinished", "TimeReading", "Timer"]
 
@@ -131,6 +133,8 @@ class CudaTimer(Timer):
 
     def __init__(self, device: torch.device, runtime: Any = None) -> None:
         self.device = device
+        import torch
+
         self._runtime = torch.cuda if runtime is None else runtime
 
     @contextmanager
@@ -165,6 +169,8 @@ class MpsTimer(Timer):
     """
 
     def __init__(self, runtime: Any = None) -> None:
+        import torch
+
         self._runtime = torch.mps if runtime is None else runtime
 
     @contextmanager
