@@ -55,7 +55,10 @@ def add_selfcheck_arguments(parser: argparse.ArgumentParser) -> None:
         "--torch-precision", default="bf16", metavar="PRECISION",
         help="the transformers precision checked against a bare generate ('none': skip). Default: %(default)r",
     )  # fmt: skip
-    parser.add_argument("--rounds", type=_positive, default=5, metavar="N", help="Default: %(default)r")
+    parser.add_argument(
+        "--rounds", type=_positive, default=9, metavar="N",
+        help="interleaved rounds of each speed check (the median over rounds). Default: %(default)r",
+    )  # fmt: skip
     parser.add_argument(
         "--pairs", type=_positive, default=10, metavar="N",
         help="interleaved harness/bare pairs for the overhead. Default: %(default)r",
@@ -131,7 +134,7 @@ def run_selfcheck(args: argparse.Namespace, say: Callable[[str], None]) -> list[
         out.extend(_with_model(combination, cache_dir, args.threads, llama, names))
     if args.torch_precision != "none":
         say(f"transformers: {spec.name} {args.torch_precision} cpu (a first run converts the weights once) ...")
-        names = ("end-to-end decode vs bare generate", "engine decode vs bare generate")
+        names = ("end-to-end decode vs bare generate", "engine decode vs bare forward loop")
         combination = Combination(spec, args.torch_precision, "cpu", 1)
         out.extend(_with_model(combination, cache_dir, args.threads, transformers, names))
     say("bandwidth ...")
