@@ -74,9 +74,9 @@ def target(scenario: str) -> str | None:
     return None if scenario == "aa" else "peak_rss_bytes" if scenario.startswith("mem") else "latency_s"
 
 
-def flagged(runs_dir: Path, head: Path, metric: str | None) -> tuple[bool, bool, str]:
-    """(ab flagged the metric, the history gate flagged it, the history gate's cell) for one head run;
-    with ``metric`` None, whether each failed at all."""
+def flagged(runs_dir: Path, head: Path, metric: str | None) -> tuple[bool, bool, str, str]:
+    """(ab flagged the metric, the history gate flagged it, ab's verdict, the history gate's verdict) on
+    one head run; with ``metric`` None (A/A), whether each failed at all, and their latency verdicts."""
     from llmbench.ab.verdict import compare_pair
 
     folder = head.parent
@@ -85,35 +85,60 @@ def flagged(runs_dir: Path, head: Path, metric: str | None) -> tuple[bool, bool,
     base_runs = [p for p in saved if p.name.endswith("-base.json") and int(p.name[:4]) < number]
     head_run = load_run(head)
     pair = compare_pair(load_run(base_runs[-1]), head_run)
-    ab = (
-        pair.failed
-        if metric is None
-        else any(d.metric == metric and d.fails for r in pair.results for d in r.decisions)
-    )
-    baseline = choose_baseline(parse_baseline("last", "measure.py"), base_runs, head_run.fingerprint,
-                               storage=folder.parent, machine_id=folder.name, drift_history=10)  # fmt: skip
-    gate = compare_runs(baseline, head_run)
-    cells = [d for r in gate.results for d in r.decisions if d.metric == (metric or "latency_s")]
-    gate_failed = gate.failed if metric is None else any(d.fails for d in cells)
-    return ab, gate_failed, cells[0].verdict if cells else "n/a"
+    with tempfile.TemporaryDirectory(prefix="ab-history-") as plain:
+        # The gate never takes a run saved by llmbench ab as one-sided history: copies without the pair's
+        # marks stand for the same rounds saved by one-sided runs.
+        history = [unpaired(path, Path(plain) / folder.name) for path in base_runs]
+        head_plain = load_run(unpaired(head, Path(plain) / folder.name))
+        baseline = choose_baseline(parse_baseline("last", "measure.py"), history, head_plain.fingerprint,
+                                   storage=Path(plain), machine_id=folder.name, drift_history=10)  # fmt: skip
+        gate = compare_runs(baseline, head_plain)
+    found = []
+    for verdict in (pair, gate):
+        cells = [d for r in verdict.results for d in r.decisions if d.metric == (metric or "latency_s")]
+        failed = verdict.failed if metric is None else any(d.fails for d in cells)
+        found.append((failed, cells[0].verdict if cells else "n/a"))
+    return found[0][0], found[1][0], found[0][1], found[1][1]
+
+
+def unpaired(path: Path, folder: Path) -> Path:
+    """A copy of a run saved by llmbench ab in ``folder`` without the pair's marks (a one-sided run)."""
+    data = json.loads(path.read_text())
+    data["machine_info"].pop("llmbench_ab", None)
+    for bench in data["benchmarks"]:
+        bench.get("extra_info", {}).pop("llmbench_ab", None)
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / path.name
+    copy.write_text(json.dumps(data))
+    return copy
 
 
 def summarize(out: Path) -> list[str]:
     """Re-decide every saved pair with the current code; the markdown table of docs/ab.md."""
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
     runs = (out / "runs").resolve()
-    counts: dict[str, list[int]] = {}
+    counts: dict[str, dict[str, int]] = {}
     for row in rows:
-        tally = counts.setdefault(str(row["scenario"]), [0, 0, 0, 0])
-        tally[0] += 1
+        tally = counts.setdefault(str(row["scenario"]), {})
+        tally["pairs"] = tally.get("pairs", 0) + 1
         if "head_run" not in row:
-            tally[3] += 1
+            tally["errors"] = tally.get("errors", 0) + 1
             continue
-        ab, gate, _ = flagged(runs, runs / machine_id_here() / str(row["head_run"]), target(str(row["scenario"])))
-        tally[1] += ab
-        tally[2] += gate
-    lines = ["| scenario | pairs | llmbench ab flagged | history gate flagged | errors |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {name} | {n} | {ab} | {gate} | {errors} |" for name, (n, ab, gate, errors) in counts.items()]
+        ab, gate, ab_cell, gate_cell = flagged(runs, runs / machine_id_here() / str(row["head_run"]),
+                                               target(str(row["scenario"])))  # fmt: skip
+        for key, value in (("ab", ab), ("gate", gate), (f"ab {ab_cell}", 1), (f"gate {gate_cell}", 1)):
+            tally[key] = tally.get(key, 0) + int(value)
+
+    def verdicts(tally: dict[str, int], side: str) -> str:
+        return ", ".join(f"{tally[f'{side} {v}']} {v}" for v in ("regressed", "noisy", "unchanged", "improved", "n/a")
+                         if tally.get(f"{side} {v}"))  # fmt: skip
+
+    lines = ["| scenario | metric | pairs | llmbench ab flagged | its verdicts | history gate flagged | its verdicts "
+             "| errors |", "|---|---|---:|---:|---|---:|---|---:|"]  # fmt: skip
+    for name, tally in counts.items():
+        metric = target(name) or "any (latency shown)"
+        lines.append(f"| {name} | {metric} | {tally['pairs']} | {tally.get('ab', 0)} | {verdicts(tally, 'ab')} "
+                     f"| {tally.get('gate', 0)} | {verdicts(tally, 'gate')} | {tally.get('errors', 0)} |")  # fmt: skip
     return lines
 
 
@@ -151,7 +176,7 @@ def main() -> int:
                 heads = sorted((runs / machine_id_here()).glob("*-head.json"))
                 row: dict[str, object] = {"scenario": name, "pair": index, "exit": done.returncode, "seconds": seconds}
                 if done.returncode in (0, 1) and heads:
-                    row["ab"], row["gate"], row["gate_cell"] = flagged(runs, heads[-1], target(name))
+                    row["ab"], row["gate"], row["ab_cell"], row["gate_cell"] = flagged(runs, heads[-1], target(name))
                     row["head_run"] = heads[-1].name
                 else:
                     row["error"] = done.stderr[-2000:]

@@ -103,7 +103,7 @@ class _Collector:
         config.hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine_info)
         count = settings.quality_items
         self.plan = Plan(
-            benchmarks=tuple(benchmarks), settings=settings, rules=gate.rules,
+            benchmarks=tuple(benchmarks), settings=settings, rules=gate.paired_rules,
             storage=_storage(config, self.invocation_dir), machine_id=machine_id_here(), machine_info=machine_info,
             verdict_path=gate.verdict_path, quality_items=tuple(items if count is None else items[:count]),
             skipped=tuple(skipped),

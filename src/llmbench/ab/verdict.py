@@ -14,7 +14,7 @@ from typing import Any
 from llmbench.ab.paired import decide_paired
 from llmbench.gate.decision import Decision, decide
 from llmbench.gate.pooling import benchmark_metrics
-from llmbench.gate.rules import DEFAULT_RULES, Rule, rule_for
+from llmbench.gate.rules import PAIRED_RULES, Rule, rule_for
 from llmbench.gate.verdict import CombinationResult, Verdict
 from llmbench.metrics import Direction
 from llmbench.runs import SavedRun, benchmark_label
@@ -76,7 +76,7 @@ def _describe(run: SavedRun) -> str:
     return f"{run.name} ({run.source}), {marks.get('side', '?')} side: {ref}"
 
 
-def compare_pair(base: SavedRun, head: SavedRun, rules: Mapping[str, Rule] = DEFAULT_RULES,
+def compare_pair(base: SavedRun, head: SavedRun, rules: Mapping[str, Rule] = PAIRED_RULES,
                  notes: Sequence[str] = ()) -> Verdict:  # fmt: skip
     """The verdict of ``head`` against ``base``, two sides of one pair. Never raises on bad data."""
     results = []

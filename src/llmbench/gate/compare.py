@@ -2,9 +2,10 @@
 
 Each benchmark is matched between runs by its ``fullname``; its metrics come from ``extra_info["metrics"]``
 (or ``latency_s`` from pytest-benchmark's stats for older runs). Each metric is decided under its rule:
-the defaults (:data:`llmbench.gate.rules.DEFAULT_RULES`), then ``--llmbench-fail``, then the benchmark's
-``@pytest.mark.llmbench_fail(...)`` marker, saved in ``extra_info["llmbench_fail"]`` so that
-``llmbench compare`` applies it too. Also the ``llmbench compare`` command. See docs/gate.md.
+the defaults (:data:`llmbench.gate.rules.DEFAULT_RULES`; ``PAIRED_RULES`` for an ``llmbench ab``
+pair), then ``--llmbench-fail``, then the benchmark's ``@pytest.mark.llmbench_fail(...)`` marker,
+saved in ``extra_info["llmbench_fail"]`` so that ``llmbench compare`` applies it too. Also the
+``llmbench compare`` command. See docs/gate.md.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from llmbench.gate.baseline import (
 )
 from llmbench.gate.decision import DIFFERENT_ITEMS, Decision, decide_all
 from llmbench.gate.pooling import baseline_metrics, benchmark_metrics, with_drift
-from llmbench.gate.rules import DEFAULT_RULES, FailSpecError, Rule, merge_rules, parse_fail_spec
+from llmbench.gate.rules import DEFAULT_RULES, PAIRED_RULES, FailSpecError, Rule, merge_rules, parse_fail_spec
 from llmbench.gate.settings import FingerprintMode, parse_fingerprint_mode, resolve_rules
 from llmbench.gate.verdict import CombinationResult, Verdict
 from llmbench.metrics import Metric
@@ -235,6 +236,7 @@ def compare_main(args: argparse.Namespace) -> int:
     machine_id = machine_id_here()
     try:
         rules = resolve_rules(args.fail, "--fail on the command line", "--fail")
+        paired_rules = resolve_rules(args.fail, "--fail on the command line", "--fail", base=PAIRED_RULES)
         mode = parse_fingerprint_mode(args.fingerprint, "--fingerprint on the command line", "--fingerprint")
         spec = parse_baseline(args.baseline, "BASELINE on the command line", "BASELINE")
         drift_history = parse_positive_int(args.drift_history, "--drift-history", "the command line")
@@ -259,7 +261,7 @@ def compare_main(args: argparse.Namespace) -> int:
     from llmbench.ab.verdict import compare_pair, is_pair  # imported here: llmbench.ab builds on the gate
 
     if spec.kind == "run" and len(baseline.runs) == 1 and is_pair(baseline.runs[0], current):
-        verdict = compare_pair(baseline.runs[0], current, rules)  # two sides of one llmbench ab pair
+        verdict = compare_pair(baseline.runs[0], current, paired_rules)  # two sides of one llmbench ab pair
     else:
         verdict = compare_runs(baseline, current, rules, mode)
     for line in verdict.lines(verbose=args.verbose):

@@ -15,7 +15,7 @@ import pytest
 from llmbench.config.options import parse_positive_int
 from llmbench.config.settings import Setting, raw_value, resolve, resolve_path
 from llmbench.gate.baseline import DEFAULT_DRIFT_HISTORY, BaselineSpec, GateError, parse_baseline
-from llmbench.gate.rules import DEFAULT_RULES, FailSpecError, Rule, merge_rules, parse_fail_spec
+from llmbench.gate.rules import DEFAULT_RULES, PAIRED_RULES, FailSpecError, Rule, merge_rules, parse_fail_spec
 from llmbench.runs import machine_id_here
 
 __all__ = [
@@ -39,12 +39,15 @@ def parse_fingerprint_mode(text: str, origin: str, what: str = "--llmbench-finge
     raise GateError(f"{what}: {text!r} is not a mode (from {origin}); allowed: {', '.join(FINGERPRINT_MODES)}")
 
 
-def resolve_rules(text: str | None, origin: str, what: str = "--llmbench-fail") -> dict[str, Rule]:
-    """The default rules with the ``--llmbench-fail`` items in place. Raises :class:`GateError`."""
+def resolve_rules(
+    text: str | None, origin: str, what: str = "--llmbench-fail", base: Mapping[str, Rule] = DEFAULT_RULES
+) -> dict[str, Rule]:
+    """The ``base`` rules (the defaults; :data:`PAIRED_RULES` for a paired A/B run) with the
+    ``--llmbench-fail`` items in place. Raises :class:`GateError`."""
     if text is None:
-        return dict(DEFAULT_RULES)
+        return dict(base)
     try:
-        return merge_rules(DEFAULT_RULES, parse_fail_spec(text, origin, what=what))
+        return merge_rules(base, parse_fail_spec(text, origin, base=base, what=what))
     except FailSpecError as error:
         raise GateError(str(error)) from None
 
@@ -56,6 +59,8 @@ class GateSettings:
     active: bool
     baseline: BaselineSpec
     rules: Mapping[str, Rule]
+    #: The same ``--llmbench-fail`` items over :data:`PAIRED_RULES`, for ``llmbench ab``.
+    paired_rules: Mapping[str, Rule]
     fingerprint: FingerprintMode
     verdict_path: Path | None
     #: ``--llmbench-drift-history``: how many same-machine saved runs show the drift between runs.
@@ -85,6 +90,8 @@ def gate_settings(config: pytest.Config) -> GateSettings:
             baseline = BaselineSpec("last")
         fail = raw_value(config, "--llmbench-fail")
         rules = resolve_rules(fail.value if fail else None, fail.origin if fail else "the default")
+        paired_rules = resolve_rules(fail.value if fail else None, fail.origin if fail else "the default",
+                                     base=PAIRED_RULES)  # fmt: skip
         default_mode: Setting[FingerprintMode] = Setting("warn", "the default")
         mode = resolve(config, "--llmbench-fingerprint", _fingerprint_mode, default_mode).value
     except GateError as error:
@@ -112,7 +119,7 @@ def gate_settings(config: pytest.Config) -> GateSettings:
                 storage = config.invocation_params.dir / storage
             machine_id = machine_id_here()
     return GateSettings(
-        active=active and not reason, baseline=baseline, rules=rules, fingerprint=mode,
+        active=active and not reason, baseline=baseline, rules=rules, paired_rules=paired_rules, fingerprint=mode,
         verdict_path=verdict_path, drift_history=drift_history, storage=storage, machine_id=machine_id,
         inactive_reason=reason,
     )  # fmt: skip
