@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from llmbench.gate.decision import decide
 from llmbench.gate.pooling import PooledMetric
 from llmbench.gate.rules import DEFAULT_RULES
 from llmbench.metrics import Metric
-from llmbench.runs import load_run
+from llmbench.runs import INTERRUPTED_KEY, load_run
 
 DATA = Path(__file__).parent / "data" / "runs"
 RUNS = DATA / "Linux-CPython-3.11-64bit"
@@ -566,3 +567,20 @@ def test_runs_saved_by_ab_are_neither_baseline_nor_drift_history(tmp_path: Path)
     baseline = gate.choose_baseline(gate.BaselineSpec("window", window=3), paths[:-1], mine, drift_history=1)
     assert [run.name for run in baseline.runs] == ["0001", "0002"]
     assert [run.name for run in baseline.drift_runs] == ["0001", "0002"]
+
+
+def test_last_skips_a_run_saved_by_an_interrupted_session(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / RUNS.name
+    folder.mkdir()
+    for name in ("0001_base.json", "0002_same.json", "0003_slow.json"):
+        shutil.copy(RUNS / name, folder / name)
+    data = json.loads((folder / "0002_same.json").read_text())
+    data["machine_info"][INTERRUPTED_KEY] = "KeyboardInterrupt"
+    (folder / "0002_same.json").write_text(json.dumps(data))
+    status = main(["compare", "--storage", str(tmp_path), "last", "0003"])
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 1
+    assert lines[0] == f"baseline: 0001 ({folder / '0001_base.json'}), the latest saved run"
+    assert any("skipped 1 run(s) saved by an interrupted session" in note for note in notes_of(lines))
+    status = main(["compare", "--storage", str(tmp_path), "0002", "0003"])  # named, it is still the baseline
+    assert capsys.readouterr().out.splitlines()[0].startswith("baseline: 0002 ")

@@ -16,7 +16,16 @@ from typing import Any, Literal
 from llmbench.config.options import option_named
 from llmbench.fingerprint import fingerprint_differences
 from llmbench.gate.decision import DEFAULT_RUN_SPREAD
-from llmbench.runs import RunError, SavedRun, find_run, list_runs, load_run, parse_run_id, run_number
+from llmbench.runs import (
+    INTERRUPTED_KEY,
+    RunError,
+    SavedRun,
+    find_run,
+    list_runs,
+    load_run,
+    parse_run_id,
+    run_number,
+)
 
 __all__ = [
     "DEFAULT_DRIFT_HISTORY",
@@ -118,7 +127,8 @@ def choose_baseline(
 ) -> Baseline:
     """Load the baseline ``spec`` names from ``candidates`` (saved runs, oldest first).
 
-    ``last`` and ``window:N`` skip unreadable files and runs saved by ``llmbench ab`` with a note and give
+    ``last`` and ``window:N`` skip unreadable files, runs saved by ``llmbench ab`` and runs saved by an
+    interrupted session with a note and give
     an empty baseline for an empty history; a named run (id or file) that cannot be loaded raises
     :class:`GateError`. ``window:N`` takes the newest N runs whose fingerprint equals ``fingerprint``;
     where none does, the newest N runs, with a note (the fingerprint check then reports the differences).
@@ -195,7 +205,7 @@ def _choose_baseline_runs(
     loaded: list[SavedRun] = []
     wanted = 1 if spec.kind == "last" else spec.window
     matching: list[SavedRun] = []
-    paired = 0
+    paired = interrupted = 0
     for path in reversed(candidates):
         try:
             run = load_run(path)
@@ -204,6 +214,9 @@ def _choose_baseline_runs(
             continue
         if saved_by_ab(run):
             paired += 1
+            continue
+        if run.machine_info.get(INTERRUPTED_KEY):
+            interrupted += 1
             continue
         loaded.append(run)
         if spec.kind == "last":
@@ -214,6 +227,9 @@ def _choose_baseline_runs(
                 break
     if paired:
         notes.append(f"skipped {paired} run(s) saved by llmbench ab (`llmbench compare BASE HEAD` compares a pair)")
+    if interrupted:
+        notes.append(f"skipped {interrupted} run(s) saved by an interrupted session (they hold only the tests that "
+                     "finished; name one as BASELINE to compare with it)")  # fmt: skip
     if not loaded:
         return Baseline((), "none", (*notes, f"no readable saved run{where} to compare with"))
     if spec.kind == "last":
