@@ -28,9 +28,10 @@ from llmbench.report.frame import (
     regressed,
     select_runs,
 )
+from llmbench.report.history_plots import history_plots
 from llmbench.report.html import marked_differences, write_report
 from llmbench.report.markdown import GITHUB_COMMENT_LIMIT, build_markdown
-from llmbench.report.plots import history_plots, run_plots
+from llmbench.report.plots import run_plots
 from llmbench.runs import read_json, run_from_json
 from tests.test_plugin import TINY_MATRIX
 

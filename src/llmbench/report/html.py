@@ -20,7 +20,9 @@ from llmbench.gate import Verdict, decision_cells
 from llmbench.history.detect import DetectorMissing
 from llmbench.history.marks import change_marks
 from llmbench.report.export import write_csv
+from llmbench.report.figures import Plot, plot_color
 from llmbench.report.frame import Row, Table, combination_sort_key, regressed
+from llmbench.report.history_plots import history_plots
 from llmbench.report.markdown import (
     GUIDANCE_COLUMNS,
     KEY_COLUMNS,
@@ -32,7 +34,7 @@ from llmbench.report.markdown import (
     matrix_line,
     run_line,
 )
-from llmbench.report.plots import Plot, history_plots, plot_color, run_plots
+from llmbench.report.plots import run_plots
 from llmbench.runs import SavedRun
 from llmbench.units import GiB, format_bytes, format_value
 

@@ -1,127 +1,38 @@
-"""The report's plots: one function per plot, each returning the Figure and the data drawn in it.
+"""The report's plots of one run: one function per plot, each returning the Figure and the data drawn in it.
 
-Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas, never pyplot: no global
-state, no display needed. Every :class:`Plot` carries its :class:`Series` (the exact numbers drawn),
-so tests check the data rather than pixels. One colour per precision (:func:`plot_color`), the same
-in every plot and every report.
+Every :class:`~llmbench.report.figures.Plot` carries its series (the exact numbers drawn), so tests
+check the data rather than pixels; one colour per precision, the same in every plot and every report
+(:mod:`llmbench.report.figures`). The plots over the saved runs: :mod:`llmbench.report.history_plots`.
 """
 
 from __future__ import annotations
 
-import io
-import zlib
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
-import pandas as pd  # type: ignore[import-untyped]  # no stubs installed (pandas-stubs)
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from llmbench.config.precisions import precision_color
-from llmbench.history.marks import ChangeMark
-from llmbench.metrics import METRIC_FACTS
-from llmbench.report.frame import Row, Table, combination_sort_key
-from llmbench.runs import SavedRun
-from llmbench.units import GiB, MiB
+from llmbench.report.figures import (
+    Plot,
+    Series,
+    byte_scale,
+    nan_values,
+    new_figure,
+    no_data,
+    plot_color,
+    scaled,
+)
+from llmbench.report.frame import Row, combination_sort_key
 
 __all__ = [
-    "HISTORY_METRICS",
-    "Plot",
-    "Series",
     "batch_scaling_plot",
     "decode_throughput_plot",
-    "history_plots",
     "itl_cdf_plot",
     "latency_ttft_plot",
     "memory_breakdown_plot",
-    "plot_color",
     "rouge_plot",
     "run_plots",
     "tokens_vs_time_plot",
 ]
-
-_OTHER_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22")
-_REGRESSION_COLOR = "#d62728"
-
-
-def plot_color(precision: str) -> str:
-    """The colour of a precision, the same in every plot (unknown names: a stable hash into a palette)."""
-    return precision_color(precision) or _OTHER_COLORS[zlib.crc32(precision.encode()) % len(_OTHER_COLORS)]
-
-
-@dataclass(frozen=True)
-class Series:
-    """One drawn series: labels or numbers on x, values on y (None: n/a, not drawn)."""
-
-    label: str
-    x: tuple[str | float, ...]
-    y: tuple[float | None, ...]
-    #: Error bars (lower and upper ends, in y's unit), where drawn.
-    low: tuple[float | None, ...] = ()
-    high: tuple[float | None, ...] = ()
-    color: str = ""
-
-    def points(self) -> dict[str | float, float | None]:
-        return dict(zip(self.x, self.y, strict=True))
-
-
-@dataclass
-class Plot:
-    """A figure and the data behind it."""
-
-    name: str
-    title: str
-    figure: Figure
-    series: list[Series] = field(default_factory=list)
-    xlabel: str = ""
-    ylabel: str = ""
-    #: One or two sentences under the image: what is drawn and how to read it.
-    caption: str = ""
-
-    def labels(self) -> list[str]:
-        return [s.label for s in self.series]
-
-    def series_named(self, label: str) -> Series:
-        for series in self.series:
-            if series.label == label:
-                return series
-        raise KeyError(f"no series {label!r} in plot {self.name!r} (have {self.labels()})")
-
-    def png(self, dpi: int = 100) -> bytes:
-        buffer = io.BytesIO()
-        FigureCanvasAgg(self.figure)
-        self.figure.savefig(buffer, format="png", dpi=dpi)
-        return buffer.getvalue()
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _figure(count: int, height: float = 4.5, per_item: float = 0.45, panels: int = 1) -> tuple[Figure, list[Axes]]:
-    width = min(max(8.0, 2.5 + per_item * count), 40.0)
-    figure = Figure(figsize=(width, height * panels), layout="constrained")
-    axes = [figure.add_subplot(panels, 1, i + 1) for i in range(panels)]
-    return figure, axes
-
-
-def _no_data(axes: Axes, what: str) -> None:
-    axes.text(0.5, 0.5, f"no {what} in this run", ha="center", va="center", transform=axes.transAxes)
-    axes.set_xticks([])
-    axes.set_yticks([])
-
-
-def _byte_scale(values: Sequence[float | None]) -> tuple[float, str]:
-    largest = max((abs(v) for v in values if v is not None), default=0.0)
-    return (GiB, "GiB") if largest >= GiB else (MiB, "MiB")
-
-
-def _scaled(values: Sequence[float | None], factor: float) -> tuple[float | None, ...]:
-    return tuple(None if v is None else v / factor for v in values)
-
-
-def _nan(values: Sequence[float | None]) -> list[float]:
-    return [float("nan") if v is None else v for v in values]
 
 
 def _precision_legend(axes: Axes, rows: Sequence[Row]) -> None:
@@ -176,19 +87,19 @@ def latency_ttft_plot(rows: Sequence[Row]) -> Plot:
     """Latency of one ``generate`` call and time to the first token, per combination (bars, one colour
     per precision). Series: ``latency_s <precision>`` and ``ttft_s <precision>``, x the combination ids."""
     rows = _with_batch(rows)
-    figure, (top, bottom) = _figure(len(rows), height=3.6, panels=2)
+    figure, (top, bottom) = new_figure(len(rows), height=3.6, panels=2)
     plot = Plot("latency_ttft", "Latency and time to first token per combination", figure,
                 xlabel="combination", ylabel="s",
                 caption="Median over the timed rounds. Top: one generate call on the whole batch; bottom: "
                 "time to the first generated token (prefill).")  # fmt: skip
     if not rows:
-        _no_data(top, "generate benchmark")
-        _no_data(bottom, "generate benchmark")
+        no_data(top, "generate benchmark")
+        no_data(bottom, "generate benchmark")
         return plot
     positions = list(range(len(rows)))
     for axes, metric, what in ((top, "latency_s", "latency (s)"), (bottom, "ttft_s", "time to first token (s)")):
         values = [r.value(metric) for r in rows]
-        axes.bar(positions, _nan(values), color=[plot_color(r.precision) for r in rows])
+        axes.bar(positions, nan_values(values), color=[plot_color(r.precision) for r in rows])
         axes.set_ylabel(what)
         axes.grid(axis="y", alpha=0.3)
         for precision in dict.fromkeys(r.precision for r in rows):
@@ -226,7 +137,7 @@ def decode_throughput_plot(rows: Sequence[Row]) -> Plot:
     limit of each as a dashed line of the same colour. Series: ``<group>`` (measured) and
     ``<group> bandwidth limit``, x the batch sizes."""
     rows = _with_batch(rows)
-    figure, (axes,) = _figure(0)
+    figure, (axes,) = new_figure(0)
     plot = Plot("decode_throughput", "Decode speed per sequence against the memory-bandwidth limit", figure,
                 xlabel="batch size", ylabel="tok/s",
                 caption="Solid: measured decode tokens/s per sequence (tokens after the first / time after "
@@ -240,14 +151,14 @@ def decode_throughput_plot(rows: Sequence[Row]) -> Plot:
         limits = [bandwidth_limit(r) for r in group]
         plot.series.append(Series(label, xs, measured, color=color))
         plot.series.append(Series(f"{label} bandwidth limit", xs, tuple(lim for lim, _ in limits), color=color))
-        axes.plot(xs, _nan(measured), marker="o", color=color, label=label)
+        axes.plot(xs, nan_values(measured), marker="o", color=color, label=label)
         if any(lim is not None for lim, _ in limits):
             weights_only = "" if all(known for _, known in limits) else " (weights only)"
-            axes.plot(xs, _nan([lim for lim, _ in limits]), linestyle="--", color=color,
+            axes.plot(xs, nan_values([lim for lim, _ in limits]), linestyle="--", color=color,
                       label=f"{label} bandwidth limit{weights_only}")  # fmt: skip
         drawn = drawn or any(v is not None for v in measured)
     if not rows:
-        _no_data(axes, "generate benchmark")
+        no_data(axes, "generate benchmark")
         return plot
     axes.set_xlabel("batch size")
     axes.set_ylabel("decode speed per sequence (tok/s)")
@@ -263,9 +174,9 @@ def memory_breakdown_plot(rows: Sequence[Row]) -> Plot:
     """Peak memory per combination as stacked bars: weights, KV cache and the rest (runtime, activations,
     allocator). Series: ``weights``, ``KV cache``, ``rest``, ``peak`` in the plot's unit, x the ids."""
     rows = _with_batch(rows)
-    figure, (axes,) = _figure(len(rows))
+    figure, (axes,) = new_figure(len(rows))
     peaks = [r.peak_memory for r in rows]
-    factor, unit = _byte_scale([*peaks, *(r.value("weight_bytes") for r in rows)])
+    factor, unit = byte_scale([*peaks, *(r.value("weight_bytes") for r in rows)])
     devices = {r.peak_memory_name for r in rows}
     what = " / ".join(sorted(devices)) or "peak memory"
     plot = Plot("memory", "Peak memory per combination: weights, KV cache and the rest", figure,
@@ -274,7 +185,7 @@ def memory_breakdown_plot(rows: Sequence[Row]) -> Plot:
                 "cache: its size at the end of generation; rest: the peak minus both (runtime, activations; "
                 "on the CPU the whole process's resident memory).")  # fmt: skip
     if not rows:
-        _no_data(axes, "generate benchmark")
+        no_data(axes, "generate benchmark")
         return plot
     weights = [r.value("weight_bytes") for r in rows]
     kv = [r.value("kv_cache_bytes") for r in rows]
@@ -286,12 +197,12 @@ def memory_breakdown_plot(rows: Sequence[Row]) -> Plot:
     bottom = [0.0] * len(rows)
     parts = (("weights", weights, "#4c4c4c"), ("KV cache", kv, "#9e9e9e"), ("rest", rest, "#d9d9d9"))
     for label, values, color in parts:
-        scaled = _scaled(values, factor)
-        plot.series.append(Series(label, ids, scaled, color=color))
-        heights = [0.0 if v is None else v for v in scaled]
+        part = scaled(values, factor)
+        plot.series.append(Series(label, ids, part, color=color))
+        heights = [0.0 if v is None else v for v in part]
         axes.bar(positions, heights, bottom=bottom, color=color, label=label, edgecolor="white")
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
-    plot.series.append(Series("peak", ids, _scaled(peaks, factor)))
+    plot.series.append(Series("peak", ids, scaled(peaks, factor)))
     for x, peak in zip(positions, peaks, strict=True):
         if peak is None:
             axes.text(x, 0, "peak n/a", ha="center", va="bottom", fontsize="x-small", rotation=90)
@@ -307,7 +218,7 @@ def tokens_vs_time_plot(rows: Sequence[Row]) -> Plot:
     """Generated tokens of the batch against the time of the call, one colour per precision, each point
     annotated with its batch size. Series: ``<group>`` with x latency (s), y generated tokens."""
     rows = _with_batch(rows)
-    figure, (axes,) = _figure(0)
+    figure, (axes,) = new_figure(0)
     plot = Plot("tokens_vs_time", "Generated tokens against generation time", figure,
                 xlabel="s", ylabel="tokens",
                 caption="Tokens generated by one call on the batch (all sequences) against that call's "
@@ -325,7 +236,7 @@ def tokens_vs_time_plot(rows: Sequence[Row]) -> Plot:
         for t, n, b in shown:
             axes.annotate(f"bs{b}", (t, n), textcoords="offset points", xytext=(4, 4), fontsize="x-small")
     if not rows:
-        _no_data(axes, "generate benchmark")
+        no_data(axes, "generate benchmark")
         return plot
     axes.set_xlabel("generation time of the batch (s)")
     axes.set_ylabel("generated tokens (whole batch)")
@@ -349,13 +260,13 @@ def rouge_plot(rows: Sequence[Row]) -> Plot:
     interval as error bars. Series: ``rouge1``, ``rouge2``, ``rougeLsum`` with x ``model precision device``,
     ``low`` / ``high`` the interval."""
     chosen = [r for r in _one_per_load_key(_with_batch(rows)) if any(r.metric(m) is not None for m in ROUGE_METRICS)]
-    figure, (axes,) = _figure(len(chosen) * 2)
+    figure, (axes,) = new_figure(len(chosen) * 2)
     plot = Plot("rouge", "Summary quality (ROUGE F1) with 95% bootstrap intervals", figure,
                 xlabel="model precision device", ylabel="F1",
                 caption="Mean F1 against the reference summaries over the quality items; error bars: the "
                 "bootstrap interval saved with the run. One bar colour per precision; shade: ROUGE type.")  # fmt: skip
     if not chosen:
-        _no_data(axes, "ROUGE figure")
+        no_data(axes, "ROUGE figure")
         return plot
     labels = tuple(" ".join(r.load_key) for r in chosen)
     width = 0.8 / len(ROUGE_METRICS)
@@ -370,7 +281,7 @@ def rouge_plot(rows: Sequence[Row]) -> Plot:
             [0.0 if v is None or lo is None else max(v - lo, 0.0) for v, lo in zip(values, low, strict=True)],
             [0.0 if v is None or hi is None else max(hi - v, 0.0) for v, hi in zip(values, high, strict=True)],
         ]
-        axes.bar(xs, _nan(values), width=width, yerr=errors, capsize=3, alpha=alpha,
+        axes.bar(xs, nan_values(values), width=width, yerr=errors, capsize=3, alpha=alpha,
                  color=[plot_color(r.precision) for r in chosen], edgecolor="black", linewidth=0.5,
                  label=name)  # fmt: skip
     axes.set_xticks(range(len(chosen)), labels, rotation=30, ha="right", fontsize="small")
@@ -388,13 +299,13 @@ def batch_scaling_plot(rows: Sequence[Row]) -> Plot:
     """Latency and whole-batch decode throughput against batch size, one line per model, precision and
     device. Series: ``latency_s <group>`` and ``decode_tok_s_total <group>``, x the batch sizes."""
     rows = _with_batch(rows)
-    figure, (left, right) = _figure(0, height=4.0, panels=2)
+    figure, (left, right) = new_figure(0, height=4.0, panels=2)
     plot = Plot("batch_scaling", "Batch-size scaling", figure, xlabel="batch size", ylabel="s; tok/s",
                 caption="Top: latency of one call against batch size (flat is ideal). Bottom: decode tokens/s "
                 "of the whole batch (rising is what batching buys).")  # fmt: skip
     if not rows:
-        _no_data(left, "generate benchmark")
-        _no_data(right, "generate benchmark")
+        no_data(left, "generate benchmark")
+        no_data(right, "generate benchmark")
         return plot
     for label, group in _groups(rows).items():
         color = plot_color(group[0].precision)
@@ -402,7 +313,7 @@ def batch_scaling_plot(rows: Sequence[Row]) -> Plot:
         for axes, metric in ((left, "latency_s"), (right, "decode_tok_s_total")):
             values = tuple(r.value(metric) for r in group)
             plot.series.append(Series(f"{metric} {label}", xs, values, color=color))
-            axes.plot(xs, _nan(values), marker="o", color=color, label=label)
+            axes.plot(xs, nan_values(values), marker="o", color=color, label=label)
     ticks = sorted({float(r.batch_size or 0) for r in rows})
     for axes, what in ((left, "latency of one call (s)"), (right, "decode speed, whole batch (tok/s)")):
         axes.set_xticks(ticks)
@@ -420,7 +331,7 @@ def itl_cdf_plot(rows: Sequence[Row]) -> Plot:
     """The share of tokens that came within each inter-token latency, one line per precision (every timed
     token of its combinations, pooled). Series: ``<group>`` with x ITL (ms, sorted), y cumulative share."""
     rows = _with_batch(rows)
-    figure, (axes,) = _figure(0)
+    figure, (axes,) = new_figure(0)
     plot = Plot("itl_cdf", "Inter-token latency distribution", figure, xlabel="ms", ylabel="share of tokens",
                 caption="Each curve: the share of tokens that followed their previous token within x ms, over "
                 "every timed round (ITL); a curve further left is faster, a long flat top is a slow tail.")  # fmt: skip
@@ -433,7 +344,7 @@ def itl_cdf_plot(rows: Sequence[Row]) -> Plot:
         plot.series.append(Series(label, tuple(itl), shares, color=color))
         axes.step(itl, shares, where="post", color=color, label=label)
     if not plot.series:
-        _no_data(axes, "inter-token latency")
+        no_data(axes, "inter-token latency")
         return plot
     for share in (0.5, 0.9, 0.99):
         axes.axhline(share, color="#999999", linewidth=0.8, linestyle=":")
@@ -458,110 +369,3 @@ RUN_PLOTS: tuple[Callable[[Sequence[Row]], Plot], ...] = (
 
 def run_plots(rows: Sequence[Row]) -> list[Plot]:
     return [make(rows) for make in RUN_PLOTS]
-
-
-# ----------------------------------------------------------------------------- history
-
-#: The metrics drawn over the saved runs (the tidy CSV has every metric of every run).
-HISTORY_METRICS: tuple[str, ...] = (
-    "latency_s", "ttft_s", "decode_tok_s_total", "peak_memory", "rougeLsum", "load_s",
-)  # fmt: skip
-
-
-def _history_frame(table: Table, runs: Sequence[SavedRun]) -> pd.DataFrame:
-    """The tidy frame's generate rows, ``peak_memory`` added (the memory figure the gate uses: CUDA
-    allocated on a GPU, RSS on the CPU) and ``position``: the run's place in ``runs``."""
-    frame = table.frame[table.frame["batch_size"].notna()]
-    memory = frame[frame["metric"].isin(("peak_cuda_allocated_bytes", "peak_rss_bytes"))]
-    memory = memory.sort_values("metric").drop_duplicates("row").assign(metric="peak_memory")
-    positions = {id(run): index for index, run in enumerate(runs)}
-    position = [positions.get(id(row.run), -1) for row in table.rows]
-    frame = pd.concat([frame, memory], ignore_index=True)
-    return frame.assign(position=frame["row"].map(lambda row: position[row]))
-
-
-def history_plots(
-    table: Table,
-    runs: Sequence[SavedRun],
-    regressed: Collection[tuple[str, str]] = (),
-    last: SavedRun | None = None,
-    changes: Sequence[ChangeMark] = (),
-) -> list[Plot]:
-    """One plot per metric of :data:`HISTORY_METRICS` with data: the value of each combination over the
-    runs (x: run labels, oldest first). ``regressed`` holds the (combination, metric) pairs the gate
-    found regressed in ``last`` (default: the last run); those points get a red cross. ``changes``: the
-    change points (``llmbench history``), each a dotted line before its first run, labelled with its
-    commit. Series: one per combination, labelled with its id; ``regressions`` and ``change points``
-    (if any)."""
-    last = last if last is not None else (runs[-1] if runs else None)
-    labels = tuple(run.label for run in runs)
-    samples: dict[str, Row] = {}
-    for row in sorted((r for r in table.rows if r.batch_size is not None), key=combination_sort_key):
-        samples.setdefault(row.combination, row)
-    frame = _history_frame(table, runs)
-    plots = []
-    for metric in HISTORY_METRICS:
-        data = frame[(frame["metric"] == metric) & frame["value"].notna() & (frame["position"] >= 0)]
-        if data.empty:
-            continue
-        grid = data.pivot_table(index="combination", columns="position", values="value", aggfunc="first")
-        grid = grid.reindex(index=[c for c in samples if c in grid.index], columns=range(len(runs)))
-        facts = METRIC_FACTS.get(metric)
-        factor, unit = 1.0, str(facts.unit if facts else "")
-        if metric == "peak_memory":
-            factor, unit = _byte_scale(list(data["value"]))
-        figure, (axes,) = _figure(len(runs), height=3.6, per_item=0.5)
-        name = "peak memory" if metric == "peak_memory" else metric
-        plot = Plot(f"history_{metric}", f"{name} over the saved runs", figure, xlabel="run", ylabel=unit,
-                    caption=f"{name} ({unit}) of each combination in each saved run, oldest first; "
-                    "a red cross marks a regression found by the gate in the latest run; a dotted line, "
-                    "a change point in the history (llmbench history) and its commit.")  # fmt: skip
-        crosses_x: list[str] = []
-        crosses_y: list[float | None] = []
-        names = ("peak_rss_bytes", "peak_cuda_allocated_bytes") if metric == "peak_memory" else (metric,)
-        for combination, values_row in grid.iterrows():
-            sample = samples[str(combination)]
-            values = tuple(None if pd.isna(v) else float(v) / factor for v in values_row)
-            color = plot_color(sample.precision)
-            plot.series.append(Series(str(combination), labels, values, color=color))
-            axes.plot(range(len(runs)), _nan(values), marker="o", color=color, label=combination,
-                      linestyle=("-", "--", ":", "-.")[(sample.batch_size or 0) % 4])  # fmt: skip
-            if last is not None and last in runs and any((combination, n) in regressed for n in names):
-                index = list(runs).index(last)
-                crosses_x.append(labels[index])
-                crosses_y.append(values[index])
-                axes.plot([index], _nan([values[index]]), marker="x", markersize=14, markeredgewidth=3,
-                          color=_REGRESSION_COLOR, linestyle="none")  # fmt: skip
-        if crosses_x:
-            plot.series.append(Series("regressions", tuple(crosses_x), tuple(crosses_y), color=_REGRESSION_COLOR))
-        _mark_changes(axes, plot, grid, runs, [c for c in changes if c.metric in names], factor)
-        axes.set_xticks(range(len(runs)), labels, rotation=30, ha="right", fontsize="small")
-        axes.set_ylabel(f"{name} ({unit})")
-        axes.grid(alpha=0.3)
-        if len(plot.series) <= 16:
-            axes.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
-        axes.set_title(plot.title)
-        plots.append(plot)
-    return plots
-
-
-def _mark_changes(
-    axes: Axes, plot: Plot, grid: pd.DataFrame, runs: Sequence[SavedRun], changes: Sequence[ChangeMark], factor: float
-) -> None:
-    """A dotted line before the first run of each change point, its commit on top (regressions in red)."""
-    index = {run.source: position for position, run in enumerate(runs)}
-    shown = [(c, index[c.run]) for c in changes if c.run in index and c.combination in grid.index]
-    for position in sorted({at for _, at in shown}):
-        here = [c for c, at in shown if at == position]
-        bad = any(c.kind == "regression" for c in here)
-        color = _REGRESSION_COLOR if bad else "#555555"
-        axes.axvline(position - 0.5, color=color, linestyle=":", linewidth=1.5)
-        commits = ", ".join(dict.fromkeys(c.commit[:7] for c in here))
-        axes.annotate(commits, xy=(position - 0.5, 1.0), xycoords=("data", "axes fraction"), rotation=90,
-                      va="top", ha="right", fontsize="x-small", color=color)  # fmt: skip
-    if shown:
-        labels = tuple(runs[at].label for _, at in shown)
-        values = tuple(
-            None if pd.isna(v := grid.loc[c.combination, at]) else float(v) / factor for c, at in shown
-        )  # fmt: skip
-        plot.series.append(Series("change points", labels, values, color=_REGRESSION_COLOR))
