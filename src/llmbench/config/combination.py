@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from llmbench.config.precisions import BackendName, backend_for
+from llmbench.config.precisions import BackendName, Precision, backend_for
 
 Family = Literal["causal", "seq2seq"]
 KNOWN_DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")
@@ -64,7 +64,7 @@ class Combination:
     """One cell of the matrix: what a single parametrized benchmark measures."""
 
     model: ModelSpec
-    precision: str
+    precision: Precision
     device: str
     batch_size: int
 
