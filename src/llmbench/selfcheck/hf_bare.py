@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import copy
 import inspect
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from llmbench.measure.probes import probes_for
 
 if TYPE_CHECKING:
     from llmbench.backends.transformers_backend import TransformersModel
@@ -40,6 +41,7 @@ class PrefilledPrompt:
         self._hf: Any = hf
         self._keyword = _cache_keyword(hf)
         self.input_ids, self.attention_mask = model.encode(prompts)
+        self._timer = probes_for(self.input_ids.device.type).timer
         with torch.inference_mode():
             output = hf(input_ids=self.input_ids[:, :-1], attention_mask=self.attention_mask[:, :-1], use_cache=True)
         self._cache = output[self._keyword]
@@ -52,16 +54,15 @@ class PrefilledPrompt:
         no streamer, no stopping criteria, no hooks. ``generate_s(g) - generate_s(1)`` is ``g - 1`` decode
         steps with generate's loop around them (the logits copy, the argmax, the stop check)."""
         cache = self._fresh_cache()
-        with torch.inference_mode():
-            started = time.perf_counter()
+        with torch.inference_mode(), self._timer.measure() as reading:
             self._hf.generate(
                 input_ids=self.input_ids, attention_mask=self.attention_mask, max_new_tokens=new_tokens, **cache
             )
-            return time.perf_counter() - started
+        return reading.seconds()
 
     def forward_decode_s(self, new_tokens: int) -> float:
         """Seconds of the ``new_tokens - 1`` decode forwards of a greedy generation from the cached prompt,
-        each bare ``model(...)`` call timed on its own (CPU: nothing to synchronize). The inputs are those
+        each bare ``model(...)`` call timed on its own with the device's timer. The inputs are those
         ``generate`` passes (the token, its position, the cache; the attention mask only where the batch
         is padded, as ``generate`` drops an all-ones mask); the argmax and the first token's forward are
         outside the clock, as the forward clock leaves them."""
@@ -69,16 +70,16 @@ class PrefilledPrompt:
         mask = self.attention_mask
         padded = not bool(mask.all())
         token = self.input_ids[:, -1:]
-        spent = 0.0
-        with torch.inference_mode():
-            for step in range(new_tokens):
+        with torch.inference_mode(), self._timer.measure() as reading:
+            for _ in range(new_tokens):
                 inputs = {"input_ids": token, "position_ids": mask.sum(dim=1, keepdim=True) - 1, **cache}
                 if padded:
                     inputs["attention_mask"] = mask
-                started = time.perf_counter()
+                reading.mark()
                 output = self._hf(**inputs, use_cache=True, return_dict=True)
-                if step > 0:  # step 0 feeds the prompt's last token: the forward that gives the first token
-                    spent += time.perf_counter() - started
+                reading.mark()
                 token = output.logits[:, -1:].argmax(dim=-1)
                 mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        return spent
+        marks = reading.marks_s()
+        # The first pair is the prompt's last token: the forward that gives the first token.
+        return sum(end - start for start, end in zip(marks[2::2], marks[3::2], strict=True))
