@@ -42,6 +42,7 @@ from llmbench.backends.transformers_backend import TransformersBackend, Transfor
 from llmbench.config.combination import Combination, ModelSpec  # noqa: E402
 from llmbench.config.models import BUILTIN_MODELS  # noqa: E402
 from llmbench.config.options import default_cache_dir  # noqa: E402
+from llmbench.config.precisions import is_known_precision  # noqa: E402
 from llmbench.data import SHIPPED_DATA, load_items  # noqa: E402
 from llmbench.measure.speed import engine_decode_rate, round_speed  # noqa: E402
 from llmbench.selfcheck.hf_bare import PrefilledPrompt  # noqa: E402
@@ -57,6 +58,8 @@ def load_spec(name: str, scratch: Path) -> ModelSpec:
 
 
 def load(name: str, precision: str, scratch: Path) -> tuple[TransformersModel, str]:
+    if not is_known_precision(precision):
+        raise SystemExit(f"--precision {precision!r} is not a known precision")
     spec = load_spec(name, scratch)
     model = TransformersBackend().load(Combination(spec, precision, "cpu", 1), default_cache_dir())
     return model, spec.format_prompt(load_items(SHIPPED_DATA)[0].text)

@@ -42,6 +42,7 @@ from llmbench.backends.hf_sources import resolve_source  # noqa: E402
 from llmbench.backends.transformers_backend import TransformersBackend  # noqa: E402
 from llmbench.config.combination import Combination  # noqa: E402
 from llmbench.config.options import default_cache_dir  # noqa: E402
+from llmbench.config.precisions import is_known_precision  # noqa: E402
 from llmbench.data import SHIPPED_DATA, load_items  # noqa: E402
 from llmbench.measure.probes import probes_for  # noqa: E402
 from llmbench.selfcheck.agreement import bare_transformers  # noqa: E402
@@ -67,6 +68,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"load average before: {os.getloadavg()}", flush=True)
+    if not is_known_precision(args.precision):
+        raise SystemExit(f"--precision {args.precision!r} is not a known precision")
     with tempfile.TemporaryDirectory() as scratch:
         spec = load_spec(args.model, Path(scratch))
         model = TransformersBackend().load(Combination(spec, args.precision, "cpu", 1), default_cache_dir())
