@@ -17,7 +17,13 @@ from llmbench.config.combination import Combination, ModelSpec
 from llmbench.measure.probes import probes_for
 from llmbench.measure.speed import engine_decode_rate, round_speed
 from llmbench.selfcheck import command
-from llmbench.selfcheck.agreement import BARE_LOOP_TOLERANCE, bare_transformers, harness_overhead, transformers_checks
+from llmbench.selfcheck.agreement import (
+    BARE_LOOP_TOLERANCE,
+    Overhead,
+    bare_transformers,
+    harness_overhead,
+    transformers_checks,
+)
 from llmbench.selfcheck.checks import Check, render_checks
 from llmbench.selfcheck.machine import cpu_memory_checks, numpy_read_bandwidth
 from llmbench.units import MiB
@@ -40,6 +46,11 @@ def test_check_status_two_sided_one_sided_and_skipped() -> None:
     assert Check("a", 101.5, 100.0, "s", 0.01, bound="at_most").status == "DISAGREES"
     assert Check("a", None, 100.0, "s", 0.01).status == "DISAGREES"
     assert Check("a", None, None, "s", 0.01, skipped="no GPU").status == "skipped"
+    # An overhead estimated from noisy pairs: beyond the budget, but its interval reaches back within it.
+    assert Check("o", 1.02, 1.0, "s", 0.01, bound="at_most", interval=(0.995, 1.04)).status == "noisy"
+    assert Check("o", 1.02, 1.0, "s", 0.01, bound="at_most", interval=(1.015, 1.03)).status == "DISAGREES"
+    assert Check("o", 1.005, 1.0, "s", 0.01, bound="at_most", interval=(0.99, 1.03)).status == "ok"
+    assert Check("b", 1.05, 1.0, "s", 0.01, interval=(0.98, 1.09)).status == "noisy"
     checks = [Check("engine", 41.0, 41.2, "tok/s", 0.01, how="h"), Check("x", None, None, "s", 0, skipped="why")]
     lines = render_checks(checks)
     assert lines[0].split() == ["check", "harness", "reference", "diff", "tolerance", "status"]
@@ -70,6 +81,14 @@ def test_transformers_checks_and_overhead_run_on_a_tiny_model(tiny: Transformers
     overhead = harness_overhead(lambda: tiny.generate(PROMPTS, 6), bare, probes_for("cpu").memory, 2)
     assert len(overhead.harness_s) == len(overhead.bare_s) == 2
     assert overhead.check("o", "w").bound == "at_most"
+    # Synthetic pairs: the overhead's interval is the median's bootstrap interval of the pairs' ratios.
+    noisy = Overhead([1.00, 1.03, 0.99, 1.04, 1.02, 1.00, 1.05, 1.02], [1.0] * 8).check("o", "w")
+    assert noisy.status == "noisy"
+    assert noisy.interval is not None
+    assert noisy.interval[0] <= 1.01 < noisy.interval[1]
+    assert "95% interval of the ratio" in noisy.how
+    clear = Overhead([1.03, 1.031, 1.029, 1.032, 1.03, 1.028], [1.0] * 6).check("o", "w")
+    assert clear.status == "DISAGREES"
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ __all__ = [
     "SEED",
     "bootstrap_ci",
     "bootstrap_statistic",
+    "median_bootstrap_ci",
     "paired_bootstrap_ci",
     "percentile_interval",
     "ratio_of_medians_ci",
@@ -94,6 +95,23 @@ def bootstrap_ci(
         return float(data[0]), float(data[0])
     rng = np.random.default_rng(seed)
     return percentile_interval(bootstrap_statistic(data, _row_means, resamples, rng), confidence)
+
+
+def median_bootstrap_ci(
+    values: Sequence[float],
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the median of ``values`` (finite; at least one)."""
+    _check(confidence, resamples)
+    data: Floats = np.asarray(values, dtype=np.float64)
+    if data.size == 0 or not np.all(np.isfinite(data)):
+        raise ValueError(f"median_bootstrap_ci needs finite values, got {list(values)}")
+    if data.min() == data.max():
+        return float(data[0]), float(data[0])
+    rng = np.random.default_rng(seed)
+    return percentile_interval(bootstrap_statistic(data, _row_medians, resamples, rng), confidence)
 
 
 def paired_bootstrap_ci(

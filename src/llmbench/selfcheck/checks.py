@@ -1,4 +1,8 @@
-"""One cross-check: a figure, an independent reading of it, and how far apart they may be."""
+"""One cross-check: a figure, an independent reading of it, and how far apart they may be.
+
+``ok`` within the tolerance; ``DISAGREES`` beyond it; ``noisy`` beyond it on an estimate whose interval
+reaches back within it (the pairs cannot tell; more pairs would); ``skipped`` where it cannot run here.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +35,9 @@ class Check:
     how: str = ""
     #: Why the check did not run here (then it neither agrees nor disagrees).
     skipped: str = ""
+    #: A 95% interval of ``measured`` where it is an estimate from noisy pairs: beyond the tolerance
+    #: with an interval that reaches back within it is ``noisy`` (cannot tell), not a disagreement.
+    interval: tuple[float, float] | None = None
 
     @property
     def difference(self) -> float | None:
@@ -41,16 +48,24 @@ class Check:
             return None
         return self.measured / self.reference - 1
 
+    def _within(self, difference: float) -> bool:
+        limit = self.tolerance + 1e-12  # a ratio exactly at the tolerance agrees
+        return difference <= limit if self.bound == "at_most" else abs(difference) <= limit
+
     @property
-    def status(self) -> Literal["ok", "DISAGREES", "skipped"]:
+    def status(self) -> Literal["ok", "DISAGREES", "noisy", "skipped"]:
         if self.skipped:
             return "skipped"
         difference = self.difference
-        if difference is None:
+        if difference is None or self.reference is None:
             return "DISAGREES"  # a figure that could not be read is not an agreement
-        limit = self.tolerance + 1e-12  # a ratio exactly at the tolerance agrees
-        within = difference <= limit if self.bound == "at_most" else abs(difference) <= limit
-        return "ok" if within else "DISAGREES"
+        if self._within(difference):
+            return "ok"
+        if self.interval is not None:
+            low, high = (value / self.reference - 1 for value in self.interval)
+            if self._within(low) or self._within(high) or (self.bound == "both" and low < 0 < high):
+                return "noisy"
+        return "DISAGREES"
 
     def limit(self) -> str:
         percent = f"{self.tolerance * 100:g}%"
