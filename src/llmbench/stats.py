@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +19,6 @@ __all__ = [
     "SEED",
     "bootstrap_ci",
     "bootstrap_statistic",
-    "median_bootstrap_ci",
     "paired_bootstrap_ci",
     "percentile_interval",
     "ratio_of_medians_ci",
@@ -80,8 +80,9 @@ def bootstrap_ci(
     confidence: float = CONFIDENCE,
     resamples: int = RESAMPLES,
     seed: int = SEED,
+    statistic: Literal["mean", "median"] = "mean",
 ) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the mean of ``values``.
+    """Percentile-bootstrap interval of the mean (or the median) of ``values``.
 
     One value, or values all equal, give ``(v, v)``; no values, or a value that is not finite, raise ValueError.
     """
@@ -94,24 +95,8 @@ def bootstrap_ci(
     if data.min() == data.max():
         return float(data[0]), float(data[0])
     rng = np.random.default_rng(seed)
-    return percentile_interval(bootstrap_statistic(data, _row_means, resamples, rng), confidence)
-
-
-def median_bootstrap_ci(
-    values: Sequence[float],
-    confidence: float = CONFIDENCE,
-    resamples: int = RESAMPLES,
-    seed: int = SEED,
-) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the median of ``values`` (finite; at least one)."""
-    _check(confidence, resamples)
-    data: Floats = np.asarray(values, dtype=np.float64)
-    if data.size == 0 or not np.all(np.isfinite(data)):
-        raise ValueError(f"median_bootstrap_ci needs finite values, got {list(values)}")
-    if data.min() == data.max():
-        return float(data[0]), float(data[0])
-    rng = np.random.default_rng(seed)
-    return percentile_interval(bootstrap_statistic(data, _row_medians, resamples, rng), confidence)
+    rows = _row_medians if statistic == "median" else _row_means
+    return percentile_interval(bootstrap_statistic(data, rows, resamples, rng), confidence)
 
 
 def paired_bootstrap_ci(

@@ -19,7 +19,7 @@ from llmbench.measure.memory import MemoryProbe
 from llmbench.measure.speed import engine_decode_metric, round_speed, speed_metrics
 from llmbench.selfcheck.checks import Check
 from llmbench.selfcheck.hf_bare import PrefilledPrompt
-from llmbench.stats import median_bootstrap_ci
+from llmbench.stats import bootstrap_ci
 
 if TYPE_CHECKING:
     from llmbench.backends.llama_cpp_backend import LlamaCppModel
@@ -232,7 +232,7 @@ class Overhead:
         noisy (whole-call pairs on a shared machine spread by more than 1%: docs/metrics.md)."""
         harness, bare = statistics.median(self.harness_s), statistics.median(self.bare_s)
         ratios = [h / b for h, b in zip(self.harness_s, self.bare_s, strict=True)]
-        low, high = median_bootstrap_ci(ratios)
+        low, high = bootstrap_ci(ratios, statistic="median")
         return Check(
             name, bare * self.ratio, bare, "s", OVERHEAD_BUDGET, bound="at_most", interval=(bare * low, bare * high),
             how=(
