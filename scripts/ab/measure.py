@@ -113,9 +113,11 @@ def unpaired(path: Path, folder: Path) -> Path:
     return copy
 
 
-def summarize(out: Path) -> list[str]:
-    """Re-decide every saved pair with the current code; the markdown table of docs/ab.md."""
+def summarize(out: Path, first_pair: int = 0) -> list[str]:
+    """Re-decide every saved pair (from index ``first_pair`` on) with the current code; the markdown
+    table of docs/ab.md."""
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+    rows = [row for row in rows if int(row["pair"]) >= first_pair]
     runs = (out / "runs").resolve()
     counts: dict[str, dict[str, int]] = {}
     for row in rows:
@@ -147,7 +149,8 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=20, help="pairs per scenario. Default: %(default)r")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list. Default: %(default)s")
     parser.add_argument("--first-pair", type=int, default=0,
-                        help="index (and seed) of the first pair, to add pairs to an earlier --out")  # fmt: skip
+                        help="index (and seed) of the first pair, to add pairs to an earlier --out; "
+                        "with --summarize, only the pairs from this index on")  # fmt: skip
     parser.add_argument("--loads", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("results/ab-measure"))
@@ -155,7 +158,7 @@ def main() -> int:
     parser.add_argument("pytest_args", nargs="*", help="after --: the pytest arguments of each llmbench ab")
     args = parser.parse_args()
     if args.summarize:
-        print("\n".join(summarize(args.out)))
+        print("\n".join(summarize(args.out, args.first_pair)))
         return 0
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     args.out.mkdir(parents=True, exist_ok=True)
