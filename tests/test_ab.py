@@ -35,6 +35,7 @@ from llmbench.gate.settings import resolve_rules
 from llmbench.metrics import Metric
 from llmbench.runs import load_run
 from llmbench.workers.protocol import MemoryFigures, TimedRound
+from tests.test_plugin import TINY_FP32_MATRIX
 
 REPO = Path(__file__).resolve().parents[1]
 LATENCY = DEFAULT_RULES["latency_s"]
@@ -146,18 +147,7 @@ def test_paired_rules_catch_a_5_percent_change_the_one_sided_thresholds_let_thro
 
 # ------------------------------------------------------------ interleaving with stand-in models
 
-MATRIX = """
-[matrix]
-models = ["tiny"]
-precisions = ["fp32"]
-devices = ["cpu"]
-batch_sizes = [1, 2]
-
-[models.tiny]
-source = "path:{path}"
-family = "causal"
-max_new_tokens = 4
-"""
+MATRIX = TINY_FP32_MATRIX
 
 
 class StandIn:

@@ -13,20 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_plugin import TINY_FP32_MATRIX
+
 REPO = Path(__file__).resolve().parents[1]
 
-MATRIX = """
-[matrix]
-models = ["tiny"]
-precisions = ["fp32"]
-devices = ["cpu"]
-batch_sizes = [1, 2]
-
-[models.tiny]
-source = "path:{path}"
-family = "causal"
-max_new_tokens = 4
-"""
+MATRIX = TINY_FP32_MATRIX
 
 
 def test_a_matrix_file_and_one_test_file_are_a_whole_benchmark_suite(

@@ -258,6 +258,8 @@ source = "path:{path}"
 family = "causal"
 max_new_tokens = 4
 """
+#: The same with fp32 alone.
+TINY_FP32_MATRIX = TINY_MATRIX.replace('"fp32", "bf16"', '"fp32"')
 
 
 def test_each_model_is_loaded_once_and_released_after_its_last_test(
