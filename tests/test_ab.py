@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmbench.ab.collect import collect_plan
+from llmbench.ab import command as ab_command
+from llmbench.ab.collect import Plan, collect_plan
 from llmbench.ab.interleave import Progress, Schedule, measure_pair
-from llmbench.ab.paired import decide_paired
+from llmbench.ab.paired import decide_paired, signed_rank_interval
 from llmbench.ab.save import save_pair, side_json
 from llmbench.ab.sides import Side
 from llmbench.ab.verdict import compare_pair, is_pair
@@ -94,6 +96,27 @@ def test_a_shift_beyond_the_threshold_flags(
     head = [0.4 * drift[k] * shift * (1 + rng.uniform(-noise, noise)) for k in range(loads)]
     assert _verdict(base, head) == "regressed"
     assert _verdict(head, base) == "improved"
+
+
+@pytest.mark.parametrize(("n", "critical"), [(6, 0), (7, 2), (8, 3), (9, 5), (10, 8), (12, 13), (15, 25), (20, 52)])
+def test_signed_rank_interval_leaves_out_the_tables_count_of_walsh_averages(n: int, critical: int) -> None:
+    # The two-sided 5% critical values of the signed-rank statistic (Hollander & Wolfe, table A.4): the
+    # 95% interval runs from the (critical + 1)-th lowest Walsh average to the (critical + 1)-th highest.
+    logs = np.arange(n, dtype=float) * 0.01 + np.linspace(0, 0.001, n) ** 2
+    walsh = sorted((logs[i] + logs[j]) / 2 for i in range(n) for j in range(i, n))
+    low, high = signed_rank_interval([float(x) for x in np.exp(logs)])
+    assert np.log(low) == pytest.approx(walsh[critical])
+    assert np.log(high) == pytest.approx(walsh[-critical - 1])
+    assert signed_rank_interval([1.05] * 5) == (0.0, float("inf"))  # 5 loads cannot reach 95%
+
+
+def test_from_six_loads_one_load_in_a_mode_of_its_own_cannot_hide_a_change_the_others_agree_on() -> None:
+    base = [0.40] * 6
+    head = [0.40 * r for r in (1.05, 1.06, 1.33, 1.05, 1.05, 1.06)]  # one load 33% off, the same way
+    assert _verdict(base[:3], head[:3]) == "noisy"  # the t interval over 3 loads: the outlier widens it
+    assert _verdict(base, head) == "regressed"  # every load slower: the signed-rank interval excludes no change
+    against = [0.40 * r for r in (1.10, 1.08, 0.78, 1.09, 1.10, 1.08)]  # one load the other way
+    assert _verdict(base, against) == "noisy"  # that load is evidence against: still undecided
 
 
 def test_paired_decision_figures_and_reasons() -> None:
@@ -193,16 +216,21 @@ def _side(name: str, root: Path) -> Side:
                 sys.executable, (str(root / "src"),))  # fmt: skip
 
 
+def _plan(root: Path, tiny_gemma3_dir: Path, quality_items: str) -> Plan:
+    """The plan of the tiny fp32 matrix (batch sizes 1 and 2) in ``root``, saving under ``root/runs``."""
+    (root / "benchmarks").mkdir()
+    (root / "benchmarks" / "matrix.toml").write_text(MATRIX.format(path=tiny_gemma3_dir))
+    shutil.copy(REPO / "benchmarks" / "test_generate.py", root / "benchmarks")
+    args = ["benchmarks", quality_items, "--llmbench-peak-bandwidth=10GB/s", "--benchmark-storage=runs"]
+    return collect_plan(args, root, root)
+
+
 @pytest.mark.parametrize("slow", [0.0, 0.2])
 def test_interleaved_pair_saved_and_decided(
     pytester: pytest.Pytester, tiny_gemma3_dir: Path, monkeypatch: pytest.MonkeyPatch, slow: float
 ) -> None:
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    (pytester.path / "benchmarks").mkdir()
-    (pytester.path / "benchmarks" / "matrix.toml").write_text(MATRIX.format(path=tiny_gemma3_dir))
-    shutil.copy(REPO / "benchmarks" / "test_generate.py", pytester.path / "benchmarks")
-    args = ["benchmarks", "--llmbench-quality-items=2", "--llmbench-peak-bandwidth=10GB/s", "--benchmark-storage=runs"]
-    plan = collect_plan(args, pytester.path, pytester.path)
+    plan = _plan(pytester.path, tiny_gemma3_dir, "--llmbench-quality-items=2")
     assert [b.combination.batch_size for b in plan.benchmarks] == [1, 2]
     base, head = _side("base", pytester.path), _side("head", pytester.path)
     calls: list[str] = []
@@ -253,6 +281,78 @@ def test_interleaved_pair_saved_and_decided(
     status = cli_main(["compare", str(paths["base"]), str(paths["head"]), f"--verdict={out}"])
     assert status == verdict.exit_status
     assert out.read_text() == verdict.markdown()
+
+
+@pytest.mark.parametrize(("noisy_until", "max_loads", "expected"), [(0, 6, 3), (5, 6, 5), (9, 6, 6), (9, 3, 3)])
+def test_more_load_pairs_while_the_loads_disagree(
+    pytester: pytest.Pytester, tiny_gemma3_dir: Path, noisy_until: int, max_loads: int, expected: int
+) -> None:
+    plan = _plan(pytester.path, tiny_gemma3_dir, "--llmbench-quality-items=0")
+    base, head = _side("base", pytester.path), _side("head", pytester.path)
+    started: list[StandIn] = []
+    asked: list[int] = []
+
+    def start(side: Side, combination: Combination) -> StandIn:
+        started.append(StandIn(side.name, combination, 0.0, []))
+        return started[-1]
+
+    def undecided(group: Sequence[Any], measured: Any) -> list[str]:
+        loads = len(measured.records["base"][group[0].fullname].load_s)
+        asked.append(loads)
+        return ["bs1 latency_s"] if loads < noisy_until else []
+
+    schedule = Schedule(loads=3, rounds=2, warmup_rounds=0, seed=1, max_loads=max_loads)
+    stream = io.StringIO()
+    measured = measure_pair(plan, (base, head), schedule, start, Progress(stream), undecided)  # type: ignore[arg-type]
+    assert len(started) == 2 * expected
+    record = measured.records["head"][plan.benchmarks[0].fullname]
+    assert sorted(set(record.round_loads)) == list(range(expected))
+    # asked once the first --loads pairs ran and after each extra one, not when the limit is reached
+    assert asked == list(range(3, min(expected + 1, max_loads)))
+    extra = expected - 3
+    assert stream.getvalue().count("(extra): loaded") == extra
+    assert stream.getvalue().count("the loads disagree on bs1 latency_s: one more load pair") == extra
+
+
+def test_a_load_in_a_mode_of_its_own_gets_extra_loads_and_the_change_is_decided(
+    pytester: pytest.Pytester, tiny_gemma3_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The command's own check (llmbench.ab.command.noisy_verdicts) on the saved figures: HEAD is 10% slower
+    # in every load but the third, where its worker ran 50% slower: three loads leave latency noisy,
+    # and extra loads (up to 6) decide it, each load pair one more fresh worker per side.
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    plan = _plan(pytester.path, tiny_gemma3_dir, "--llmbench-quality-items=0")
+    base, head = _side("base", pytester.path), _side("head", pytester.path)
+    heads = 0
+
+    def start(side: Side, combination: Combination) -> StandIn:
+        nonlocal heads
+        heads += side.name == "head"
+        return StandIn(side.name, combination, 0.5 if heads == 3 else 0.1, [])
+
+    schedule = Schedule(loads=3, rounds=2, warmup_rounds=0, seed=3, max_loads=6)
+    undecided = partial(ab_command.noisy_verdicts, plan, (base, head), schedule, {"cpu": None})
+    stream = io.StringIO()
+    measured = measure_pair(plan, (base, head), schedule, start, Progress(stream), undecided)  # type: ignore[arg-type]
+    assert heads == 6
+    assert "the loads disagree on bs1 latency_s" in stream.getvalue()
+    data: dict[str, dict[str, Any]] = {
+        s.name: side_json(s, o, plan, measured, schedule, "P2", {"cpu": None}) for s, o in ((base, head), (head, base))
+    }
+    paths = save_pair(plan.storage, plan.machine_id, "P2", data)
+    verdict = compare_pair(load_run(paths["base"]), load_run(paths["head"]), plan.rules)
+    latency = next(d for d in verdict.results[0].decisions if d.metric == "latency_s")
+    assert (latency.verdict, latency.n_current) == ("regressed", 6)
+    assert "3 load pairs (up to 6 where they disagreed)" in " ".join(verdict.notes)
+    assert ab_command.noisy_verdicts(plan, (base, head), schedule, {"cpu": None}, plan.benchmarks, measured) == []
+
+
+def test_max_loads_below_loads_is_refused_before_anything_is_checked_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # not a git repository: the check comes first
+    assert cli_main(["ab", "main", "HEAD", "--loads=4", "--max-loads=3", "--", "benchmarks"]) == 2
+    assert "--max-loads 3 is below --loads 4" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------- end to end

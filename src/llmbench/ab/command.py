@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from llmbench.ab.collect import CollectError, Plan, collect_plan
+from llmbench.ab.collect import Benchmark, CollectError, Plan, collect_plan
 from llmbench.ab.interleave import Measured, Progress, Schedule, measure_pair, start_worker_model
-from llmbench.ab.save import pair_id, save_pair, side_json
+from llmbench.ab.save import benchmark_json, pair_id, save_pair, side_json
 from llmbench.ab.sides import AbError, Side, git, prepare_sides, remove_worktrees
-from llmbench.ab.verdict import compare_pair
+from llmbench.ab.verdict import compare_pair, noisy_paired
 from llmbench.config.combination import Combination
 from llmbench.config.options import SettingError, parse_non_negative_int, parse_positive_int
 from llmbench.gate.compare import add_verbose_argument, publish_markdown
@@ -27,13 +28,18 @@ from llmbench.plugin import PeakBandwidths
 from llmbench.runs import load_run
 from llmbench.workers import WorkerModel
 
-__all__ = ["DEFAULT_LOADS", "ab_main", "add_ab_arguments"]
+__all__ = ["DEFAULT_LOADS", "DEFAULT_MAX_LOADS", "ab_main", "add_ab_arguments", "noisy_verdicts"]
 
 #: Load pairs per model by default: the fewest whose median ignores one load's own mode.
 DEFAULT_LOADS = 3
+#: Load pairs at most where the first ones disagree: the fewest whose signed-rank interval reaches
+#: 95% (llmbench.ab.paired.RANK_INTERVAL_LOADS), so one load in a mode of its own cannot keep a
+#: change the other loads agree on undecided. See docs/ab.md.
+DEFAULT_MAX_LOADS = 6
 #: The command's own options (they may also follow BASE HEAD, before ``--``).
 OPTION_FLAGS = (
     "--loads",
+    "--max-loads",
     "--rounds",
     "--warmup-rounds",
     "--seed",
@@ -60,6 +66,10 @@ def _non_negative(text: str) -> int:
 def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loads", metavar="N", type=_positive, default=DEFAULT_LOADS,
                         help="load pairs per model: each a fresh worker per side. Default: %(default)r")  # fmt: skip
+    parser.add_argument("--max-loads", metavar="N", type=_positive, default=None,
+                        help="load pairs per model at most: where a timed or memory verdict is still noisy after "
+                        "--loads (the loads disagree), one more at a time up to N; N = --loads turns this off. "
+                        f"Default: {DEFAULT_MAX_LOADS}, or --loads when that is more")  # fmt: skip
     parser.add_argument("--rounds", metavar="N", type=_positive, default=None,
                         help="timed rounds per side in each load pair. Default: --llmbench-rounds (5)")  # fmt: skip
     parser.add_argument("--warmup-rounds", metavar="N", type=_non_negative, default=None,
@@ -137,18 +147,22 @@ def run_ab(args: argparse.Namespace, base: Side, head: Side, scratch: Path, invo
     if not plan.benchmarks:
         return _error("the pytest arguments select no generate benchmark that can run here")
     settings = plan.settings
+    max_loads = max(DEFAULT_MAX_LOADS, args.loads) if args.max_loads is None else args.max_loads
     schedule = Schedule(
         loads=args.loads,
+        max_loads=max_loads,
         rounds=args.rounds or settings.rounds.value,
         warmup_rounds=settings.warmup_rounds.value if args.warmup_rounds is None else args.warmup_rounds,
         seed=args.seed,
     )
     progress = Progress()
+    extra = f" (up to {schedule.load_limit} where they disagree)" if schedule.load_limit > schedule.loads else ""
     progress.line(f"{base.label} against {head.label}: {len(plan.benchmarks)} benchmarks, {schedule.loads} load "
-                  f"pairs of {schedule.rounds} rounds per side, interleaved (seed {schedule.seed})")  # fmt: skip
+                  f"pairs{extra} of {schedule.rounds} rounds per side, interleaved (seed {schedule.seed})")  # fmt: skip
     bandwidths = _bandwidths(plan)
     starter = partial(_start, settings.cache_dir, settings.threads, scratch / "logs")
-    measured = measure_pair(plan, (base, head), schedule, starter, progress)
+    undecided = partial(noisy_verdicts, plan, (base, head), schedule, bandwidths)
+    measured = measure_pair(plan, (base, head), schedule, starter, progress, undecided)
     problems = _report(measured)
     if not any(measured.records[side].get(b.fullname) for side in ("base", "head") for b in plan.benchmarks):
         for line in problems:
@@ -170,6 +184,21 @@ def run_ab(args: argparse.Namespace, base: Side, head: Side, scratch: Path, invo
     return 1 if measured.failed else verdict.exit_status
 
 
+def noisy_verdicts(plan: Plan, sides: tuple[Side, Side], schedule: Schedule, bandwidths: dict[str, Metric | None],
+               group: Sequence[Benchmark], measured: Measured) -> list[str]:  # fmt: skip
+    """The "combination metric" verdicts of ``group`` that the load pairs so far leave noisy."""
+    out = []
+    for bench in group:
+        base, head = (measured.records[side.name].get(bench.fullname) for side in sides)
+        if base is None or head is None or not base.rounds or not head.rounds:
+            continue
+        bandwidth = bandwidths.get(bench.combination.device)
+        saved = [benchmark_json(bench, record, side, "pending", schedule, bandwidth)
+                 for side, record in zip(sides, (base, head), strict=True)]  # fmt: skip
+        out += [f"bs{bench.combination.batch_size} {metric}" for metric in noisy_paired(saved[0], saved[1], plan.rules)]
+    return out
+
+
 def _start(cache_dir: Path, threads: int | None, log_dir: Path, side: Side, combination: Combination) -> WorkerModel:
     return start_worker_model(side, combination, cache_dir, threads, log_dir)
 
@@ -177,6 +206,10 @@ def _start(cache_dir: Path, threads: int | None, log_dir: Path, side: Side, comb
 def ab_main(args: argparse.Namespace) -> int:
     """``llmbench ab``: see the module docstring."""
     invocation = Path.cwd()
+    split_rest(args)  # our options given after HEAD, checked before anything is checked out
+    if args.max_loads is not None and args.max_loads < args.loads:
+        return _error(f"--max-loads {args.max_loads} is below --loads {args.loads}: it must be at least --loads "
+                      "(equal to it turns extra load pairs off)")  # fmt: skip
     try:
         repo = Path(git(["rev-parse", "--show-toplevel"], invocation))
         base, head, scratch = prepare_sides(args.base, args.head, repo, args.base_python, args.head_python)

@@ -4,7 +4,9 @@ For each loaded model (model, precision, device) and each of ``loads`` load pair
 per side is started and loaded (the side that starts first is drawn), then for each batch size the
 warm-up rounds and the timed rounds run in pairs, A then B or B then A as a seeded draw decides.
 Quality (greedy, untimed) runs once per side, in the first load pair, after its timed rounds.
-Progress goes to stderr. See docs/ab.md.
+Where the verdict on a timed or memory figure is still ``noisy`` after ``loads`` load pairs (the
+loads disagree), more load pairs follow, one at a time, up to ``max_loads``. Progress goes to
+stderr. See docs/ab.md.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from llmbench.quality.runs import QualityRun, QualityRuns
 from llmbench.workers import Worker, WorkerFailed, WorkerModel
 from llmbench.workers.protocol import Prepare, TimedRound
 
-__all__ = ["Measured", "ModelHandle", "Progress", "Schedule", "SideRecord", "measure_pair", "start_worker_model"]
+__all__ = [
+    "Measured", "ModelHandle", "Progress", "Schedule", "SideRecord", "Undecided", "measure_pair",
+    "start_worker_model",
+]  # fmt: skip
 
 
 class ModelHandle(LoadedModel, Protocol):
@@ -45,6 +50,12 @@ class Schedule:
     rounds: int
     warmup_rounds: int
     seed: int
+    #: Load pairs at most, where the first ``loads`` leave a verdict ``noisy`` (``loads`` when 0).
+    max_loads: int = 0
+
+    @property
+    def load_limit(self) -> int:
+        return max(self.loads, self.max_loads)
 
 
 @dataclass
@@ -58,6 +69,11 @@ class SideRecord:
     load_s: list[float] = field(default_factory=list)
     quality: QualityRun | None = None
     model: ModelHandle | None = None
+
+
+#: The figures of a group of benchmarks (one loaded model) whose verdict the load pairs so far leave
+#: ``noisy``, as "benchmark: metric" lines (empty: every verdict is decided).
+Undecided = Callable[[Sequence[Benchmark], "Measured"], list[str]]
 
 
 @dataclass
@@ -110,8 +126,14 @@ def measure_pair(
     schedule: Schedule,
     start: Starter,
     progress: Progress | None = None,
+    undecided: Undecided | None = None,
 ) -> Measured:
-    """Measure every benchmark of ``plan`` on both sides, interleaved (see the module docstring)."""
+    """Measure every benchmark of ``plan`` on both sides, interleaved (see the module docstring).
+
+    ``undecided`` tells, after the first ``schedule.loads`` load pairs of a model and after each extra
+    one, which verdicts are still noisy; while any is and ``schedule.max_loads`` allows, one more
+    load pair runs. Without it, exactly ``schedule.loads`` load pairs run.
+    """
     progress = progress or Progress()
     rng = random.Random(schedule.seed)
     by_name = {side.name: side for side in sides}
@@ -129,16 +151,18 @@ def measure_pair(
         first = group[0].combination
         what = f"[{number}/{len(groups)}] {' '.join(first.load_key)}"
         try:
-            for load in range(schedule.loads):
+            load = 0
+            while load < schedule.loads or _more(group, measured, load, schedule, undecided, progress, what):
+                of = f"{load + 1} of {schedule.loads}" if load < schedule.loads else f"{load + 1} (extra)"
                 order: list[SideName] = rng.sample(["base", "head"], 2)
                 models: dict[SideName, ModelHandle] = {}
                 try:
                     for name in order:
                         models[name] = start(by_name[name], first)
                     loaded = ", ".join(f"{name} {models[name].load_s:.2f} s" for name in order)
-                    progress.line(f"{what}: load {load + 1} of {schedule.loads}: loaded ({loaded})")
+                    progress.line(f"{what}: load {of}: loaded ({loaded})")
                     for bench in group:
-                        _rounds(bench, load, models, rng, schedule, measured, progress, what)
+                        _rounds(bench, load, of, models, rng, schedule, measured, progress, what)
                     if load == 0:
                         for name in order:
                             runs = quality[name]
@@ -151,6 +175,7 @@ def measure_pair(
                 finally:
                     for model in models.values():
                         model.close()
+                load += 1
         except BackendUnavailable as error:
             _drop(measured, group, measured.skipped, str(error))
             progress.line(f"{what}: skipped: {error}")
@@ -158,6 +183,19 @@ def measure_pair(
             _drop(measured, group, measured.failed, str(error))
             progress.line(f"{what}: FAILED: {error}")
     return measured
+
+
+def _more(group: Sequence[Benchmark], measured: Measured, load: int, schedule: Schedule,
+          undecided: Undecided | None, progress: Progress, what: str) -> bool:  # fmt: skip
+    """Whether one more load pair runs: a verdict is still noisy and ``max_loads`` allows it."""
+    if undecided is None or load >= schedule.load_limit:
+        return False
+    noisy = undecided(group, measured)
+    if noisy:
+        shown = ", ".join(noisy[:3]) + (f" and {len(noisy) - 3} more" if len(noisy) > 3 else "")
+        progress.line(f"{what}: after {load} load pairs the loads disagree on {shown}: one more load pair "
+                      f"(at most {schedule.load_limit}, --max-loads)")  # fmt: skip
+    return bool(noisy)
 
 
 def _drop(measured: Measured, group: Sequence[Benchmark], into: list[tuple[str, str]], reason: str) -> None:
@@ -170,6 +208,7 @@ def _drop(measured: Measured, group: Sequence[Benchmark], into: list[tuple[str, 
 def _rounds(
     bench: Benchmark,
     load: int,
+    of: str,
     models: dict[SideName, ModelHandle],
     rng: random.Random,
     schedule: Schedule,
@@ -185,7 +224,7 @@ def _rounds(
     for _ in range(schedule.warmup_rounds):
         for name in rng.sample(sorted(models), 2):
             models[name].timed_generate(prompts, tokens)
-    label = f"{what} bs{bench.combination.batch_size}: load {load + 1} of {schedule.loads}"
+    label = f"{what} bs{bench.combination.batch_size}: load {of}"
     orders = measured.orders.setdefault(bench.fullname, [])
     for done in range(1, schedule.rounds + 1):
         pair: list[SideName] = rng.sample(["base", "head"], 2)

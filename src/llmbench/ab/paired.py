@@ -3,9 +3,11 @@
 Each load pair (a fresh worker per side, their rounds interleaved) gives one ratio per metric: the
 head's value over that load's rounds divided by the base's (medians for timed figures, peaks for
 memory). Drift during the run hits both sides of a pair alike and cancels in the ratio. The estimate
-is the median of the per-load ratios (one load in a slow mode of its own does not move it); the
-interval is Student's t interval of the mean log-ratio over the loads, honest with 3 loads where a
-percentile bootstrap over loads is only their range (docs/ab.md). The rules are the gate's.
+is the median of the per-load ratios (one load in a slow mode of its own does not move it). The
+interval: with fewer than 6 loads, Student's t interval of the mean log-ratio over the loads, honest
+with 3 loads where a percentile bootstrap over loads is only their range; from 6 loads on, the
+Wilcoxon signed-rank interval of the median log-ratio (Hodges-Lehmann), which one load in a mode of
+its own cannot widen the way it widens a t interval (docs/ab.md). The rules are the gate's.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from llmbench.gate.rules import Rule
 from llmbench.metrics import Metric
 from llmbench.stats import CONFIDENCE
 
-__all__ = ["MIN_LOADS", "PairedChange", "decide_paired", "paired_change"]
+__all__ = ["MIN_LOADS", "RANK_INTERVAL_LOADS", "PairedChange", "decide_paired", "paired_change", "signed_rank_interval"]
 
 #: Fewer load pairs than this cannot tell a change from one load's own mode: the verdict is ``noisy``.
 MIN_LOADS = 2
+#: From this many load pairs on the interval is the signed-rank one: the fewest loads whose exact
+#: signed-rank interval reaches 95% (with 6, all 64 sign patterns: 2/64 < 5%).
+RANK_INTERVAL_LOADS = 6
 
 
 class PairedChange:
@@ -41,13 +46,40 @@ class PairedChange:
         self.ratio: float | None = float(np.median(self.ratios)) if self.ratios else None
         self.difference: float | None = float(np.median(self.differences)) if self.differences else None
         self.interval: tuple[float, float] | None = None
-        if self.loads >= MIN_LOADS:
+        if self.loads >= RANK_INTERVAL_LOADS:
+            self.interval = signed_rank_interval(self.ratios, confidence)
+        elif self.loads >= MIN_LOADS:
             logs = np.log(np.asarray(self.ratios, dtype=np.float64))
             # Student's t over the loads (Gosset, 1908): with 3 loads the 95% factor is 4.30, not 1.96.
             half = float(student_t.ppf((1 + confidence) / 2, self.loads - 1)) * float(logs.std(ddof=1))
             half /= math.sqrt(self.loads)
             centre = float(logs.mean())
             self.interval = (math.exp(centre - half), math.exp(centre + half))
+
+
+def signed_rank_interval(ratios: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The exact Wilcoxon signed-rank interval of the median of ``ratios`` (on their logs).
+
+    The Walsh averages of the log-ratios (every pair's mean, each with itself too), sorted; the
+    interval leaves out the ``k`` lowest and highest, ``k`` the largest count whose one-sided chance
+    under no change (the exact signed-rank distribution) stays within ``(1 - confidence) / 2``
+    (Hollander & Wolfe, *Nonparametric Statistical Methods*, 3.2). Needs 6 ratios for 95%.
+    """
+    logs = np.log(np.asarray(ratios, dtype=np.float64))
+    n = len(logs)
+    walsh = np.sort(np.concatenate([(logs[i] + logs[i:]) / 2 for i in range(n)]))
+    # counts[s]: sign patterns of ranks 1..n whose positive ranks sum to s
+    counts = np.zeros(n * (n + 1) // 2 + 1, dtype=np.float64)
+    counts[0] = 1.0
+    for rank in range(1, n + 1):
+        counts[rank:] = counts[rank:] + counts[:-rank].copy()
+    tail = np.cumsum(counts) / 2.0**n  # P(T <= s)
+    # k: the interval is the k-th lowest to the k-th highest Walsh average; its coverage is
+    # 1 - 2 P(T <= k - 1), so k - 1 is the largest sum whose tail stays within (1 - confidence) / 2.
+    k = int(np.searchsorted(tail, (1 - confidence) / 2, side="right"))
+    if k == 0:  # too few ratios for this confidence: no interval excludes anything
+        return 0.0, math.inf
+    return math.exp(float(walsh[k - 1])), math.exp(float(walsh[len(walsh) - k]))
 
 
 def _usable(value: float | None) -> bool:

@@ -27,7 +27,7 @@ from llmbench.measure.speed import load_s_metric
 from llmbench.metrics import Metric
 from llmbench.runs import list_runs, run_number, write_json_atomically
 
-__all__ = ["AB_KEY", "pair_id", "save_pair", "side_json"]
+__all__ = ["AB_KEY", "benchmark_json", "pair_id", "save_pair", "side_json"]
 
 
 @dataclass
@@ -66,8 +66,9 @@ def _stats(latencies: Sequence[float]) -> dict[str, Any]:
     return out
 
 
-def _benchmark_json(bench: Benchmark, record: SideRecord, side: Side, pair: str, schedule: Schedule,
-                    bandwidth: Metric | None) -> dict[str, Any]:  # fmt: skip
+def benchmark_json(bench: Benchmark, record: SideRecord, side: Side, pair: str, schedule: Schedule,
+                   bandwidth: Metric | None) -> dict[str, Any]:  # fmt: skip
+    """One side's figures of ``bench`` as pytest-benchmark saves a benchmark, with the pair marks."""
     figures = _figures(bench, record, record.load_s[0] if record.load_s else None, bandwidth, schedule, None)
     note = f"{len(record.load_s)} loads, each a fresh worker, alternating with the other side's"
     figures.add([load_s_metric(record.load_s, note=note)])
@@ -108,7 +109,7 @@ def side_json(
 
     records = measured.records[side.name]
     benchmarks = [
-        _benchmark_json(bench, records[bench.fullname], side, pair, schedule, bandwidths.get(bench.combination.device))
+        benchmark_json(bench, records[bench.fullname], side, pair, schedule, bandwidths.get(bench.combination.device))
         for bench in plan.benchmarks
         if bench.fullname in records and records[bench.fullname].rounds
     ]
@@ -116,8 +117,8 @@ def side_json(
     machine_info[AB_KEY] = {
         "pair": pair, "side": side.name, "ref": side.ref, "commit": side.commit, "dirty": side.dirty,
         "other_ref": other.ref, "other_commit": other.commit, "python": side.python,
-        "loads": schedule.loads, "rounds": schedule.rounds, "warmup_rounds": schedule.warmup_rounds,
-        "seed": schedule.seed,
+        "loads": schedule.loads, "max_loads": schedule.load_limit, "rounds": schedule.rounds,
+        "warmup_rounds": schedule.warmup_rounds, "seed": schedule.seed,
     }  # fmt: skip
     return {
         "machine_info": machine_info, "commit_info": _commit_info(side), "benchmarks": benchmarks,

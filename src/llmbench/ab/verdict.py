@@ -19,7 +19,7 @@ from llmbench.gate.verdict import CombinationResult, Verdict
 from llmbench.metrics import Direction
 from llmbench.runs import SavedRun, benchmark_label
 
-__all__ = ["AB_KEY", "compare_pair", "is_pair", "pair_marks"]
+__all__ = ["AB_KEY", "compare_pair", "is_pair", "noisy_paired", "pair_marks"]
 
 #: The machine_info and extra_info key of the pair marks (written by :mod:`llmbench.ab.save`).
 AB_KEY = "llmbench_ab"
@@ -52,7 +52,8 @@ def _per_load(bench: Mapping[str, Any], metric: str) -> list[float] | None:
     return [float(v) if isinstance(v, int | float) else float("nan") for v in values]
 
 
-def _decisions(base: Mapping[str, Any], head: Mapping[str, Any], rules: Mapping[str, Rule]) -> list[Decision]:
+def _decisions(base: Mapping[str, Any], head: Mapping[str, Any], rules: Mapping[str, Rule],
+               paired_only: bool = False) -> list[Decision]:  # fmt: skip
     base_metrics, _ = benchmark_metrics(base)
     head_metrics, _ = benchmark_metrics(head)
     out = []
@@ -65,9 +66,20 @@ def _decisions(base: Mapping[str, Any], head: Mapping[str, Any], rules: Mapping[
         paired = rule.sample_kind == "rounds" and rule.direction != "none" and b_loads and h_loads
         if paired and b is not None and h is not None and b_loads is not None and h_loads is not None:
             out.append(decide_paired(name, b, h, b_loads, h_loads, rule))
-        else:
+        elif not paired_only:
             out.append(decide(name, b, h, rule))
     return out
+
+
+def noisy_paired(base: Mapping[str, Any], head: Mapping[str, Any], rules: Mapping[str, Rule]) -> list[str]:
+    """The figures of one benchmark (both sides' saved JSON) decided on per-load values that read
+    ``noisy``: beyond the threshold, but the loads disagree. More load pairs can decide them."""
+    return [d.metric for d in _decisions(base, head, rules, paired_only=True) if d.verdict == "noisy"]
+
+
+def _extra(marks: Mapping[str, Any]) -> str:
+    limit, loads = marks.get("max_loads"), marks.get("loads")
+    return f" (up to {limit} where they disagreed)" if isinstance(limit, int) and limit != loads else ""
 
 
 def _describe(run: SavedRun) -> str:
@@ -86,7 +98,7 @@ def compare_pair(base: SavedRun, head: SavedRun, rules: Mapping[str, Rule] = PAI
             results.append(CombinationResult(fullname, benchmark_label(bench), tuple(_decisions(other, bench, rules))))
     marks = pair_marks(head) or {}
     how = (
-        f"paired A/B run {marks.get('pair', '?')}: {marks.get('loads', '?')} load pairs of "
+        f"paired A/B run {marks.get('pair', '?')}: {marks.get('loads', '?')} load pairs{_extra(marks)} of "
         f"{marks.get('rounds', '?')} interleaved rounds per side (seed {marks.get('seed', '?')}); timed and memory "
         "figures are decided on the per-load ratios head/base, the load pair as the unit (docs/ab.md)"
     )
