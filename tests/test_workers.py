@@ -25,8 +25,8 @@ from llmbench.config.combination import Combination, ModelSpec
 from llmbench.measure.probes import probes_for
 from llmbench.metrics import METRICS_KEY
 from llmbench.workers import FAULT_ENV, Worker, WorkerFailed, WorkerModel
-from llmbench.workers.client import interpreter_sys_path
 from llmbench.workers.benchmark import WorkerClock, WorkerGenerateBenchmark
+from llmbench.workers.client import interpreter_sys_path
 from llmbench.workers.protocol import Close, Closed, Load, Prepare, TimedRound
 from llmbench.workers.serve import fault_for
 from llmbench.workers.session import WorkerLoader
