@@ -8,6 +8,9 @@ The matrix file (TOML, ``benchmarks/matrix.toml`` by default)::
     devices = ["cpu", "cuda"]
     batch_sizes = [1, 4]
     # max_new_tokens = 32          # optional: overrides every model's own setting
+    exclude = [                    # optional: combinations left out (GitHub Actions' matrix exclude)
+        { precision = "int8", device = "cpu" },
+    ]
 
     [models.my-model]              # optional: models of your own, next to the built-in registry
     source = "hub:my-org/my-model" # or "path:/models/my-model"
@@ -29,14 +32,17 @@ from llmbench.config.models import BUILTIN_MODELS
 from llmbench.config.options import SettingError
 from llmbench.config.precisions import KNOWN_PRECISIONS
 
-#: The matrix used when no matrix file exists: the offline default model on CPU.
+#: The matrix used when no matrix file exists: the offline default model on CPU (bitsandbytes int8
+#: and nf4 need CUDA for their own kernels; on CPU they run a fallback path: docs/matrix-and-models.md).
 DEFAULT_MATRIX: dict[str, list[Any]] = {
     "models": ["gemma3-270m"],
-    "precisions": ["fp32", "bf16", "int8", "nf4", "q4_k_m"],
+    "precisions": ["fp32", "bf16", "q4_k_m"],
     "devices": ["cpu"],
     "batch_sizes": [1, 4],
 }
 AXES = ("models", "precisions", "devices", "batch_sizes")
+#: The keys of an ``exclude`` entry: one per axis, each matching one value.
+EXCLUDE_KEYS = {"model": str, "precision": str, "device": str, "batch_size": int}
 MODEL_FIELDS = {f.name for f in fields(ModelSpec)} - {"name"}
 
 
@@ -58,15 +64,29 @@ class Matrix:
     max_new_tokens: int | None = None
     source: str = "the built-in default matrix"
     notes: tuple[str, ...] = field(default=())
+    #: ``[matrix] exclude`` entries: a combination matching every key of one entry is left out.
+    exclude: tuple[Mapping[str, str | int], ...] = ()
 
-    def combinations(self) -> list[Combination]:
-        """Every combination, in matrix order (model, precision, device, batch size)."""
+    def _product(self) -> list[Combination]:
         return [
             Combination(self.registry[model], precision, device, batch_size)
             for model, precision, device, batch_size in itertools.product(
                 self.models.values, self.precisions.values, self.devices.values, self.batch_sizes.values
             )
         ]
+
+    def is_excluded(self, combination: Combination) -> bool:
+        values = {"model": combination.model.name, "precision": combination.precision,
+                  "device": combination.device, "batch_size": combination.batch_size}  # fmt: skip
+        return any(all(values[key] == value for key, value in entry.items()) for entry in self.exclude)
+
+    def combinations(self) -> list[Combination]:
+        """Every combination not excluded, in matrix order (model, precision, device, batch size)."""
+        return [c for c in self._product() if not self.is_excluded(c)]
+
+    def excluded(self) -> list[Combination]:
+        """The combinations of the axes that ``exclude`` leaves out."""
+        return [c for c in self._product() if self.is_excluded(c)]
 
 
 def _error(path: Path, message: str) -> SettingError:
@@ -104,6 +124,29 @@ def _axis_values(path: Path, table: Mapping[str, Any], axis: str) -> Axis:
     return Axis(tuple(values), origin)
 
 
+def _exclude(path: Path, entries: Any) -> tuple[dict[str, str | int], ...]:
+    where = "[matrix] exclude"
+    if not isinstance(entries, list):
+        raise _error(path, f"{where} must be a list of tables like {{ precision = \"int8\", device = \"cpu\" }}, "
+                           f"got {entries!r}")  # fmt: skip
+    out = []
+    for number, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict) or not entry:
+            raise _error(path, f"{where} entry {number} must be a non-empty table of {', '.join(EXCLUDE_KEYS)}, "
+                               f"got {entry!r}")  # fmt: skip
+        unknown = sorted(set(entry) - set(EXCLUDE_KEYS))
+        if unknown:
+            raise _error(path, f"{where} entry {number} has unknown key(s) {', '.join(unknown)}; "
+                               f"allowed: {', '.join(EXCLUDE_KEYS)}")  # fmt: skip
+        for key, value in entry.items():
+            kind = EXCLUDE_KEYS[key]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise _error(path, f"{where} entry {number}: {key} must be a {'string' if kind is str else 'integer'}, "
+                                   f"got {value!r}")  # fmt: skip
+        out.append(dict(entry))
+    return tuple(out)
+
+
 def load_matrix(path: Path, required: bool) -> Matrix:
     """Read a matrix file; where it does not exist and is not ``required``, the default matrix."""
     registry: dict[str, ModelSpec] = dict(BUILTIN_MODELS)
@@ -120,11 +163,10 @@ def load_matrix(path: Path, required: bool) -> Matrix:
     if unknown:
         raise _error(path, f"unknown table(s) {', '.join(unknown)}; allowed: [matrix], [models.<name>]")
     table = data.get("matrix", {})
-    unknown = sorted(set(table) - {*AXES, "max_new_tokens"})
+    allowed = (*AXES, "max_new_tokens", "exclude")
+    unknown = sorted(set(table) - set(allowed))
     if unknown:
-        raise _error(
-            path, f"[matrix] has unknown key(s) {', '.join(unknown)}; allowed: {', '.join((*AXES, 'max_new_tokens'))}"
-        )
+        raise _error(path, f"[matrix] has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
     for name, model_table in data.get("models", {}).items():
         registry[name] = _model_spec(path, name, model_table)
     max_new_tokens = table.get("max_new_tokens")
@@ -139,6 +181,7 @@ def load_matrix(path: Path, required: bool) -> Matrix:
         registry=registry,
         max_new_tokens=max_new_tokens,
         source=str(path),
+        exclude=_exclude(path, table.get("exclude", [])),
     )
     validate(matrix)
     return matrix
@@ -163,3 +206,19 @@ def validate(matrix: Matrix) -> None:
         duplicates = sorted({str(v) for v in values if values.count(v) > 1})
         if duplicates:
             raise SettingError(f"{axis} lists {', '.join(duplicates)} twice (from {getattr(matrix, axis).origin})")
+    known = {"model": sorted(matrix.registry), "precision": KNOWN_PRECISIONS, "device": KNOWN_DEVICES}
+    for number, entry in enumerate(matrix.exclude, 1):
+        for key, value in entry.items():
+            if key in known and value not in known[key]:
+                raise SettingError(f"unknown {key} {value!r} in [matrix] exclude entry {number} "
+                                   f"(from {matrix.source}); known {key}s: {', '.join(known[key])}")  # fmt: skip
+    excluded = matrix.excluded()
+    if excluded and not matrix.combinations():
+        shown = ", ".join(describe(c) for c in excluded[:4]) + (", ..." if len(excluded) > 4 else "")
+        raise SettingError(f"every combination selected is excluded by [matrix] exclude in {matrix.source} "
+                           f"({shown}): remove the entry there to run them")  # fmt: skip
+
+
+def describe(combination: Combination) -> str:
+    """``gemma3-270m int8 cpu bs1``: a combination as the terminal tables name it."""
+    return f"{' '.join(combination.load_key)} bs{combination.batch_size}"

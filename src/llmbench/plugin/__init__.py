@@ -43,6 +43,21 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(settings.threads)
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The combinations that the matrix file's ``exclude`` leaves out, so that none goes missing unseen."""
+    if SETTINGS_KEY not in config.stash:
+        return []
+    matrix = _settings(config).matrix
+    excluded = matrix.excluded()
+    if not excluded:
+        return []
+    sizes: dict[str, list[str]] = {}
+    for combination in excluded:
+        sizes.setdefault(" ".join(combination.load_key), []).append(f"bs{combination.batch_size}")
+    shown = ", ".join(f"{key} ({' '.join(batch)})" for key, batch in sizes.items())
+    return [f"llmbench: [matrix] exclude in {matrix.source} leaves out {len(excluded)} combination(s): {shown}"]
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The LLM figures of every combination, next to pytest-benchmark's own timing table."""
     session = terminalreporter.config.pluginmanager.get_plugin("pytest-benchmark")
