@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,13 @@ def test_the_readme_example_is_the_suites_benchmark() -> None:
     assert example is not None
     suite = (REPO / "benchmarks" / "test_generate.py").read_text()
     assert example.group(1).strip() in suite, "README's example differs from benchmarks/test_generate.py"
+
+
+def test_the_readme_matrix_is_the_suites_matrix() -> None:
+    shown = re.search(r"^```toml\n(.*?)^```", README.read_text(), re.MULTILINE | re.DOTALL)
+    assert shown is not None
+    suite = tomllib.loads((REPO / "benchmarks" / "matrix.toml").read_text())
+    assert tomllib.loads(shown.group(1))["matrix"] == suite["matrix"], "README differs from benchmarks/matrix.toml"
 
 
 @pytest.fixture(scope="module")

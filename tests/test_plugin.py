@@ -43,6 +43,35 @@ batch_sizes = [1, 4]
     ]
 
 
+def test_exclude_leaves_combinations_out_and_the_header_names_them(pytester: pytest.Pytester) -> None:
+    write_matrix(
+        pytester,
+        """
+[matrix]
+models = ["gemma3-270m"]
+precisions = ["bf16", "int8", "q4_k_m"]
+devices = ["cpu"]
+batch_sizes = [1, 4]
+exclude = [{ precision = "int8", device = "cpu" }, { precision = "q4_k_m", batch_size = 4 }]
+""",
+    )
+    pytester.makepyfile(test_matrix_ids=COLLECT_TEST)
+    result = pytester.runpytest("--collect-only", "-q")
+    assert collected_ids(result) == [
+        "test_generate[gemma3-270m-bf16-cpu-bs1]",
+        "test_generate[gemma3-270m-bf16-cpu-bs4]",
+        "test_generate[gemma3-270m-q4_k_m-cpu-bs1]",
+    ]
+    header = pytester.runpytest("--collect-only")
+    header.stdout.fnmatch_lines(
+        ["llmbench: [[]matrix[]] exclude in *matrix.toml leaves out 3 combination(s): "
+         "gemma3-270m int8 cpu (bs1 bs4), gemma3-270m q4_k_m cpu (bs4)"]
+    )  # fmt: skip
+    # The command line narrows the axes; the exclusions still apply.
+    narrowed = pytester.runpytest("--collect-only", "-q", "--llmbench-precision=int8,q4_k_m")
+    assert collected_ids(narrowed) == ["test_generate[gemma3-270m-q4_k_m-cpu-bs1]"]
+
+
 def test_help_lists_every_option_with_its_default(pytester: pytest.Pytester) -> None:
     # argparse %-formats help texts: a literal "5%" in one of them once made --help crash.
     from llmbench.config.options import OPTIONS
@@ -178,6 +207,27 @@ def test_bad_values_are_usage_errors_naming_value_and_origin(
         (
             '[models.mine]\nsource = "s3://x"\nfamily = "causal"\n',
             "*[[]models.mine[]] source 's3://x' must start with 'hub:', 'path:' or 'package:'*",
+        ),
+        (
+            '[matrix]\nexclude = { precision = "int8" }\n',
+            "*matrix file *matrix.toml: [[]matrix[]] exclude must be a list of tables like*",
+        ),
+        (
+            '[matrix]\nexclude = [{ precisions = "int8" }]\n',
+            "*[[]matrix[]] exclude entry 1 has unknown key(s) precisions; allowed: model, precision, device, batch_s*",
+        ),
+        (
+            '[matrix]\nexclude = [{ batch_size = "4" }]\n',
+            "*[[]matrix[]] exclude entry 1: batch_size must be an integer, got '4'*",
+        ),
+        (
+            '[matrix]\nexclude = [{ device = "cpu" }, { precision = "int9" }]\n',
+            "*unknown precision 'int9' in [[]matrix[]] exclude entry 2 (from *matrix.toml); known precisions:*",
+        ),
+        (
+            '[matrix]\nprecisions = ["bf16"]\ndevices = ["cpu"]\nexclude = [{ device = "cpu" }]\n',
+            "*every combination selected is excluded by [[]matrix[]] exclude in *matrix.toml "
+            "(gemma3-270m bf16 cpu bs1, gemma3-270m bf16 cpu bs4): remove the entry there to run them*",
         ),
     ],
 )

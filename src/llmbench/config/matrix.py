@@ -141,8 +141,8 @@ def _exclude(path: Path, entries: Any) -> tuple[dict[str, str | int], ...]:
         for key, value in entry.items():
             kind = EXCLUDE_KEYS[key]
             if not isinstance(value, kind) or isinstance(value, bool):
-                raise _error(path, f"{where} entry {number}: {key} must be a {'string' if kind is str else 'integer'}, "
-                                   f"got {value!r}")  # fmt: skip
+                expected = "a string" if kind is str else "an integer"
+                raise _error(path, f"{where} entry {number}: {key} must be {expected}, got {value!r}")
         out.append(dict(entry))
     return tuple(out)
 
