@@ -136,4 +136,5 @@ def ratio_of_medians_ci(
     cur_medians = bootstrap_statistic(cur, _row_medians, resamples, rng)
     if np.any(base_medians <= 0):
         return None
-    return percentile_interval(cur_medians / base_medians, confidence)
+    ratios: Floats = np.asarray(cur_medians / base_medians, dtype=np.float64)
+    return percentile_interval(ratios, confidence)
