@@ -144,6 +144,12 @@ def summarize(out: Path, first_pair: int = 0) -> list[str]:
     return lines
 
 
+def loads_run(head: Path) -> int:
+    """The load pairs the pair ran (more than --loads where extra ones were needed)."""
+    benchmarks = json.loads(head.read_text())["benchmarks"]
+    return max((len(b["extra_info"]["llmbench_ab"]["loads"]) for b in benchmarks), default=0)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=20, help="pairs per scenario. Default: %(default)r")
@@ -152,6 +158,9 @@ def main() -> int:
                         help="index (and seed) of the first pair, to add pairs to an earlier --out; "
                         "with --summarize, only the pairs from this index on")  # fmt: skip
     parser.add_argument("--loads", type=int, default=3)
+    parser.add_argument("--max-loads", type=int, default=None,
+                        help="llmbench ab --max-loads (extra load pairs where the loads disagree). "
+                        "Default: llmbench ab's own (the run of 2026-11-30 predates it: exactly --loads)")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("results/ab-measure"))
     parser.add_argument("--summarize", action="store_true", help="only re-decide the saved pairs and print the table")
@@ -170,7 +179,8 @@ def main() -> int:
         for index in range(args.first_pair, args.first_pair + args.pairs):
             for name in scenarios:
                 head = "base" if name == "aa" else f"inject-{name}"
-                command = [llmbench, "ab", "base", head, f"--loads={args.loads}", f"--rounds={args.rounds}",
+                extra = [] if args.max_loads is None else [f"--max-loads={args.max_loads}"]
+                command = [llmbench, "ab", "base", head, f"--loads={args.loads}", *extra, f"--rounds={args.rounds}",
                            f"--seed={index}", "--", *args.pytest_args, f"--benchmark-storage={runs}",
                            "--llmbench-quality-items=0"]  # fmt: skip
                 started = time.monotonic()
@@ -181,6 +191,7 @@ def main() -> int:
                 if done.returncode in (0, 1) and heads:
                     row["ab"], row["gate"], row["ab_cell"], row["gate_cell"] = flagged(runs, heads[-1], target(name))
                     row["head_run"] = heads[-1].name
+                    row["loads_run"] = loads_run(heads[-1])
                 else:
                     row["error"] = done.stderr[-2000:]
                 log.write(json.dumps(row) + "\n")
