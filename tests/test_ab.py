@@ -347,6 +347,15 @@ def test_a_load_in_a_mode_of_its_own_gets_extra_loads_and_the_change_is_decided(
     assert ab_command.noisy_verdicts(plan, (base, head), schedule, {"cpu": None}, plan.benchmarks, measured) == []
 
 
+def test_rounds_per_load_pair_default_to_two_unless_set() -> None:
+    from llmbench.config.settings import Setting
+
+    default = Setting(5, "the default")
+    assert ab_command.timed_rounds(None, default) == ab_command.DEFAULT_ROUNDS == 2
+    assert ab_command.timed_rounds(None, Setting(7, "--llmbench-rounds on the command line", "cli")) == 7
+    assert ab_command.timed_rounds(4, Setting(7, "--llmbench-rounds on the command line", "cli")) == 4
+
+
 def test_max_loads_below_loads_is_refused_before_anything_is_checked_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

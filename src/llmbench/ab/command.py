@@ -22,13 +22,15 @@ from llmbench.ab.sides import AbError, Side, git, prepare_sides, remove_worktree
 from llmbench.ab.verdict import compare_pair, noisy_paired
 from llmbench.config.combination import Combination
 from llmbench.config.options import SettingError, parse_non_negative_int, parse_positive_int
+from llmbench.config.settings import Setting
 from llmbench.gate.compare import add_verbose_argument, publish_markdown
 from llmbench.metrics import Metric
 from llmbench.plugin import PeakBandwidths
 from llmbench.runs import load_run
 from llmbench.workers import WorkerModel
 
-__all__ = ["DEFAULT_LOADS", "DEFAULT_MAX_LOADS", "ab_main", "add_ab_arguments", "noisy_verdicts"]
+__all__ = ["DEFAULT_LOADS", "DEFAULT_MAX_LOADS", "DEFAULT_ROUNDS", "ab_main", "add_ab_arguments", "noisy_verdicts",
+           "timed_rounds"]
 
 #: Load pairs per model by default: the fewest whose median ignores one load's own mode.
 DEFAULT_LOADS = 3
@@ -36,6 +38,11 @@ DEFAULT_LOADS = 3
 #: 95% (llmbench.ab.paired.RANK_INTERVAL_LOADS), so one load in a mode of its own cannot keep a
 #: change the other loads agree on undecided. See docs/ab.md.
 DEFAULT_MAX_LOADS = 6
+#: Timed rounds per side in each load pair by default (where --llmbench-rounds is not set either):
+#: the load pair is the statistic's unit and its rounds only give that load's median, so a pair spends
+#: its time on loads, not rounds; with 2 an A/B of the default matrix costs about 2.5 one-sided runs
+#: (docs/ab.md, "Cost").
+DEFAULT_ROUNDS = 2
 #: The command's own options (they may also follow BASE HEAD, before ``--``).
 OPTION_FLAGS = (
     "--loads",
@@ -71,7 +78,8 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
                         "--loads (the loads disagree), one more at a time up to N; N = --loads turns this off. "
                         f"Default: {DEFAULT_MAX_LOADS}, or --loads when that is more")  # fmt: skip
     parser.add_argument("--rounds", metavar="N", type=_positive, default=None,
-                        help="timed rounds per side in each load pair. Default: --llmbench-rounds (5)")  # fmt: skip
+                        help=f"timed rounds per side in each load pair. Default: --llmbench-rounds where it is set, "
+                        f"else {DEFAULT_ROUNDS}")  # fmt: skip
     parser.add_argument("--warmup-rounds", metavar="N", type=_non_negative, default=None,
                         help="untimed rounds per side before each load pair's timed ones. "
                         "Default: --llmbench-warmup-rounds (1)")  # fmt: skip
@@ -118,6 +126,13 @@ def split_rest(args: argparse.Namespace) -> list[str]:
     return pytest_args
 
 
+def timed_rounds(requested: int | None, llmbench_rounds: Setting[int]) -> int:
+    """Rounds per side per load pair: ``--rounds``, else ``--llmbench-rounds`` where set, else the default."""
+    if requested is not None:
+        return requested
+    return llmbench_rounds.value if llmbench_rounds.kind != "default" else DEFAULT_ROUNDS
+
+
 def _error(message: str) -> int:
     print(f"llmbench ab: error: {message}", file=sys.stderr)
     return 2
@@ -151,7 +166,7 @@ def run_ab(args: argparse.Namespace, base: Side, head: Side, scratch: Path, invo
     schedule = Schedule(
         loads=args.loads,
         max_loads=max_loads,
-        rounds=args.rounds or settings.rounds.value,
+        rounds=timed_rounds(args.rounds, settings.rounds),
         warmup_rounds=settings.warmup_rounds.value if args.warmup_rounds is None else args.warmup_rounds,
         seed=args.seed,
     )
