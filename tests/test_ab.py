@@ -448,6 +448,7 @@ def test_ab_end_to_end_flags_a_slower_head_and_passes_a_a(tmp_path: Path, tiny_g
     assert same.returncode == 0, same.stdout + same.stderr
     assert "llmbench gate: no regression (1 combination" in same.stdout
     assert "load 2 of 2: loaded" in same.stderr
+    assert "test_generate.py: 1" in same.stderr and "test_generate.py" not in same.stdout  # collection: stderr
     slow = ab("main~1", "HEAD")
     assert slow.returncode == 1, slow.stdout + slow.stderr
     assert "tiny fp32 cpu bs1: latency 200 → 240 ms (+20.0%" in slow.stdout

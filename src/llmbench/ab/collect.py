@@ -9,6 +9,7 @@ and node id the plugin's own run would save it with. Skipped combinations are li
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,7 +141,8 @@ def collect_plan(pytest_args: Sequence[str], root: Path, invocation_dir: Path) -
         "--import-mode=importlib",
         "--assert=plain",
     ]
-    with contextlib.chdir(root):
+    # pytest's collection output goes to stderr with the progress: stdout is the verdict's
+    with contextlib.chdir(root), contextlib.redirect_stdout(sys.stderr):
         status = pytest.main(args, plugins=[collector])
     if collector.plan is None or status not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         raise CollectError(f"pytest could not collect {' '.join(pytest_args) or 'the suite'} in {root} "
