@@ -126,20 +126,24 @@ def summarize(out: Path, first_pair: int = 0) -> list[str]:
         if "head_run" not in row:
             tally["errors"] = tally.get("errors", 0) + 1
             continue
-        ab, gate, ab_cell, gate_cell = flagged(runs, runs / machine_id_here() / str(row["head_run"]),
-                                               target(str(row["scenario"])))  # fmt: skip
-        for key, value in (("ab", ab), ("gate", gate), (f"ab {ab_cell}", 1), (f"gate {gate_cell}", 1)):
+        head = runs / machine_id_here() / str(row["head_run"])
+        ab, gate, ab_cell, gate_cell = flagged(runs, head, target(str(row["scenario"])))
+        extra = loads_run(head) - int(json.loads(head.read_text())["machine_info"]["llmbench_ab"]["loads"])
+        for key, value in (("ab", ab), ("gate", gate), (f"ab {ab_cell}", 1), (f"gate {gate_cell}", 1),
+                           ("extended", extra > 0), ("extra loads", extra)):  # fmt: skip
             tally[key] = tally.get(key, 0) + int(value)
 
     def verdicts(tally: dict[str, int], side: str) -> str:
         return ", ".join(f"{tally[f'{side} {v}']} {v}" for v in ("regressed", "noisy", "unchanged", "improved", "n/a")
                          if tally.get(f"{side} {v}"))  # fmt: skip
 
-    lines = ["| scenario | metric | pairs | llmbench ab flagged | its verdicts | history gate flagged | its verdicts "
-             "| errors |", "|---|---|---:|---:|---|---:|---|---:|"]  # fmt: skip
+    lines = ["| scenario | metric | pairs | llmbench ab flagged | its verdicts | pairs with extra load pairs (extra "
+             "loads) | history gate flagged | its verdicts | errors |",
+             "|---|---|---:|---:|---|---:|---:|---|---:|"]  # fmt: skip
     for name, tally in counts.items():
         metric = target(name) or "any (latency shown)"
         lines.append(f"| {name} | {metric} | {tally['pairs']} | {tally.get('ab', 0)} | {verdicts(tally, 'ab')} "
+                     f"| {tally.get('extended', 0)} ({tally.get('extra loads', 0)}) "
                      f"| {tally.get('gate', 0)} | {verdicts(tally, 'gate')} | {tally.get('errors', 0)} |")  # fmt: skip
     return lines
 
