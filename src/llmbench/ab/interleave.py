@@ -72,7 +72,7 @@ class SideRecord:
 
 
 #: The figures of a group of benchmarks (one loaded model) whose verdict the load pairs so far leave
-#: ``noisy``, as "benchmark: metric" lines (empty: every verdict is decided).
+#: ``noisy``, as "bs1 latency_s" (batch size and metric; empty: every verdict is decided).
 Undecided = Callable[[Sequence[Benchmark], "Measured"], list[str]]
 
 
