@@ -120,6 +120,7 @@ def summarize(out: Path, first_pair: int = 0) -> list[str]:
     rows = [row for row in rows if int(row["pair"]) >= first_pair]
     runs = (out / "runs").resolve()
     counts: dict[str, dict[str, int]] = {}
+    spread: dict[str, list[float]] = {}
     for row in rows:
         tally = counts.setdefault(str(row["scenario"]), {})
         tally["pairs"] = tally.get("pairs", 0) + 1
@@ -132,20 +133,39 @@ def summarize(out: Path, first_pair: int = 0) -> list[str]:
         for key, value in (("ab", ab), ("gate", gate), (f"ab {ab_cell}", 1), (f"gate {gate_cell}", 1),
                            ("extended", extra > 0), ("extra loads", extra)):  # fmt: skip
             tally[key] = tally.get(key, 0) + int(value)
+        spread.setdefault(str(row["scenario"]), []).extend(load_ratios(head, target(str(row["scenario"]))))
 
     def verdicts(tally: dict[str, int], side: str) -> str:
         return ", ".join(f"{tally[f'{side} {v}']} {v}" for v in ("regressed", "noisy", "unchanged", "improved", "n/a")
                          if tally.get(f"{side} {v}"))  # fmt: skip
 
-    lines = ["| scenario | metric | pairs | llmbench ab flagged | its verdicts | pairs with extra load pairs (extra "
-             "loads) | history gate flagged | its verdicts | errors |",
-             "|---|---|---:|---:|---|---:|---:|---|---:|"]  # fmt: skip
+    lines = ["| scenario | metric | pairs | per-load change (min..max) | llmbench ab flagged | its verdicts "
+             "| pairs with extra load pairs (extra loads) | history gate flagged | its verdicts | errors |",
+             "|---|---|---:|---|---:|---|---:|---:|---|---:|"]  # fmt: skip
     for name, tally in counts.items():
         metric = target(name) or "any (latency shown)"
-        lines.append(f"| {name} | {metric} | {tally['pairs']} | {tally.get('ab', 0)} | {verdicts(tally, 'ab')} "
+        ratios = spread.get(name) or [1.0]
+        changes = f"{(min(ratios) - 1) * 100:+.1f}%..{(max(ratios) - 1) * 100:+.1f}%"
+        lines.append(f"| {name} | {metric} | {tally['pairs']} | {changes} | {tally.get('ab', 0)} "
+                     f"| {verdicts(tally, 'ab')} "
                      f"| {tally.get('extended', 0)} ({tally.get('extra loads', 0)}) "
                      f"| {tally.get('gate', 0)} | {verdicts(tally, 'gate')} | {tally.get('errors', 0)} |")  # fmt: skip
     return lines
+
+
+def load_ratios(head: Path, metric: str | None) -> list[float]:
+    """head / base of ``metric`` (latency for A/A) in each load pair of the pair whose head run is ``head``."""
+    pair = head.name.split("_ab-", 1)[1].removesuffix("-head.json")
+    base = next(head.parent.glob(f"*_ab-{pair}-base.json"))
+    name = metric or "latency_s"
+    sides = [json.loads(path.read_text())["benchmarks"] for path in (base, head)]
+    ratios = []
+    for b, h in zip(*sides, strict=True):
+        for lb, lh in zip(b["extra_info"]["llmbench_ab"]["loads"], h["extra_info"]["llmbench_ab"]["loads"],
+                          strict=True):  # fmt: skip
+            if lb.get(name) and lh.get(name):
+                ratios.append(lh[name] / lb[name])
+    return ratios
 
 
 def loads_run(head: Path) -> int:
