@@ -201,7 +201,7 @@ def run_ab(args: argparse.Namespace, base: Side, head: Side, scratch: Path, invo
 
 def noisy_verdicts(plan: Plan, sides: tuple[Side, Side], schedule: Schedule, bandwidths: dict[str, Metric | None],
                group: Sequence[Benchmark], measured: Measured) -> list[str]:  # fmt: skip
-    """The "combination metric" verdicts of ``group`` that the load pairs so far leave noisy."""
+    """The verdicts of ``group`` that the load pairs so far leave noisy, as "bs1 latency_s" (batch size, metric)."""
     out = []
     for bench in group:
         base, head = (measured.records[side.name].get(bench.fullname) for side in sides)
