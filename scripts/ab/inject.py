@@ -4,7 +4,7 @@
 of the loaded model: each ``generate`` sleeps ``slow`` times its own duration, inside the timed call.
 ``hold_bytes`` (``hold_share``) makes the worker allocate and touch that many bytes (that share of its
 RSS after the load) when the model is loaded, and hold them: every round's peak RSS grows by it.
-The measurement commits the result as the head revision (scripts/ab/measure.py).
+The measurement commits the result as the head revision (scripts/ab/catch_rate.py).
 """
 
 from __future__ import annotations

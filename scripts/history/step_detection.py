@@ -6,7 +6,7 @@ against the previous run and the gate's drift-range rule: recall (at the run, wi
 precision, false alarms in 100 unchanged runs, how soon a step is found, and the time to re-analyse
 1,000 runs.
 
-Usage: python scripts/history/measure.py --storage DIR [--histories N] [--seed S] [--spread 0.053]
+Usage: python scripts/history/step_detection.py --storage DIR [--histories N] [--seed S] [--spread 0.053]
 """
 
 from __future__ import annotations

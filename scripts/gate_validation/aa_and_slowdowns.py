@@ -7,9 +7,9 @@
    round k against the unchanged runs up to k (as if the slowed run were the next one saved).
 3. Print the tables: runs flagged per comparison, and the noise the unchanged runs showed.
 
-    .venv/bin/python scripts/gate_validation/measure.py --rounds 20 --out gate-validation \\
+    .venv/bin/python scripts/gate_validation/aa_and_slowdowns.py --rounds 20 --out gate-validation \\
         -- --llmbench-precision=q4_k_m --llmbench-batch-size=1 --llmbench-quality-items=0
-    .venv/bin/python scripts/gate_validation/measure.py --replay-only --out gate-validation
+    .venv/bin/python scripts/gate_validation/aa_and_slowdowns.py --replay-only --out gate-validation
 """
 
 from __future__ import annotations
@@ -58,10 +58,10 @@ def session(out: Path, share: float, rounds_done: int, pytest_args: Sequence[str
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        sys.exit(f"measure.py: the session {' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}")
+        sys.exit(f"aa_and_slowdowns.py: the session {' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}")
     saved = sorted(set(storage.glob("*/*.json")) - before)
     if len(saved) != 1:
-        sys.exit(f"measure.py: expected one saved run in {storage}, found {saved}")
+        sys.exit(f"aa_and_slowdowns.py: expected one saved run in {storage}, found {saved}")
     return saved[0]
 
 
@@ -140,7 +140,7 @@ def replay(out: Path, baselines: Sequence[str], histories: Sequence[int]) -> Non
 
 def tally(count: list[int], status: int, log: Any, line: str) -> None:
     if status == 2:
-        sys.exit(f"measure.py: llmbench compare could not compare: {line}")
+        sys.exit(f"aa_and_slowdowns.py: llmbench compare could not compare: {line}")
     count[0] += status == 1
     count[1] += 1
     log.write(line + "\n")

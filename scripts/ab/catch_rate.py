@@ -2,7 +2,7 @@
 
 Usage (from the repository root, the scale is a parameter)::
 
-    .venv/bin/python scripts/ab/measure.py --pairs 20 --out results/ab-measure -- \\
+    .venv/bin/python scripts/ab/catch_rate.py --pairs 20 --out results/ab-catch-rate -- \\
         benchmarks --llmbench-model=gemma3-270m --llmbench-precision=q4_k_m --llmbench-batch-size=1
 
 A scratch clone gets the working tree's ``src`` committed as ``base`` and one branch per injected
@@ -90,7 +90,7 @@ def flagged(runs_dir: Path, head: Path, metric: str | None) -> tuple[bool, bool,
         # marks stand for the same rounds saved by one-sided runs.
         history = [unpaired(path, Path(plain) / folder.name) for path in base_runs]
         head_plain = load_run(unpaired(head, Path(plain) / folder.name))
-        baseline = choose_baseline(parse_baseline("last", "measure.py"), history, head_plain.fingerprint,
+        baseline = choose_baseline(parse_baseline("last", "catch_rate.py"), history, head_plain.fingerprint,
                                    storage=Path(plain), machine_id=folder.name, drift_history=10)  # fmt: skip
         gate = compare_runs(baseline, head_plain)
     found = []
@@ -186,7 +186,7 @@ def main() -> int:
                         help="llmbench ab --max-loads (extra load pairs where the loads disagree). "
                         "Default: llmbench ab's own (the run of 2026-11-30 predates it: exactly --loads)")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("results/ab-measure"))
+    parser.add_argument("--out", type=Path, default=Path("results/ab-catch-rate"))
     parser.add_argument("--summarize", action="store_true", help="only re-decide the saved pairs and print the table")
     parser.add_argument("pytest_args", nargs="*", help="after --: the pytest arguments of each llmbench ab")
     args = parser.parse_args()
@@ -198,7 +198,7 @@ def main() -> int:
     runs = (args.out / "runs").resolve()
     log = (args.out / "results.jsonl").open("a")
     llmbench = str(Path(sys.executable).parent / "llmbench")
-    with tempfile.TemporaryDirectory(prefix="ab-measure-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="ab-catch-rate-") as scratch:
         repo = scratch_repo(Path(scratch), scenarios)
         for index in range(args.first_pair, args.first_pair + args.pairs):
             for name in scenarios:
