@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,25 +33,21 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))  # tests.tiny_models
-
-from llmbench.backends.hf_generation import StepClock  # noqa: E402
-from llmbench.backends.transformers_backend import TransformersBackend, TransformersModel  # noqa: E402
-from llmbench.config.combination import Combination, ModelSpec  # noqa: E402
-from llmbench.config.models import BUILTIN_MODELS  # noqa: E402
-from llmbench.config.options import default_cache_dir  # noqa: E402
-from llmbench.config.precisions import is_known_precision  # noqa: E402
-from llmbench.data import SHIPPED_DATA, load_items  # noqa: E402
-from llmbench.measure.speed import engine_decode_rate, round_speed  # noqa: E402
-from llmbench.selfcheck.hf_bare import PrefilledPrompt  # noqa: E402
+from llmbench.backends.hf_generation import StepClock
+from llmbench.backends.transformers_backend import TransformersBackend, TransformersModel
+from llmbench.config.combination import Combination, ModelSpec
+from llmbench.config.models import BUILTIN_MODELS
+from llmbench.config.options import default_cache_dir
+from llmbench.config.precisions import is_known_precision
+from llmbench.data import SHIPPED_DATA, load_items
+from llmbench.measure.speed import engine_decode_rate, round_speed
+from llmbench.selfcheck.hf_bare import PrefilledPrompt
+from llmbench.testing.tiny_models import build_tiny_gemma3
 
 
 def load_spec(name: str, scratch: Path) -> ModelSpec:
     """The tiny test model (built into ``scratch``) or a built-in model."""
     if name == "tiny":
-        from tests.tiny_models import build_tiny_gemma3
-
         return ModelSpec(name="tiny", family="causal", source=f"path:{build_tiny_gemma3(scratch)}")
     return BUILTIN_MODELS[name]
 
