@@ -14,7 +14,13 @@ from pathlib import Path
 SNIPPET = """
 
 # --- scripts/ab/inject.py: an injected change, for docs/ab.md -----------------------------------
+# Self-contained: it uses only what it imports here (llmbench's public API), not this module's names.
+import time as _time
+
 import psutil as _psutil
+
+from llmbench.workers.protocol import Load as _Load
+from llmbench.workers.serve import ModelServer as _ModelServer
 
 _INJECT_SLOW = {slow!r}
 _INJECT_HOLD_BYTES = {hold_bytes!r}
@@ -30,19 +36,19 @@ class _InjectedModel:
         return getattr(self._inner, name)
 
     def generate(self, prompts, max_new_tokens):
-        started = time.perf_counter()
+        started = _time.perf_counter()
         out = self._inner.generate(prompts, max_new_tokens)
         if _INJECT_SLOW:
-            time.sleep(_INJECT_SLOW * (time.perf_counter() - started))
+            _time.sleep(_INJECT_SLOW * (_time.perf_counter() - started))
         return out
 
 
-_inject_handle = ModelServer.handle
+_inject_handle = _ModelServer.handle
 
 
 def _inject_handle_wrapped(self, request):
     reply = _inject_handle(self, request)
-    if isinstance(request, Load) and self.model is not None and not isinstance(self.model, _InjectedModel):
+    if isinstance(request, _Load) and self.model is not None and not isinstance(self.model, _InjectedModel):
         size = _INJECT_HOLD_BYTES + int(_INJECT_HOLD_SHARE * _psutil.Process().memory_info().rss)
         if size:
             _INJECT_HELD.append(bytearray(b"\\x01") * size)  # touched: resident
@@ -50,7 +56,7 @@ def _inject_handle_wrapped(self, request):
     return reply
 
 
-ModelServer.handle = _inject_handle_wrapped
+_ModelServer.handle = _inject_handle_wrapped
 """
 
 

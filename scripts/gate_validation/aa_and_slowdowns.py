@@ -58,7 +58,10 @@ def session(out: Path, share: float, rounds_done: int, pytest_args: Sequence[str
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        sys.exit(f"aa_and_slowdowns.py: the session {' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}")
+        sys.exit(
+            f"aa_and_slowdowns.py: the session {' '.join(command)} failed ({result.returncode}):\n"
+            f"{result.stdout[-3000:]}"
+        )
     saved = sorted(set(storage.glob("*/*.json")) - before)
     if len(saved) != 1:
         sys.exit(f"aa_and_slowdowns.py: expected one saved run in {storage}, found {saved}")

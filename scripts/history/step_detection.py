@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmbench.history.command import add_history_arguments, history_main
+from llmbench.cli import build_parser
 from llmbench.history.detect import MIN_MAGNITUDE as DEFAULT_MIN_MAGNITUDE
 from llmbench.history.detect import change_points
 from llmbench.history.series import Point, Series, benchmark_values, gated_metrics
@@ -238,12 +238,11 @@ def timing_lines(storage: Path, noises: Sequence[Noise], seed: int) -> list[str]
                 json.dumps(data), encoding="utf-8"
             )
         series_count = len(benchmark_values_of(data))
-        parser = argparse.ArgumentParser()
-        add_history_arguments(parser)
-        arguments = parser.parse_args(["--storage", folder])
+        # The command as `llmbench history --storage FOLDER` runs it, its arguments parsed outside the timing.
+        arguments = build_parser().parse_args(["history", "--storage", folder])
         started, cpu = time.perf_counter(), time.process_time()
         with contextlib.redirect_stdout(io.StringIO()):
-            status = history_main(arguments)
+            status = arguments.handler(arguments)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         lines.append(f"- `llmbench history` over 1,000 saved runs of {source.stat().st_size // 1024} KiB each "
                      f"({series_count} series; reading the files included): {cpu:.2f} s of CPU, {elapsed:.2f} s "

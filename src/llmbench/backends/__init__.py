@@ -1,4 +1,9 @@
-"""Model backends behind one interface (:class:`llmbench.backends.base.Backend`)."""
+"""Model backends behind one interface (:class:`llmbench.backends.base.Backend`).
+
+The modules: base (the Protocol), transformers_backend with hf_generation (the clocks and the stop it
+hooks into ``generate``) and hf_sources (where its weights come from), llama_cpp_backend with
+llama_cpp_native, model_files (GGUF assembly, converted cache), loaded_models (the session cache).
+"""
 
 from __future__ import annotations
 
