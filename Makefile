@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest tests $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
