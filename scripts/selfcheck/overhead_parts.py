@@ -32,20 +32,19 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent
-sys.path.insert(0, str(REPO))
-from bare_loop import load_spec  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bare_loop, beside this file
+from bare_loop import load_spec
+from transformers import AutoTokenizer
 
-from llmbench.backends.hf_generation import BlankLineStop, ForwardClock, StepClock  # noqa: E402
-from llmbench.backends.hf_sources import resolve_source  # noqa: E402
-from llmbench.backends.transformers_backend import TransformersBackend  # noqa: E402
-from llmbench.config.combination import Combination  # noqa: E402
-from llmbench.config.options import default_cache_dir  # noqa: E402
-from llmbench.config.precisions import is_known_precision  # noqa: E402
-from llmbench.data import SHIPPED_DATA, load_items  # noqa: E402
-from llmbench.measure.probes import probes_for  # noqa: E402
-from llmbench.selfcheck.agreement import bare_transformers  # noqa: E402
+from llmbench.backends.hf_generation import BlankLineStop, ForwardClock, StepClock
+from llmbench.backends.hf_sources import resolve_source
+from llmbench.backends.transformers_backend import TransformersBackend
+from llmbench.config.combination import Combination
+from llmbench.config.options import default_cache_dir
+from llmbench.config.precisions import is_known_precision
+from llmbench.data import SHIPPED_DATA, load_items
+from llmbench.measure.probes import probes_for
+from llmbench.selfcheck.agreement import bare_transformers
 
 
 def per_call_s(call: Callable[[], object], repeats: int) -> float:
