@@ -14,8 +14,8 @@ from llmbench.config.combination import Combination
 from llmbench.config.options import add_options
 from llmbench.config.settings import Settings, resolve_settings
 from llmbench.measure.generate import GenerateBenchmark
-from llmbench.measure.probes import BandwidthReading, probes_for, probes_unavailable_reason
-from llmbench.metrics import Metric
+from llmbench.measure.peak_bandwidth import PeakBandwidths
+from llmbench.measure.probes import probes_for, probes_unavailable_reason
 from llmbench.plugin import terminal_table as metrics_table
 from llmbench.plugin.keys import COMBINATION_ARG, LOAD_COMBINATION_ARG, MODELS_KEY, SETTINGS_KEY
 from llmbench.workers import WorkerFailed
@@ -177,22 +177,6 @@ def llm(request: pytest.FixtureRequest, llm_combination: Combination, llmbench_m
         pytest.skip(f"{llm_combination.id}: {error}")
     except WorkerFailed as error:
         pytest.fail(f"{llm_combination.id}: {error}", pytrace=False)
-
-
-class PeakBandwidths:
-    """The peak memory bandwidth of each device: given by the user, or measured once per session."""
-
-    def __init__(self, given: float | None) -> None:
-        self.given = given
-        self._measured: dict[str, BandwidthReading] = {}
-
-    def metric(self, device: str) -> Metric:
-        if self.given is not None:
-            return Metric("peak_bandwidth", self.given, "bytes/s", "none", note="given by --llmbench-peak-bandwidth")
-        if device not in self._measured:
-            self._measured[device] = probes_for(device).bandwidth.measure()
-        reading = self._measured[device]
-        return Metric("peak_bandwidth", reading.bytes_per_s, "bytes/s", "none", note=f"measured: {reading.method}")
 
 
 @pytest.fixture(scope="session")
