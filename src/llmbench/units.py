@@ -16,9 +16,13 @@ __all__ = [
     "MiB",
     "SizeError",
     "TiB",
+    "byte_axis_scale",
     "format_bytes",
+    "format_change",
+    "format_change_interval",
     "format_compact",
     "format_number",
+    "format_reading",
     "format_value",
     "parse_size",
     "scale_for",
@@ -68,6 +72,12 @@ def scale_for(unit: str, values: Sequence[float]) -> tuple[float, str]:
     return 1.0, "" if unit in _SILENT_UNITS else unit
 
 
+def byte_axis_scale(values: Sequence[float | None]) -> tuple[float, str]:
+    """The divisor and unit of a plot's byte axis: GiB where the largest value is at least 1 GiB, else MiB."""
+    largest = max((abs(v) for v in values if v is not None), default=0.0)
+    return (GiB, "GiB") if largest >= GiB else (MiB, "MiB")
+
+
 def format_bytes(value: float) -> str:
     """``3.00 GiB``, ``235.00 MiB``, ``512 B``."""
     for unit, size in _BINARY:
@@ -110,6 +120,28 @@ def format_compact(value: float | None, unit: str) -> str:
     if unit == "F1":
         return f"{value:.3f}"
     return f"{value:.1f}" if value < 1000 else f"{value:.0f}"
+
+
+def format_reading(value: float | None, unit: str) -> str:
+    """A reading set beside another reading of the same figure (``llmbench selfcheck``): times below 1 s
+    in ms with two decimals (``12.34 ms``), bandwidths in GB/s, the rest as :func:`format_compact`."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if unit == "s" and value < 1:
+        return f"{value * 1e3:.2f} ms"
+    if unit == "bytes/s":
+        return format_value(value, unit)
+    return format_compact(value, unit)
+
+
+def format_change(change: float) -> str:
+    """A relative change (0.05 for 5% more) as ``+5.0%``; ``from 0`` where it is infinite (from a zero)."""
+    return "from 0" if math.isinf(change) else f"{change * 100:+.1f}%"
+
+
+def format_change_interval(low: float, high: float) -> str:
+    """An interval of relative changes (-0.031, 0.004) as ``-3.1%..+0.4%``."""
+    return f"{low * 100:+.1f}%..{high * 100:+.1f}%"
 
 
 def split_number_unit(text: str) -> tuple[str, str]:

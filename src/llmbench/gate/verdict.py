@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import textwrap
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -19,11 +18,13 @@ import pytest
 from llmbench.gate.decision import STATUSES, Decision, Status
 from llmbench.gate.settings import FingerprintMode
 from llmbench.gate.statistics import CONFIDENCE
-from llmbench.units import format_number, scale_for
+from llmbench.tables import Column, markdown_header, markdown_line, markdown_row, text_table
+from llmbench.units import format_change, format_change_interval, format_number, scale_for
 
 __all__ = [
     "MARKDOWN_LIMIT",
     "QUIET_STATUSES",
+    "TABLE_COLUMNS",
     "CombinationResult",
     "DecisionCells",
     "Verdict",
@@ -38,6 +39,11 @@ MARKDOWN_BULLETS = 150
 WIDTH = 120
 #: Rows the terminal table leaves out unless verbose (one count line says how many): nothing changed there.
 QUIET_STATUSES: tuple[Status, ...] = ("unchanged", "n/a")
+#: The verdict's table (terminal, markdown and the HTML report): the figures right-aligned.
+TABLE_COLUMNS = (
+    Column("combination"), Column("metric"), Column("baseline", "right"), Column("current", "right"),
+    Column("change", "right"), Column(f"interval ({CONFIDENCE:.0%})", "right"), Column("verdict"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -187,8 +193,8 @@ class Verdict:
         rows = [(label, *decision_cells(d).as_tuple()) for label, d in listed]
         if rows:
             out.append("")
-            out.extend(_table(("combination", "metric", "baseline", "current", "change",
-                               f"interval ({CONFIDENCE:.0%})", "verdict"), rows, width))  # fmt: skip
+            # Too wide: the metric column is cut first, then the combination column.
+            out.extend(text_table(TABLE_COLUMNS, rows, width=width, cut=(1, 0)))
         hidden = Counter(d.verdict for _, d in decisions) if not verbose else Counter[str]()
         quiet = [f"{hidden[status]} {status}" for status in QUIET_STATUSES if hidden[status]]
         if quiet:
@@ -221,12 +227,13 @@ class Verdict:
         """The verdict as GitHub markdown, under ``limit`` characters: unchanged rows are summarized first,
         then rows are cut from the end (regressions come first, so they stay)."""
         title = "FAILED" if self.failed else "no regression" if self.compared else "nothing to compare with"
+        md = markdown_line
         head = [f"## llmbench regression gate: {title}", "",
-                f"Baseline: {_md(self.baseline)}  ", f"Current: {_md(self.current)}", ""]  # fmt: skip
+                f"Baseline: {md(self.baseline)}  ", f"Current: {md(self.current)}", ""]  # fmt: skip
         machine = self._machine_lines()
         if machine:
-            head += [f"> {_md(machine[0])}", *(f"> - {_md(line.strip())}" for line in machine[1:]), ""]
-        head += [f"- note: {_md(note)}" for note in self.notes]
+            head += [f"> {md(machine[0])}", *(f"> - {md(line.strip())}" for line in machine[1:]), ""]
+        head += [f"- note: {md(note)}" for note in self.notes]
         if self.notes:
             head.append("")
         sections = (
@@ -236,20 +243,18 @@ class Verdict:
         )
         for title_text, bullets in sections:
             if bullets:
-                shown = [f"- {_md(line)}" for line in bullets[:MARKDOWN_BULLETS]]
+                shown = [f"- {md(line)}" for line in bullets[:MARKDOWN_BULLETS]]
                 if len(bullets) > MARKDOWN_BULLETS:
                     shown.append(f"- … and {len(bullets) - MARKDOWN_BULLETS} more (the terminal output has them all)")
                 head += [f"**{title_text} ({len(bullets)})**", "", *shown, ""]
         tail = [""]
         if self.new:
-            tail.append(f"New (not in the baseline): {_md(', '.join(self.new))}  ")
+            tail.append(f"New (not in the baseline): {md(', '.join(self.new))}  ")
         if self.removed:
-            tail.append(f"Removed (not in the current run): {_md(', '.join(self.removed))}  ")
-        tail.append(f"**{_md(self.summary())}**")
-        header = ["| combination | metric | baseline | current | change | interval (95%) | verdict |",
-                  "|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
-        rows = [(d, "| " + " | ".join(_md(c) for c in (r.label, *decision_cells(d).as_tuple())) + " |")
-                for r in self.ordered for d in r.shown]  # fmt: skip
+            tail.append(f"Removed (not in the current run): {md(', '.join(self.removed))}  ")
+        tail.append(f"**{md(self.summary())}**")
+        header = markdown_header(TABLE_COLUMNS)
+        rows = [(d, markdown_row((r.label, *decision_cells(d).as_tuple()))) for r in self.ordered for d in r.shown]
 
         def render(table_rows: list[str], extra: list[str]) -> str:
             table = header + table_rows if table_rows else []
@@ -269,10 +274,6 @@ class Verdict:
         return render(kept, note)
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def decision_cells(d: Decision) -> DecisionCells:
     """The table cells of one decision: values in one unit for both sides, the change, the interval, the verdict."""
     shown = [v for v in (d.baseline, d.current) if v is not None]
@@ -285,50 +286,18 @@ def decision_cells(d: Decision) -> DecisionCells:
 
     change = ""
     if d.change is not None and d.difference is not None:
-        if math.isinf(d.change):
-            change = "from 0"
-        elif d.rule.sample_kind == "items" and d.rule.relative is None:
+        if d.rule.sample_kind == "items" and d.rule.relative is None and not math.isinf(d.change):
             change = f"{d.difference:+.3g}"
         else:
-            change = f"{d.change * 100:+.1f}%"
+            change = format_change(d.change)
     interval = ""
     if d.interval is not None:
         low, high = d.interval
-        if d.interval_of == "ratio":
-            interval = f"{(low - 1) * 100:+.1f}%..{(high - 1) * 100:+.1f}%"
-        else:
-            interval = f"{low:+.3g}..{high:+.3g}"
+        ratio = d.interval_of == "ratio"
+        interval = format_change_interval(low - 1, high - 1) if ratio else f"{low:+.3g}..{high:+.3g}"
     verdict: str = d.verdict
     if d.verdict == "regressed" and not d.rule.gate:
         verdict = "worse (info)"
     elif d.verdict == "noisy" and d.rounds_needed:
         verdict = f"noisy (~{d.rounds_needed} rounds)" if d.rounds_needed < 10_000 else "noisy"
     return DecisionCells(d.metric, value(d.baseline), value(d.current), change, interval, verdict)
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], width: int) -> list[str]:
-    """Plain columns, two spaces apart; the first two columns are cut with '…' to fit ``width``."""
-    columns = len(header)
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(columns)]
-    over = sum(widths) + 2 * (columns - 1) - width
-    for index in (1, 0):  # shorten the metric, then the combination column
-        if over <= 0:
-            break
-        floor = max(len(header[index]), 12)
-        take = min(over, max(0, widths[index] - floor))
-        widths[index] -= take
-        over -= take
-    right = {2, 3, 4, 5}
-
-    def fit(text: str, size: int) -> str:
-        return text if len(text) <= size else text[: size - 1] + "…"
-
-    def line(row: Sequence[str]) -> str:
-        cells = [
-            fit(str(cell), widths[i]).rjust(widths[i]) if i in right else fit(str(cell), widths[i]).ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        return "  ".join(cells).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return [line(header), rule, *(line(row) for row in rows)]

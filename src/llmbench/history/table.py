@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llmbench.history.detect import ChangePoint
 from llmbench.history.series import KnownStep
-from llmbench.units import format_value
+from llmbench.tables import Column, markdown_header, markdown_line, markdown_row, text_table
+from llmbench.units import format_change, format_change_interval, format_value
 
 __all__ = ["History"]
 
 #: GitHub's job summary and comments take at most 65,536 characters; keep the markdown under this.
 MARKDOWN_LIMIT = 65_000
-_HEADER = ("combination", "metric", "run", "commit", "before", "level before → after", "change",
-           "interval (95%)", "verdict")  # fmt: skip
+#: The change points' table; markdown right-aligns the figures, the terminal lists every column left-aligned.
+_COLUMNS = (
+    Column("combination"), Column("metric"), Column("run"), Column("commit"), Column("before"),
+    Column("level before → after", "right"), Column("change", "right"), Column("interval (95%)", "right"),
+    Column("verdict"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -70,10 +73,8 @@ class History:
         for point, new in zip(self.change_points, self.recent, strict=True):
             unit = point.series.unit
             level = f"{format_value(point.before, unit)} → {format_value(point.after, unit)}"
-            change = "from 0" if math.isinf(point.change) else f"{point.change * 100:+.1f}%"
-            interval = "" if point.interval is None else (
-                f"{point.interval[0] * 100:+.1f}%..{point.interval[1] * 100:+.1f}%"
-            )  # fmt: skip
+            change = format_change(point.change)
+            interval = "" if point.interval is None else format_change_interval(*point.interval)
             verdict = point.kind + (f" (last {self.since} runs)" if new and point.kind == "regression" else "")
             label = point.series.label
             if point.series.fingerprint != "none" and self._several_machines():
@@ -92,37 +93,25 @@ class History:
         rows = self.rows()
         if rows:
             out.append("")
-            out.extend(_columns(_HEADER, rows))
+            out.extend(text_table([column.title for column in _COLUMNS], rows))
         out.append("")
         out.append(self.summary())
         return out
 
     def markdown(self, limit: int = MARKDOWN_LIMIT) -> str:
         title = "FAILED" if self.exit_status else "no recent regression"
-        head = [f"## llmbench history: {title}", "", f"{_md(self.storage)}: {self.runs} runs, {self.series} series", ""]
-        head += [f"- note: {_md(note)}" for note in self.notes]
-        head += [f"- known step: {_md(step.sentence())}" for step in self.known_steps]
+        md = markdown_line
+        head = [f"## llmbench history: {title}", "", f"{md(self.storage)}: {self.runs} runs, {self.series} series", ""]
+        head += [f"- note: {md(note)}" for note in self.notes]
+        head += [f"- known step: {md(step.sentence())}" for step in self.known_steps]
         if self.notes or self.known_steps:
             head.append("")
-        table = ["| " + " | ".join(_HEADER) + " |", "|---|---|---|---|---|---:|---:|---:|---|"]
-        rows = ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in self.rows()]
-        tail = ["", f"**{_md(self.summary())}**", ""]
+        table = markdown_header(_COLUMNS)
+        rows = [markdown_row(row) for row in self.rows()]
+        tail = ["", f"**{md(self.summary())}**", ""]
         shown = rows
         while shown and len("\n".join(head + table + shown + tail)) > limit:
             shown = shown[: len(shown) * 9 // 10]
         cut = ["", f"{len(rows) - len(shown)} more rows (the terminal output has them all)."] if shown != rows else []
         body = table + shown + cut if rows else ["No change point."]
         return "\n".join(head + body + tail)
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(row: Sequence[str]) -> str:
-        return "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-
-    return [line(header), "  ".join("-" * w for w in widths), *(line(row) for row in rows)]

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from llmbench.metrics import Metric, metrics_of
+from llmbench.tables import Column, text_table
 from llmbench.units import format_compact
 
 #: (header, metric name, width); values are formatted by :func:`llmbench.units.format_compact`.
@@ -64,18 +65,8 @@ def _table(benchmarks: Iterable[Mapping[str, Any]], columns: tuple[tuple[str, st
         rows.append([combination_label(extra)] + [cell(metrics, name) for _, name, _ in columns])
     if not rows:
         return []
-    first = max(len("combination"), *(len(row[0]) for row in rows))
-    widths = [first] + [max(width, *(len(row[i + 1]) for row in rows)) for i, (_, _, width) in enumerate(columns)]
-    header = ["combination"] + [title for title, _, _ in columns]
-
-    def line(values: list[str]) -> str:
-        return " ".join(
-            [values[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(values[1:], widths[1:], strict=True)]
-        )
-
-    out = [line(header), "-" * len(line(header))]
-    out.extend(line(row) for row in rows)
-    return out
+    header = [Column("combination"), *(Column(title, "right", width) for title, _, width in columns)]
+    return text_table(header, rows, gap=1, rule="line")
 
 
 def render(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from llmbench.config.precisions import precision_rank
 from llmbench.gate import Verdict, decision_cells
+from llmbench.gate.verdict import TABLE_COLUMNS
 from llmbench.history.detect import DetectorMissing
 from llmbench.history.marks import change_marks
 from llmbench.report.export import write_csv
@@ -225,7 +226,7 @@ def _verdict_html(verdict: Verdict | None) -> str:
             parts.append(f"<p><b>{title_text} ({len(lines)})</b></p>" + _list_html(lines))
     shown = [(result.label, decision) for result in verdict.ordered for decision in result.shown]
     if shown:
-        header = ["combination", "metric", "baseline", "current", "change", "interval (95%)", "verdict"]
+        header = [column.title for column in TABLE_COLUMNS]
         rows = [[f"<td>{_esc(cell)}</td>" for cell in (label, *decision_cells(d).as_tuple())] for label, d in shown]
         classes = ["regressed" if d.fails else "" for _, d in shown]
         opened = " open" if len(shown) <= _TABLE_OPEN else ""

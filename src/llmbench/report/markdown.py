@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmbench.report.frame import Row, combination_sort_key
 from llmbench.runs import SavedRun
+from llmbench.tables import markdown_table
 from llmbench.units import format_bytes, format_value
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ __all__ = [
     "guidance",
     "key_cells",
     "key_records",
-    "markdown_table",
     "matrix_line",
     "run_line",
 ]
@@ -126,17 +126,6 @@ def guidance(rows: Sequence[Row], budget: float) -> list[Guidance]:
     return out
 
 
-def markdown_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub table: header, separator with one cell per column, rows (pipes escaped)."""
-    lines = ["| " + " | ".join(markdown_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def matrix_line(rows: Sequence[Row]) -> str:
     """``6 combinations: models ...; precisions ...; devices ...; batch sizes ...``."""
 
@@ -212,7 +201,7 @@ def build_markdown(
     header = ["combination", *(title for title, _ in KEY_COLUMNS)]
 
     def render(count: int) -> str:
-        table = markdown_table(header, [[r.combination, *key_cells(r)] for r in rows[:count]])
+        table = "\n".join(markdown_table(header, [[r.combination, *key_cells(r)] for r in rows[:count]]))
         more = (
             f"\n\n_{len(rows) - count} more combinations not shown (GitHub's comment limit): see the full report._"
             if count < len(rows)

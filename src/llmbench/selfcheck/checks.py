@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from llmbench.metrics import Unit
-from llmbench.units import format_compact
+from llmbench.tables import Column, text_table
+from llmbench.units import format_reading
 
 __all__ = ["Bound", "Check", "render_checks"]
 
@@ -72,35 +73,22 @@ class Check:
         return f"<= +{percent}" if self.bound == "at_most" else f"±{percent}"
 
 
-def _value(value: float | None, unit: Unit) -> str:
-    if unit == "s" and value is not None and value < 1:
-        return f"{value * 1e3:.2f} ms"
-    if unit == "bytes/s" and value is not None:
-        return f"{value / 1e9:.1f} GB/s"
-    return format_compact(value, unit)
-
-
 def render_checks(checks: Sequence[Check]) -> list[str]:
     """The agreement table, one line per check, then each check's sides or why it was skipped."""
     header = ("check", "harness", "reference", "diff", "tolerance", "status")
     rows = [
         (
             c.name,
-            _value(c.measured, c.unit),
-            _value(c.reference, c.unit),
+            format_reading(c.measured, c.unit),
+            format_reading(c.reference, c.unit),
             "n/a" if c.difference is None else f"{c.difference * 100:+.2f}%",
             c.limit(),
             c.status,
         )
         for c in checks
     ]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-
-    def line(cells: Sequence[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        return " ".join([first, *(cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))])
-
-    out = [line(header), "-" * len(line(header)), *(line(r) for r in rows), ""]
+    columns = [Column(header[0]), *(Column(title, "right") for title in header[1:])]
+    out = [*text_table(columns, rows, gap=1, rule="line"), ""]
     for check in checks:
         out.append(f"{check.name}: {check.skipped or check.how}")
     return out
