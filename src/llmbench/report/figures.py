@@ -1,4 +1,4 @@
-"""What every report plot is made of: :class:`Plot` (a figure and the data drawn in it), :class:`Series`,
+"""What every report plot is made of: :class:`Plot` (a figure and the data drawn in it), :class:`PlotSeries`,
 one colour per precision (:func:`plot_color`) and the figure and scaling helpers the plots share.
 
 Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas, never pyplot: no global
@@ -17,13 +17,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from llmbench.config.precisions import precision_color
-from llmbench.units import GiB, MiB
 
 __all__ = [
     "REGRESSION_COLOR",
     "Plot",
-    "Series",
-    "byte_scale",
+    "PlotSeries",
     "nan_values",
     "new_figure",
     "no_data",
@@ -42,8 +40,9 @@ def plot_color(precision: str) -> str:
 
 
 @dataclass(frozen=True)
-class Series:
-    """One drawn series: labels or numbers on x, values on y (None: n/a, not drawn)."""
+class PlotSeries:
+    """One line, set of bars or points drawn in a plot: labels or numbers on x, values on y (None: n/a,
+    not drawn)."""
 
     label: str
     x: tuple[str | float, ...]
@@ -64,7 +63,7 @@ class Plot:
     name: str
     title: str
     figure: Figure
-    series: list[Series] = field(default_factory=list)
+    series: list[PlotSeries] = field(default_factory=list)
     xlabel: str = ""
     ylabel: str = ""
     #: One or two sentences under the image: what is drawn and how to read it.
@@ -73,7 +72,7 @@ class Plot:
     def labels(self) -> list[str]:
         return [s.label for s in self.series]
 
-    def series_named(self, label: str) -> Series:
+    def series_named(self, label: str) -> PlotSeries:
         for series in self.series:
             if series.label == label:
                 return series
@@ -84,8 +83,6 @@ class Plot:
         FigureCanvasAgg(self.figure)
         self.figure.savefig(buffer, format="png", dpi=dpi)
         return buffer.getvalue()
-
-
 
 
 def new_figure(count: int, height: float = 4.5, per_item: float = 0.45, panels: int = 1) -> tuple[Figure, list[Axes]]:
@@ -99,11 +96,6 @@ def no_data(axes: Axes, what: str) -> None:
     axes.text(0.5, 0.5, f"no {what} in this run", ha="center", va="center", transform=axes.transAxes)
     axes.set_xticks([])
     axes.set_yticks([])
-
-
-def byte_scale(values: Sequence[float | None]) -> tuple[float, str]:
-    largest = max((abs(v) for v in values if v is not None), default=0.0)
-    return (GiB, "GiB") if largest >= GiB else (MiB, "MiB")
 
 
 def scaled(values: Sequence[float | None], factor: float) -> tuple[float | None, ...]:

@@ -10,9 +10,10 @@ from matplotlib.axes import Axes
 
 from llmbench.history.marks import ChangeMark
 from llmbench.metrics import METRIC_FACTS
-from llmbench.report.figures import REGRESSION_COLOR, Plot, Series, byte_scale, nan_values, new_figure, plot_color
+from llmbench.report.figures import REGRESSION_COLOR, Plot, PlotSeries, nan_values, new_figure, plot_color
 from llmbench.report.frame import Row, Table, combination_sort_key
 from llmbench.runs import SavedRun
+from llmbench.units import byte_axis_scale
 
 __all__ = ["HISTORY_METRICS", "history_plots"]
 
@@ -63,7 +64,7 @@ def history_plots(
         facts = METRIC_FACTS.get(metric)
         factor, unit = 1.0, str(facts.unit if facts else "")
         if metric == "peak_memory":
-            factor, unit = byte_scale(list(data["value"]))
+            factor, unit = byte_axis_scale(list(data["value"]))
         figure, (axes,) = new_figure(len(runs), height=3.6, per_item=0.5)
         name = "peak memory" if metric == "peak_memory" else metric
         plot = Plot(f"history_{metric}", f"{name} over the saved runs", figure, xlabel="run", ylabel=unit,
@@ -77,7 +78,7 @@ def history_plots(
             sample = samples[str(combination)]
             values = tuple(None if pd.isna(v) else float(v) / factor for v in values_row)
             color = plot_color(sample.precision)
-            plot.series.append(Series(str(combination), labels, values, color=color))
+            plot.series.append(PlotSeries(str(combination), labels, values, color=color))
             axes.plot(range(len(runs)), nan_values(values), marker="o", color=color, label=combination,
                       linestyle=("-", "--", ":", "-.")[(sample.batch_size or 0) % 4])  # fmt: skip
             if last is not None and last in runs and any((combination, n) in regressed for n in names):
@@ -87,7 +88,7 @@ def history_plots(
                 axes.plot([index], nan_values([values[index]]), marker="x", markersize=14, markeredgewidth=3,
                           color=REGRESSION_COLOR, linestyle="none")  # fmt: skip
         if crosses_x:
-            plot.series.append(Series("regressions", tuple(crosses_x), tuple(crosses_y), color=REGRESSION_COLOR))
+            plot.series.append(PlotSeries("regressions", tuple(crosses_x), tuple(crosses_y), color=REGRESSION_COLOR))
         _mark_changes(axes, plot, grid, runs, [c for c in changes if c.metric in names], factor)
         axes.set_xticks(range(len(runs)), labels, rotation=30, ha="right", fontsize="small")
         axes.set_ylabel(f"{name} ({unit})")
@@ -118,4 +119,4 @@ def _mark_changes(
         values = tuple(
             None if pd.isna(v := grid.loc[c.combination, at]) else float(v) / factor for c, at in shown
         )  # fmt: skip
-        plot.series.append(Series("change points", labels, values, color=REGRESSION_COLOR))
+        plot.series.append(PlotSeries("change points", labels, values, color=REGRESSION_COLOR))

@@ -13,8 +13,7 @@ from matplotlib.axes import Axes
 
 from llmbench.report.figures import (
     Plot,
-    Series,
-    byte_scale,
+    PlotSeries,
     nan_values,
     new_figure,
     no_data,
@@ -22,6 +21,7 @@ from llmbench.report.figures import (
     scaled,
 )
 from llmbench.report.frame import Row, combination_sort_key
+from llmbench.units import byte_axis_scale
 
 __all__ = [
     "batch_scaling_plot",
@@ -105,7 +105,7 @@ def latency_ttft_plot(rows: Sequence[Row]) -> Plot:
         for precision in dict.fromkeys(r.precision for r in rows):
             chosen = [r for r in rows if r.precision == precision]
             plot.series.append(
-                Series(f"{metric} {precision}", tuple(r.combination for r in chosen),
+                PlotSeries(f"{metric} {precision}", tuple(r.combination for r in chosen),
                        tuple(r.value(metric) for r in chosen), color=plot_color(precision))
             )  # fmt: skip
         for x, value in zip(positions, values, strict=True):
@@ -149,8 +149,8 @@ def decode_throughput_plot(rows: Sequence[Row]) -> Plot:
         xs = tuple(float(r.batch_size or 0) for r in group)
         measured = tuple(r.value("decode_tok_s_per_seq") for r in group)
         limits = [bandwidth_limit(r) for r in group]
-        plot.series.append(Series(label, xs, measured, color=color))
-        plot.series.append(Series(f"{label} bandwidth limit", xs, tuple(lim for lim, _ in limits), color=color))
+        plot.series.append(PlotSeries(label, xs, measured, color=color))
+        plot.series.append(PlotSeries(f"{label} bandwidth limit", xs, tuple(lim for lim, _ in limits), color=color))
         axes.plot(xs, nan_values(measured), marker="o", color=color, label=label)
         if any(lim is not None for lim, _ in limits):
             weights_only = "" if all(known for _, known in limits) else " (weights only)"
@@ -176,7 +176,7 @@ def memory_breakdown_plot(rows: Sequence[Row]) -> Plot:
     rows = _with_batch(rows)
     figure, (axes,) = new_figure(len(rows))
     peaks = [r.peak_memory for r in rows]
-    factor, unit = byte_scale([*peaks, *(r.value("weight_bytes") for r in rows)])
+    factor, unit = byte_axis_scale([*peaks, *(r.value("weight_bytes") for r in rows)])
     devices = {r.peak_memory_name for r in rows}
     what = " / ".join(sorted(devices)) or "peak memory"
     plot = Plot("memory", "Peak memory per combination: weights, KV cache and the rest", figure,
@@ -198,11 +198,11 @@ def memory_breakdown_plot(rows: Sequence[Row]) -> Plot:
     parts = (("weights", weights, "#4c4c4c"), ("KV cache", kv, "#9e9e9e"), ("rest", rest, "#d9d9d9"))
     for label, values, color in parts:
         part = scaled(values, factor)
-        plot.series.append(Series(label, ids, part, color=color))
+        plot.series.append(PlotSeries(label, ids, part, color=color))
         heights = [0.0 if v is None else v for v in part]
         axes.bar(positions, heights, bottom=bottom, color=color, label=label, edgecolor="white")
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
-    plot.series.append(Series("peak", ids, scaled(peaks, factor)))
+    plot.series.append(PlotSeries("peak", ids, scaled(peaks, factor)))
     for x, peak in zip(positions, peaks, strict=True):
         if peak is None:
             axes.text(x, 0, "peak n/a", ha="center", va="bottom", fontsize="x-small", rotation=90)
@@ -226,7 +226,7 @@ def tokens_vs_time_plot(rows: Sequence[Row]) -> Plot:
     for label, group in _groups(rows).items():
         points = [(r.value("latency_s"), _int_value(r.info.get("generated_tokens")), r.batch_size) for r in group]
         plot.series.append(
-            Series(label, tuple(float("nan") if t is None else t for t, _, _ in points),
+            PlotSeries(label, tuple(float("nan") if t is None else t for t, _, _ in points),
                    tuple(None if n is None else float(n) for _, n, _ in points),
                    color=plot_color(group[0].precision))
         )  # fmt: skip
@@ -275,7 +275,7 @@ def rouge_plot(rows: Sequence[Row]) -> Plot:
         values = tuple(None if m is None else m.value for m in metrics)
         low = tuple(None if m is None or m.ci is None else m.ci[0] for m in metrics)
         high = tuple(None if m is None or m.ci is None else m.ci[1] for m in metrics)
-        plot.series.append(Series(name, labels, values, low, high))
+        plot.series.append(PlotSeries(name, labels, values, low, high))
         xs = [i + (index - 1) * width for i in range(len(chosen))]
         errors = [
             [0.0 if v is None or lo is None else max(v - lo, 0.0) for v, lo in zip(values, low, strict=True)],
@@ -312,7 +312,7 @@ def batch_scaling_plot(rows: Sequence[Row]) -> Plot:
         xs = tuple(float(r.batch_size or 0) for r in group)
         for axes, metric in ((left, "latency_s"), (right, "decode_tok_s_total")):
             values = tuple(r.value(metric) for r in group)
-            plot.series.append(Series(f"{metric} {label}", xs, values, color=color))
+            plot.series.append(PlotSeries(f"{metric} {label}", xs, values, color=color))
             axes.plot(xs, nan_values(values), marker="o", color=color, label=label)
     ticks = sorted({float(r.batch_size or 0) for r in rows})
     for axes, what in ((left, "latency of one call (s)"), (right, "decode speed, whole batch (tok/s)")):
@@ -341,7 +341,7 @@ def itl_cdf_plot(rows: Sequence[Row]) -> Plot:
             continue
         shares = tuple((i + 1) / len(itl) for i in range(len(itl)))
         color = plot_color(group[0].precision)
-        plot.series.append(Series(label, tuple(itl), shares, color=color))
+        plot.series.append(PlotSeries(label, tuple(itl), shares, color=color))
         axes.step(itl, shares, where="post", color=color, label=label)
     if not plot.series:
         no_data(axes, "inter-token latency")
