@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+from pathlib import Path
+
+import llmbench.tables
+import llmbench.units
 from llmbench.tables import (
     Column,
     markdown_cell,
@@ -97,3 +103,16 @@ def test_markdown_table_aligns_columns_and_escapes_every_cell() -> None:
 
 def test_an_empty_markdown_table_is_its_header_and_separator() -> None:
     assert markdown_table(["a", Column("b|c", "right")], []) == ["| a | b\\|c |", "|---|---:|"]
+
+
+def test_tables_and_units_sit_at_the_bottom_of_the_layers() -> None:
+    """Every renderer imports them, so they import nothing of llmbench (docs/design.md)."""
+    for module in (llmbench.tables, llmbench.units):
+        source = Path(inspect.getfile(module)).read_text(encoding="utf-8")
+        imported = [
+            node.module if isinstance(node, ast.ImportFrom) else alias.name
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in node.names
+        ]
+        assert not [name for name in imported if name and name.split(".")[0] == "llmbench"], module.__name__
