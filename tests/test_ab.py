@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmbench.ab import command as ab_command
+from llmbench.ab import run as ab_run
 from llmbench.ab.collect import Plan, collect_plan
 from llmbench.ab.interleave import Progress, Schedule, measure_pair
 from llmbench.ab.paired import decide_paired, signed_rank_interval
@@ -317,7 +317,7 @@ def test_more_load_pairs_while_the_loads_disagree(
 def test_a_load_in_a_mode_of_its_own_gets_extra_loads_and_the_change_is_decided(
     pytester: pytest.Pytester, tiny_gemma3_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The command's own check (llmbench.ab.command.noisy_verdicts) on the saved figures: HEAD is 10% slower
+    # The command's own check (llmbench.ab.run.noisy_verdicts) on the saved figures: HEAD is 10% slower
     # in every load but the third, where its worker ran 50% slower: three loads leave latency noisy,
     # and extra loads (up to 6) decide it, each load pair one more fresh worker per side.
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
@@ -331,7 +331,7 @@ def test_a_load_in_a_mode_of_its_own_gets_extra_loads_and_the_change_is_decided(
         return StandIn(side.name, combination, 0.5 if heads == 3 else 0.1, [])
 
     schedule = Schedule(loads=3, rounds=2, warmup_rounds=0, seed=3, max_loads=6)
-    undecided = partial(ab_command.noisy_verdicts, plan, (base, head), schedule, {"cpu": None})
+    undecided = partial(ab_run.noisy_verdicts, plan, (base, head), schedule, {"cpu": None})
     stream = io.StringIO()
     measured = measure_pair(plan, (base, head), schedule, start, Progress(stream), undecided)  # type: ignore[arg-type]
     assert heads == 6
@@ -344,16 +344,16 @@ def test_a_load_in_a_mode_of_its_own_gets_extra_loads_and_the_change_is_decided(
     latency = next(d for d in verdict.results[0].decisions if d.metric == "latency_s")
     assert (latency.verdict, latency.n_current) == ("regressed", 6)
     assert "3 load pairs (up to 6 where they disagreed)" in " ".join(verdict.notes)
-    assert ab_command.noisy_verdicts(plan, (base, head), schedule, {"cpu": None}, plan.benchmarks, measured) == []
+    assert ab_run.noisy_verdicts(plan, (base, head), schedule, {"cpu": None}, plan.benchmarks, measured) == []
 
 
 def test_rounds_per_load_pair_default_to_two_unless_set() -> None:
     from llmbench.config.settings import Setting
 
     default = Setting(5, "the default")
-    assert ab_command.timed_rounds(None, default) == ab_command.DEFAULT_ROUNDS == 2
-    assert ab_command.timed_rounds(None, Setting(7, "--llmbench-rounds on the command line", "cli")) == 7
-    assert ab_command.timed_rounds(4, Setting(7, "--llmbench-rounds on the command line", "cli")) == 4
+    assert ab_run.timed_rounds(None, default) == ab_run.DEFAULT_ROUNDS == 2
+    assert ab_run.timed_rounds(None, Setting(7, "--llmbench-rounds on the command line", "cli")) == 7
+    assert ab_run.timed_rounds(4, Setting(7, "--llmbench-rounds on the command line", "cli")) == 4
 
 
 def test_make_bench_compares_after_an_ab_run_saved_the_newest_run(tmp_path: Path) -> None:

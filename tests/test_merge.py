@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from llmbench.shards.merge import TOP_LEVEL_KEYS, MergeError, add_merge_arguments, merge_main, merge_runs
+from llmbench.commands.merge import add_merge_arguments, merge_main
+from llmbench.shards.merge import TOP_LEVEL_KEYS, MergeError, merge_runs
 
 SUITE = """
 def test_generate(benchmark, llm_combination):

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from llmbench.cli import main as cli_main
-from llmbench.report.commands import gate_verdict, parse_budget
+from llmbench.commands.report import parse_budget
 from llmbench.report.export import write_export
 from llmbench.report.frame import (
     TIDY_COLUMNS,
@@ -32,6 +32,7 @@ from llmbench.report.history_plots import history_plots
 from llmbench.report.html import marked_differences, write_report
 from llmbench.report.markdown import GITHUB_COMMENT_LIMIT, build_markdown
 from llmbench.report.plots import run_plots
+from llmbench.report.verdict import gate_verdict
 from llmbench.runs import read_json, run_from_json
 from tests.test_plugin import TINY_MATRIX
 

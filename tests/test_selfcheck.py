@@ -13,10 +13,10 @@ import torch
 from llmbench import cli
 from llmbench.backends.hf_generation import StepClock
 from llmbench.backends.transformers_backend import TransformersBackend, TransformersModel
+from llmbench.commands import selfcheck as command
 from llmbench.config.combination import Combination, ModelSpec
 from llmbench.measure.probes import probes_for
 from llmbench.measure.speed import engine_decode_rate, round_speed
-from llmbench.selfcheck import command
 from llmbench.selfcheck.agreement import (
     BARE_LOOP_TOLERANCE,
     Overhead,

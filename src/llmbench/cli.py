@@ -1,9 +1,9 @@
 """The ``llmbench`` command: work on saved runs outside pytest (compare, merge, report, export).
 
-Each subcommand lives in the module that owns its job; this file only dispatches. A module
-provides ``add_<name>_arguments(parser)`` and ``<name>_main(args) -> int`` (the exit status). Input
-the user can fix (a bad run file, a bad option) is one line naming it and exit status 2, here for all
-subcommands (:func:`input_errors`); 1 is kept for a regression.
+Each subcommand is a module of :mod:`llmbench.commands`; this file only dispatches. The module
+``llmbench.commands.<name>`` provides ``add_<name>_arguments(parser)`` and ``<name>_main(args) -> int``
+(the exit status). Input the user can fix (a bad run file, a bad option) is one line naming it and
+exit status 2, here for all subcommands (:func:`input_errors`); 1 is kept for a regression.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from llmbench import __version__
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "compare": ("llmbench.gate.compare", "compare a run with a baseline and give the gate's verdict"),
-    "merge": ("llmbench.shards.merge", "merge the saved runs of matrix shards into one run"),
-    "report": ("llmbench.report.commands", "write the HTML and markdown report of saved runs"),
-    "history": ("llmbench.history.command", "find the change points in the saved runs and the commits they start at"),
-    "ab": ("llmbench.ab.command", "measure two git revisions side by side, interleaved, and give the gate's verdict"),
-    "selfcheck": ("llmbench.selfcheck.command", "cross-check the harness's figures against independent readings here"),
-    "export": ("llmbench.report.commands", "write saved runs as a CSV or Parquet table: a row per combination and run"),
+    "compare": ("llmbench.commands.compare", "compare a run with a baseline and give the gate's verdict"),
+    "merge": ("llmbench.commands.merge", "merge the saved runs of matrix shards into one run"),
+    "report": ("llmbench.commands.report", "write the HTML and markdown report of saved runs"),
+    "history": ("llmbench.commands.history", "find the change points in the saved runs and the commits they start at"),
+    "ab": ("llmbench.commands.ab", "measure two git revisions side by side, interleaved, and give the gate's verdict"),
+    "selfcheck": ("llmbench.commands.selfcheck", "cross-check the harness's figures against independent readings here"),
+    "export": ("llmbench.commands.export", "write saved runs as a CSV or Parquet table: a row per combination and run"),
 }
 
 

@@ -1,4 +1,4 @@
-"""The regression gate: rules, statistics, the decision on one metric, the baseline, the verdict, compare.
+"""The regression gate: rules, statistics, the decision on one metric, the baseline, the verdict, comparing runs.
 
 Where a verdict is decided: :func:`llmbench.gate.decision.decide` (one metric) and
 :func:`llmbench.gate.compare.compare_runs` (a run against its baseline). See docs/gate.md.
@@ -7,7 +7,7 @@ Where a verdict is decided: :func:`llmbench.gate.decision.decide` (one metric) a
 from __future__ import annotations
 
 from llmbench.gate.baseline import Baseline, BaselineSpec, GateError, choose_baseline, parse_baseline
-from llmbench.gate.compare import MARKER, MARKER_INFO_KEY, compare_main, compare_runs, current_run, publish_markdown
+from llmbench.gate.compare import MARKER, MARKER_INFO_KEY, compare_runs, current_run, publish_markdown
 from llmbench.gate.decision import STATUSES, Decision, Status, decide, decide_all
 from llmbench.gate.pooling import PooledMetric, benchmark_metrics, pool_baseline
 from llmbench.gate.rules import DEFAULT_RULES, FailSpecError, Rule, parse_fail_spec
@@ -35,7 +35,6 @@ __all__ = [
     "Verdict",
     "benchmark_metrics",
     "choose_baseline",
-    "compare_main",
     "compare_runs",
     "current_run",
     "decide",

@@ -4,49 +4,27 @@ Each benchmark is matched between runs by its ``fullname``; its metrics come fro
 (or ``latency_s`` from pytest-benchmark's stats for older runs). Each metric is decided under its rule:
 the defaults (:data:`llmbench.gate.rules.DEFAULT_RULES`; ``PAIRED_RULES`` for an ``llmbench ab``
 pair), then ``--llmbench-fail``, then the benchmark's ``@pytest.mark.llmbench_fail(...)`` marker,
-saved in ``extra_info["llmbench_fail"]`` so that ``llmbench compare`` applies it too. Also the
-``llmbench compare`` command. See docs/gate.md.
+saved in ``extra_info["llmbench_fail"]`` so that ``llmbench compare`` applies it too. The command
+itself is :mod:`llmbench.commands.compare`. See docs/gate.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmbench.config.options import SettingError, add_cli_argument, parse_positive_int
 from llmbench.fingerprint import fingerprint_differences
-from llmbench.gate.baseline import (
-    Baseline,
-    GateError,
-    choose_baseline,
-    drift_note,
-    parse_baseline,
-)
+from llmbench.gate.baseline import Baseline, GateError, drift_note
 from llmbench.gate.decision import DIFFERENT_ITEMS, Decision, decide_all
 from llmbench.gate.pooling import baseline_metrics, benchmark_metrics, with_drift
-from llmbench.gate.rules import DEFAULT_RULES, PAIRED_RULES, FailSpecError, Rule, merge_rules, parse_fail_spec
-from llmbench.gate.settings import FingerprintMode, parse_fingerprint_mode, resolve_rules
+from llmbench.gate.rules import DEFAULT_RULES, FailSpecError, Rule, merge_rules, parse_fail_spec
+from llmbench.gate.settings import FingerprintMode
 from llmbench.gate.verdict import CombinationResult, Verdict
+from llmbench.job_summary import publish
 from llmbench.metrics import Metric
-from llmbench.runs import (
-    FAILED_KEY,
-    FINGERPRINT_KEY,
-    RunError,
-    SavedRun,
-    benchmark_label,
-    find_run,
-    list_runs,
-    load_run,
-    machine_id_here,
-    parse_run_id,
-    run_from_json,
-    run_number,
-    write_text_atomically,
-)
+from llmbench.runs import FAILED_KEY, FINGERPRINT_KEY, SavedRun, benchmark_label, run_from_json
 
 __all__ = [
     "MARKER",
@@ -55,9 +33,6 @@ __all__ = [
     "Decision",
     "GateError",
     "Verdict",
-    "add_compare_arguments",
-    "add_verbose_argument",
-    "compare_main",
     "compare_runs",
     "current_run",
     "publish_markdown",
@@ -171,106 +146,12 @@ def _latest_entry(baseline: Baseline, fullname: str) -> Mapping[str, Any]:
 
 
 def publish_markdown(verdict: Verdict, verdict_path: Path | None, environ: Mapping[str, str] = os.environ) -> list[str]:
-    """Write the markdown to ``verdict_path`` (atomically) and append it to ``$GITHUB_STEP_SUMMARY``.
+    """Write the verdict's markdown to ``verdict_path`` (atomically) and append it to ``$GITHUB_STEP_SUMMARY``
+    (:func:`llmbench.job_summary.publish`).
 
     Returns problems as readable lines (a write that failed), never raises ``OSError``.
     """
-    problems = []
-    text = verdict.markdown()
-    if verdict_path is not None:
-        try:
-            write_text_atomically(verdict_path, text)
-        except OSError as error:
-            problems.append(f"could not write the verdict to {verdict_path} (--llmbench-verdict): {error}")
-    summary = environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        try:
-            with open(summary, "a", encoding="utf-8") as out:
-                out.write(text)
-        except OSError as error:
-            problems.append(f"could not append the verdict to $GITHUB_STEP_SUMMARY ({summary}): {error}")
-    return problems
-
-
-def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``llmbench compare BASELINE CURRENT``: the gate's options as the plugin declares them
-    (:func:`llmbench.config.options.add_cli_argument`); their text is parsed by :func:`compare_main`, so a
-    bad value is one clear line and exit status 2."""
-    parser.add_argument(
-        "baseline", metavar="BASELINE",
-        help="a run file, a run id (e.g. 0003, looked up in --storage), 'last' (the run saved before CURRENT) "
-        "or 'window:N' (the N runs saved before CURRENT with its machine fingerprint, per-metric medians)",
-    )  # fmt: skip
-    parser.add_argument("current", metavar="CURRENT", help="a run file or a run id (e.g. 0004)")
-    for flag in ("--llmbench-fail", "--llmbench-fingerprint", "--llmbench-verdict", "--llmbench-drift-history"):
-        add_cli_argument(parser, flag, parse=_as_given)
-    parser.add_argument(
-        "--storage", metavar="DIR", default=".benchmarks",
-        help="pytest-benchmark's storage folder, for run ids. Default: %(default)r",
-    )  # fmt: skip
-    add_verbose_argument(parser)
-
-
-def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
-    """``-v``: the verdict's table lists every row, unchanged and n/a ones too (by default one count line)."""
-    parser.add_argument(
-        "-v", "--verbose", action="store_true",
-        help="list every row of the verdict's table (by default unchanged and n/a rows are one count line)",
-    )  # fmt: skip
-
-
-def _as_given(text: str, what: str, origin: str) -> str:
-    return text
-
-
-def _resolve_current(text: str, storage: Path, machine_id: str) -> Path:
-    run_id = parse_run_id(text)
-    if run_id is not None and not text.endswith(".json"):
-        return find_run(storage, run_id, machine_id, "CURRENT")
-    return Path(text).expanduser()
-
-
-def compare_main(args: argparse.Namespace) -> int:
-    """``llmbench compare``: 0 no regression, 1 a regression (or strict machine mismatch), 2 bad input."""
-    storage = Path(args.storage).expanduser()
-    machine_id = machine_id_here()
-    try:
-        rules = resolve_rules(args.fail, "--fail on the command line", "--fail")
-        paired_rules = resolve_rules(args.fail, "--fail on the command line", "--fail", base=PAIRED_RULES)
-        mode = parse_fingerprint_mode(args.fingerprint, "--fingerprint on the command line", "--fingerprint")
-        spec = parse_baseline(args.baseline, "BASELINE on the command line", "BASELINE")
-        drift_history = parse_positive_int(args.drift_history, "--drift-history", "the command line")
-        current_path = _resolve_current(args.current, storage, machine_id)
-        try:
-            current = load_run(current_path)
-        except RunError as error:
-            raise GateError(f"current run {error}") from None
-        candidates: list[Path] = []
-        if spec.kind != "run":
-            if current.number is not None:
-                folder = current_path.parent
-                candidates = [p for p in list_runs(folder.parent, folder.name) if (run_number(p) or 0) < current.number]
-            else:
-                candidates = list_runs(storage, machine_id)
-        baseline = choose_baseline(
-            spec, candidates, current.fingerprint, storage=storage, machine_id=machine_id, drift_history=drift_history
-        )
-    except (GateError, RunError, SettingError) as error:
-        print(f"llmbench compare: error: {error}", file=sys.stderr)
-        return 2
-    from llmbench.ab.verdict import compare_pair, is_pair  # imported here: llmbench.ab builds on the gate
-
-    if spec.kind == "run" and len(baseline.runs) == 1 and is_pair(baseline.runs[0], current):
-        verdict = compare_pair(baseline.runs[0], current, paired_rules)  # two sides of one llmbench ab pair
-    else:
-        verdict = compare_runs(baseline, current, rules, mode)
-    for line in verdict.lines(verbose=args.verbose):
-        print(line)
-    verdict_path = Path(args.verdict).expanduser() if args.verdict else None
-    for problem in publish_markdown(verdict, verdict_path):
-        print(f"llmbench compare: error: {problem}", file=sys.stderr)
-        return 2
-    return verdict.exit_status
+    return publish(verdict.markdown(), verdict_path, environ, what="the verdict", option="--llmbench-verdict")
 
 
 def current_run(

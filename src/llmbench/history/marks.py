@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llmbench.history.command import analyse
+from llmbench.history.analyse import analyse
 from llmbench.history.detect import Kind
 from llmbench.history.series import commit_of, gated_metrics
 from llmbench.runs import SavedRun

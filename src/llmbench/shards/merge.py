@@ -1,23 +1,22 @@
-"""``llmbench merge RUN... -o RUN``: join the saved runs of the shards into one pytest-benchmark run.
+"""Merging the saved runs of the shards into one pytest-benchmark run (``llmbench merge``,
+:mod:`llmbench.commands.merge`).
 
 The merged run has the same top-level keys (``machine_info``, ``commit_info``, ``benchmarks``,
 ``datetime``, ``version``); a benchmark present in two shards, or shards made with different settings,
-are refused with the files named. The merged run is written atomically (:mod:`llmbench.runs`).
+are refused with the files named. The command writes the merged run atomically (:mod:`llmbench.runs`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmbench.runs import FINGERPRINT_KEY, RunError, read_json, run_from_json, write_json_atomically
+from llmbench.runs import FINGERPRINT_KEY, RunError, read_json, run_from_json
 from llmbench.shards.plan import SHARD_INFO_KEY
 
-__all__ = ["SHARDS_INFO_KEY", "TOP_LEVEL_KEYS", "MergeError", "add_merge_arguments", "merge_main", "merge_runs"]
+__all__ = ["SHARDS_INFO_KEY", "TOP_LEVEL_KEYS", "MergeError", "merge_runs", "missing_shards"]
 
 #: The machine_info key of a merged run: shard file -> that shard's machine fingerprint.
 SHARDS_INFO_KEY = "llmbench_shards"
@@ -171,35 +170,3 @@ def missing_shards(paths: Sequence[Path | str]) -> list[int]:
             count = shard["count"]
             present.add(shard.get("index"))
     return [] if count is None else [index for index in range(1, count + 1) if index not in present]
-
-
-def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUN", type=Path, help="saved runs of the shards (JSON files)")
-    parser.add_argument(
-        "-o", "--output", required=True, type=Path, metavar="RUN",
-        help="the merged run to write (a JSON file; written atomically)",
-    )  # fmt: skip
-
-
-def merge_main(args: argparse.Namespace) -> int:
-    """``llmbench merge RUN... -o RUN``: 0 when written, 2 when the runs cannot be merged."""
-    runs: list[Path] = args.runs
-    output: Path = args.output
-    if any(output.resolve() == run.resolve() for run in runs):
-        print(f"llmbench merge: error: the output {output} is one of the runs; choose another file", file=sys.stderr)
-        return 2
-    try:
-        merged = merge_runs(runs)
-        missing = missing_shards(runs)
-    except MergeError as error:
-        print(f"llmbench merge: error: {error}", file=sys.stderr)
-        return 2
-    write_json_atomically(output, merged)
-    if missing:
-        print(
-            f"llmbench merge: warning: no run of shard(s) {', '.join(map(str, missing))}: "
-            "their combinations are missing from the merged run",
-            file=sys.stderr,
-        )
-    print(f"llmbench merge: {len(merged['benchmarks'])} benchmarks from {len(runs)} runs -> {output}")
-    return 0

@@ -10,39 +10,26 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from llmbench.ab.collect import Benchmark, CollectError, Plan, collect_plan
+from llmbench.ab.collect import CollectError, Plan, collect_plan
 from llmbench.ab.interleave import Measured, Progress, Schedule, measure_pair, start_worker_model
-from llmbench.ab.save import benchmark_json, pair_id, save_pair, side_json
+from llmbench.ab.run import DEFAULT_LOADS, DEFAULT_MAX_LOADS, DEFAULT_ROUNDS, noisy_verdicts, timed_rounds
+from llmbench.ab.save import pair_id, save_pair, side_json
 from llmbench.ab.sides import AbError, Side, git, prepare_sides, remove_worktrees
-from llmbench.ab.verdict import compare_pair, noisy_paired
+from llmbench.ab.verdict import compare_pair
+from llmbench.commands.arguments import add_verbose_argument, non_negative_int, positive_int
 from llmbench.config.combination import Combination
-from llmbench.config.options import SettingError, parse_non_negative_int, parse_positive_int
-from llmbench.config.settings import Setting
-from llmbench.gate.compare import add_verbose_argument, publish_markdown
+from llmbench.gate.compare import publish_markdown
+from llmbench.measure.peak_bandwidth import PeakBandwidths
 from llmbench.metrics import Metric
-from llmbench.plugin import PeakBandwidths
 from llmbench.runs import load_run
 from llmbench.workers import WorkerModel
 
-__all__ = ["DEFAULT_LOADS", "DEFAULT_MAX_LOADS", "DEFAULT_ROUNDS", "ab_main", "add_ab_arguments", "noisy_verdicts",
-           "timed_rounds"]
+__all__ = ["OPTION_FLAGS", "ab_main", "add_ab_arguments", "run_ab", "split_rest"]
 
-#: Load pairs per model by default: the fewest whose median ignores one load's own mode.
-DEFAULT_LOADS = 3
-#: Load pairs at most where the first ones disagree: the fewest whose signed-rank interval reaches
-#: 95% (llmbench.ab.paired.RANK_INTERVAL_LOADS), so one load in a mode of its own cannot keep a
-#: change the other loads agree on undecided. See docs/ab.md.
-DEFAULT_MAX_LOADS = 6
-#: Timed rounds per side in each load pair by default (where --llmbench-rounds is not set either):
-#: the load pair is the statistic's unit and its rounds only give that load's median, so a pair spends
-#: its time on loads, not rounds; with 2 an A/B of the default matrix costs about 2.5 one-sided runs
-#: (docs/ab.md, "Cost").
-DEFAULT_ROUNDS = 2
 #: The command's own options (they may also follow BASE HEAD, before ``--``).
 OPTION_FLAGS = (
     "--loads",
@@ -56,34 +43,20 @@ OPTION_FLAGS = (
 )
 
 
-def _positive(text: str) -> int:
-    try:
-        return parse_positive_int(text, "value", "the command line")
-    except SettingError as error:
-        raise argparse.ArgumentTypeError(str(error).removeprefix("value: ")) from None
-
-
-def _non_negative(text: str) -> int:
-    try:
-        return parse_non_negative_int(text, "value", "the command line")
-    except SettingError as error:
-        raise argparse.ArgumentTypeError(str(error).removeprefix("value: ")) from None
-
-
 def _add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--loads", metavar="N", type=_positive, default=DEFAULT_LOADS,
+    parser.add_argument("--loads", metavar="N", type=positive_int, default=DEFAULT_LOADS,
                         help="load pairs per model: each a fresh worker per side. Default: %(default)r")  # fmt: skip
-    parser.add_argument("--max-loads", metavar="N", type=_positive, default=None,
+    parser.add_argument("--max-loads", metavar="N", type=positive_int, default=None,
                         help="load pairs per model at most: where a timed or memory verdict is still noisy after "
                         "--loads (the loads disagree), one more at a time up to N; N = --loads turns this off. "
                         f"Default: {DEFAULT_MAX_LOADS}, or --loads when that is more")  # fmt: skip
-    parser.add_argument("--rounds", metavar="N", type=_positive, default=None,
+    parser.add_argument("--rounds", metavar="N", type=positive_int, default=None,
                         help=f"timed rounds per side in each load pair. Default: --llmbench-rounds where it is set, "
                         f"else {DEFAULT_ROUNDS}")  # fmt: skip
-    parser.add_argument("--warmup-rounds", metavar="N", type=_non_negative, default=None,
+    parser.add_argument("--warmup-rounds", metavar="N", type=non_negative_int, default=None,
                         help="untimed rounds per side before each load pair's timed ones. "
                         "Default: --llmbench-warmup-rounds (1)")  # fmt: skip
-    parser.add_argument("--seed", metavar="N", type=_non_negative, default=0,
+    parser.add_argument("--seed", metavar="N", type=non_negative_int, default=0,
                         help="seed of the order of sides and rounds. Default: %(default)r")  # fmt: skip
     parser.add_argument("--base-python", metavar="PATH", default=None,
                         help="interpreter for the base side's workers (e.g. another virtual environment). "
@@ -124,13 +97,6 @@ def split_rest(args: argparse.Namespace) -> list[str]:
     if options:
         again.parse_args(options, namespace=args)  # a bad or unknown option exits with status 2
     return pytest_args
-
-
-def timed_rounds(requested: int | None, llmbench_rounds: Setting[int]) -> int:
-    """Rounds per side per load pair: ``--rounds``, else ``--llmbench-rounds`` where set, else the default."""
-    if requested is not None:
-        return requested
-    return llmbench_rounds.value if llmbench_rounds.kind != "default" else DEFAULT_ROUNDS
 
 
 def _error(message: str) -> int:
@@ -197,21 +163,6 @@ def run_ab(args: argparse.Namespace, base: Side, head: Side, scratch: Path, invo
         print(f"llmbench ab: error: {problem}", file=sys.stderr)
         return 2
     return 1 if measured.failed else verdict.exit_status
-
-
-def noisy_verdicts(plan: Plan, sides: tuple[Side, Side], schedule: Schedule, bandwidths: dict[str, Metric | None],
-               group: Sequence[Benchmark], measured: Measured) -> list[str]:  # fmt: skip
-    """The verdicts of ``group`` that the load pairs so far leave noisy, as "bs1 latency_s" (batch size, metric)."""
-    out = []
-    for bench in group:
-        base, head = (measured.records[side.name].get(bench.fullname) for side in sides)
-        if base is None or head is None or not base.rounds or not head.rounds:
-            continue
-        bandwidth = bandwidths.get(bench.combination.device)
-        saved = [benchmark_json(bench, record, side, "pending", schedule, bandwidth)
-                 for side, record in zip(sides, (base, head), strict=True)]  # fmt: skip
-        out += [f"bs{bench.combination.batch_size} {metric}" for metric in noisy_paired(saved[0], saved[1], plan.rules)]
-    return out
 
 
 def _start(cache_dir: Path, threads: int | None, log_dir: Path, side: Side, combination: Combination) -> WorkerModel:

@@ -1,13 +1,12 @@
-"""``llmbench selfcheck``: run every cross-check on this machine and print the agreement table.
+"""Every cross-check of ``llmbench selfcheck`` on this machine, in order (:func:`run_selfcheck`).
 
-Exit status 0 where every check that ran agrees within its tolerance, 1 where one disagrees, 2 for a
-usage error. The models are loaded in this process (one process: no drift between the sides).
+The models are loaded in this process (one process: no drift between the sides). The command, its
+options and the agreement table it prints are :mod:`llmbench.commands.selfcheck`.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,55 +24,14 @@ from llmbench.selfcheck.agreement import (
     llama_cpp_checks,
     transformers_checks,
 )
-from llmbench.selfcheck.checks import Check, render_checks
+from llmbench.selfcheck.checks import Check
 from llmbench.selfcheck.machine import cpu_bandwidth_check, cpu_memory_checks
 
 if TYPE_CHECKING:
     from llmbench.backends.llama_cpp_backend import LlamaCppModel
     from llmbench.backends.transformers_backend import TransformersModel
 
-__all__ = ["add_selfcheck_arguments", "run_selfcheck", "selfcheck_main"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def add_selfcheck_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="gemma3-270m", metavar="NAME", help="a built-in model. Default: %(default)r")
-    parser.add_argument(
-        "--gguf-precision", default="q4_k_m", metavar="PRECISION",
-        help="the llama.cpp precision checked against its counters ('none': skip). Default: %(default)r",
-    )  # fmt: skip
-    parser.add_argument(
-        "--torch-precision", default="bf16", metavar="PRECISION",
-        help="the transformers precision checked against a bare generate ('none': skip). Default: %(default)r",
-    )  # fmt: skip
-    parser.add_argument(
-        "--rounds", type=_positive, default=9, metavar="N",
-        help="interleaved rounds of each speed check (the median over rounds). Default: %(default)r",
-    )  # fmt: skip
-    parser.add_argument(
-        "--pairs", type=_positive, default=10, metavar="N",
-        help="interleaved harness/bare pairs for the overhead. Default: %(default)r",
-    )  # fmt: skip
-    parser.add_argument(
-        "--max-new-tokens", type=_positive, default=32, metavar="N", help="tokens per generation. Default: %(default)r"
-    )
-    parser.add_argument(
-        "--cache-dir", type=Path, default=None, metavar="DIR",
-        help="where converted and assembled weights are kept. Default: ~/.cache/llmbench",
-    )  # fmt: skip
-    parser.add_argument(
-        "--threads", type=_positive, default=None, metavar="N",
-        help="CPU threads for llama.cpp and torch. Default: the libraries' own",
-    )  # fmt: skip
+__all__ = ["run_selfcheck"]
 
 
 def _skipped(names: Sequence[str], reason: str) -> list[Check]:
@@ -140,14 +98,3 @@ def run_selfcheck(args: argparse.Namespace, say: Callable[[str], None]) -> list[
     say("bandwidth ...")
     out.append(cpu_bandwidth_check())
     return out
-
-
-def selfcheck_main(args: argparse.Namespace) -> int:
-    if args.model not in BUILTIN_MODELS:
-        known = ", ".join(sorted(BUILTIN_MODELS))
-        print(f"llmbench selfcheck: --model {args.model!r} is not a built-in model; known: {known}", file=sys.stderr)
-        return 2
-    checks = run_selfcheck(args, lambda line: print(line, file=sys.stderr, flush=True))
-    for line in render_checks(checks):
-        print(line)
-    return 1 if any(c.status == "DISAGREES" for c in checks) else 0

@@ -1,0 +1,64 @@
+"""``llmbench selfcheck``: run every cross-check on this machine and print the agreement table.
+
+Exit status 0 where every check that ran agrees within its tolerance, 1 where one disagrees, 2 for a
+usage error. The models are loaded in this process (one process: no drift between the sides); the
+checks are :func:`llmbench.selfcheck.run.run_selfcheck`. See docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from llmbench.commands.arguments import positive_int
+from llmbench.config.models import BUILTIN_MODELS
+from llmbench.selfcheck.checks import render_checks
+from llmbench.selfcheck.run import run_selfcheck
+
+__all__ = ["add_selfcheck_arguments", "selfcheck_main"]
+
+
+def add_selfcheck_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``llmbench selfcheck``."""
+    parser.add_argument("--model", default="gemma3-270m", metavar="NAME", help="a built-in model. Default: %(default)r")
+    parser.add_argument(
+        "--gguf-precision", default="q4_k_m", metavar="PRECISION",
+        help="the llama.cpp precision checked against its counters ('none': skip). Default: %(default)r",
+    )  # fmt: skip
+    parser.add_argument(
+        "--torch-precision", default="bf16", metavar="PRECISION",
+        help="the transformers precision checked against a bare generate ('none': skip). Default: %(default)r",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rounds", type=positive_int, default=9, metavar="N",
+        help="interleaved rounds of each speed check (the median over rounds). Default: %(default)r",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pairs", type=positive_int, default=10, metavar="N",
+        help="interleaved harness/bare pairs for the overhead. Default: %(default)r",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-new-tokens", type=positive_int, default=32, metavar="N",
+        help="tokens per generation. Default: %(default)r",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, metavar="DIR",
+        help="where converted and assembled weights are kept. Default: ~/.cache/llmbench",
+    )  # fmt: skip
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, metavar="N",
+        help="CPU threads for llama.cpp and torch. Default: the libraries' own",
+    )  # fmt: skip
+
+
+def selfcheck_main(args: argparse.Namespace) -> int:
+    """``llmbench selfcheck``: 0 every check agrees, 1 one disagrees, 2 an unknown model."""
+    if args.model not in BUILTIN_MODELS:
+        known = ", ".join(sorted(BUILTIN_MODELS))
+        print(f"llmbench selfcheck: --model {args.model!r} is not a built-in model; known: {known}", file=sys.stderr)
+        return 2
+    checks = run_selfcheck(args, lambda line: print(line, file=sys.stderr, flush=True))
+    for line in render_checks(checks):
+        print(line)
+    return 1 if any(c.status == "DISAGREES" for c in checks) else 0
