@@ -50,7 +50,7 @@ def _loads_here(benchmark: Any, combination: Combination, settings: Settings) ->
 
     def load() -> LoadedModel:
         with probes.memory.measure() as reading:
-            model = backend.load(combination, settings.cache_dir)
+            model = backend.load(combination, settings.cache_dir, probes.timer)
         readings.append(reading)
         return model
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmbench.backends.base import Generation
+from llmbench.engine_types import Generation
 from llmbench.measure.distribution import (
     distribution_metrics,
     inter_token_latencies,

@@ -44,3 +44,16 @@ def test_colours_are_fixed_for_known_precisions_only() -> None:
     assert (
         PRECISIONS["nf4"].bytes_per_weight < PRECISIONS["int8"].bytes_per_weight < PRECISIONS["bf16"].bytes_per_weight
     )
+
+
+def test_the_table_says_how_bitsandbytes_quantizes_int8_and_nf4_and_nothing_else() -> None:
+    int8, nf4 = PRECISIONS["int8"].bitsandbytes, PRECISIONS["nf4"].bitsandbytes
+    assert int8 is not None
+    assert nf4 is not None
+    assert int8.config_kwargs() == {"load_in_8bit": True}
+    assert nf4.config_kwargs() == {
+        "load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": "bfloat16",
+    }  # fmt: skip
+    quantized = {name for name, facts in PRECISIONS.items() if facts.bitsandbytes is not None}
+    assert quantized == {"int8", "nf4"}
+    assert all(PRECISIONS[p].quantization == f"bitsandbytes {p}" for p in quantized)

@@ -9,6 +9,7 @@ import pytest
 from llmbench.backends import get_backend
 from llmbench.config.combination import Combination, ModelSpec
 from llmbench.data import Item, load_items
+from llmbench.measure.timers import CpuTimer
 from llmbench.quality.outputs import read_outputs
 from llmbench.quality.runs import QualityRuns
 from tests.conftest import REPO
@@ -25,7 +26,7 @@ def runs(tmp_path: Path, items: list[Item] = ITEMS) -> QualityRuns:
 
 
 def generate(quality: QualityRuns, combination: Combination, cache: Path) -> dict[str, float | None]:
-    llm = get_backend("transformers").load(combination, cache)
+    llm = get_backend("transformers").load(combination, cache, CpuTimer())
     try:
         run = quality.get(combination, llm, combination.model.max_new_tokens)
     finally:
@@ -68,7 +69,7 @@ def test_drift_is_na_when_the_reference_precision_did_not_run(tiny_gemma3_dir: P
 def test_quality_set_size_follows_the_items_given(tiny_gemma3_dir: Path, tmp_path: Path, count: int) -> None:
     combination = Combination(tiny_spec(tiny_gemma3_dir), "fp32", "cpu", 1)
     quality = runs(tmp_path, ITEMS[:count])
-    llm = get_backend("transformers").load(combination, tmp_path)
+    llm = get_backend("transformers").load(combination, tmp_path, CpuTimer())
     try:
         run = quality.get(combination, llm, 4)
     finally:

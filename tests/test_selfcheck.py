@@ -34,7 +34,8 @@ PROMPTS = ["The fox saw some grapes hanging high on a vine."]
 @pytest.fixture
 def tiny(tiny_gemma3_dir: Path) -> Iterator[TransformersModel]:
     spec = ModelSpec(name="tiny", family="causal", source=f"path:{tiny_gemma3_dir}")
-    model = TransformersBackend().load(Combination(spec, "fp32", "cpu", 1), Path("/nonexistent"))
+    combination = Combination(spec, "fp32", "cpu", 1)
+    model = TransformersBackend().load(combination, Path("/nonexistent"), probes_for("cpu").timer)
     yield model
     model.close()
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from llmbench.backends.base import Generation, KVLayout
+from llmbench.engine_types import Generation, KVLayout
 from llmbench.measure.probes import probes_for
 from llmbench.measure.speed import (
     file_bytes_metric,

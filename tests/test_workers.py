@@ -24,7 +24,7 @@ from llmbench.backends import get_backend
 from llmbench.config.combination import Combination, ModelSpec
 from llmbench.measure.probes import probes_for
 from llmbench.metrics import METRICS_KEY
-from llmbench.workers import FAULT_ENV, Worker, WorkerFailed, WorkerModel
+from llmbench.workers import FAULT_ENV, Worker, WorkerFailed, WorkerLauncher, WorkerModel
 from llmbench.workers.benchmark import WorkerClock, WorkerGenerateBenchmark
 from llmbench.workers.client import interpreter_sys_path
 from llmbench.workers.protocol import Close, Closed, Load, Prepare, TimedRound
@@ -44,7 +44,7 @@ def tiny(path: Path, precision: str = "fp32") -> Combination:
 def loaded(tiny_gemma3_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerModel]:
     """The tiny model loaded in a worker, shared by the tests that need a loaded model."""
     folder = tmp_path_factory.mktemp("worker")
-    model = WorkerModel.start(tiny(tiny_gemma3_dir), folder, threads=1, log_dir=folder)
+    model = WorkerLauncher(threads=1, log_dir=folder).launch(tiny(tiny_gemma3_dir), folder)
     yield model
     model.close()
 
@@ -67,7 +67,7 @@ def test_a_worker_measures_in_its_own_process_and_returns_plain_data(
     assert timed.memory.peak_bytes() >= timed.memory.before_bytes() > 0
     # Greedy: the untimed generation (quality passes) gives the texts the in-process model gives.
     assert loaded.generate(PROMPTS, 4).texts == timed.generation.texts
-    in_process = get_backend("transformers").load(tiny(tiny_gemma3_dir), tmp_path)
+    in_process = get_backend("transformers").load(tiny(tiny_gemma3_dir), tmp_path, probes_for("cpu").timer)
     try:
         assert in_process.generate(list(PROMPTS), 4).texts == timed.generation.texts
     finally:
@@ -151,7 +151,7 @@ def test_a_worker_that_kills_itself_reports_the_signal_and_its_last_log_lines(
 ) -> None:
     monkeypatch.setenv(FAULT_ENV, "kill:load:tiny-fp32-cpu")
     with pytest.raises(WorkerFailed) as failed:
-        WorkerModel.start(tiny(tmp_path), tmp_path, log_dir=tmp_path, prepare=False)
+        WorkerLauncher(log_dir=tmp_path).launch(tiny(tmp_path), tmp_path, prepare=False)
     reason = str(failed.value)
     assert reason.startswith("worker for tiny-fp32-cpu died with SIGKILL during a 'load' request (out of memory?")
     assert "; last lines of its log " in reason

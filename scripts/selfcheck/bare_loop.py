@@ -41,6 +41,7 @@ from llmbench.config.options import default_cache_dir
 from llmbench.config.precisions import is_known_precision
 from llmbench.data import SHIPPED_DATA, load_items
 from llmbench.measure.speed import engine_decode_rate, round_speed
+from llmbench.measure.timers import CpuTimer
 from llmbench.selfcheck.hf_bare import PrefilledPrompt
 from llmbench.testing.tiny_models import build_tiny_gemma3
 
@@ -56,7 +57,7 @@ def load(name: str, precision: str, scratch: Path) -> tuple[TransformersModel, s
     if not is_known_precision(precision):
         raise SystemExit(f"--precision {precision!r} is not a known precision")
     spec = load_spec(name, scratch)
-    model = TransformersBackend().load(Combination(spec, precision, "cpu", 1), default_cache_dir())
+    model = TransformersBackend().load(Combination(spec, precision, "cpu", 1), default_cache_dir(), CpuTimer())
     return model, spec.format_prompt(load_items(SHIPPED_DATA)[0].text)
 
 

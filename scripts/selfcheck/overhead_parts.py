@@ -71,7 +71,8 @@ def main() -> None:
         raise SystemExit(f"--precision {args.precision!r} is not a known precision")
     with tempfile.TemporaryDirectory() as scratch:
         spec = load_spec(args.model, Path(scratch))
-        model = TransformersBackend().load(Combination(spec, args.precision, "cpu", 1), default_cache_dir())
+        combination = Combination(spec, args.precision, "cpu", 1)
+        model = TransformersBackend().load(combination, default_cache_dir(), probes_for("cpu").timer)
         tokenizer = AutoTokenizer.from_pretrained(resolve_source(spec, default_cache_dir()).name_or_path)
     prompt = spec.format_prompt(load_items(SHIPPED_DATA)[0].text)
     generation = model.generate([prompt], args.tokens)

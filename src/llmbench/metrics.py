@@ -66,6 +66,8 @@ METRIC_FACTS: Mapping[str, MetricFacts] = _facts(
     ("peak_rss_bytes", "bytes", "lower", "peak RSS"),
     ("peak_cuda_allocated_bytes", "bytes", "lower", "peak CUDA allocated"),
     ("peak_cuda_reserved_bytes", "bytes", "lower", "peak CUDA reserved"),
+    ("peak_mps_allocated_bytes", "bytes", "lower", "peak MPS allocated"),
+    ("peak_mps_driver_bytes", "bytes", "lower", "peak MPS driver"),
     ("weight_bytes", "bytes", "lower", "weights"),
     ("kv_cache_bytes", "bytes", "lower", "KV cache"),
     ("file_bytes", "bytes", "lower", "file size"),
@@ -84,6 +86,7 @@ METRIC_FACTS: Mapping[str, MetricFacts] = _facts(
     ("peak_bandwidth", "bytes/s", "none", "peak bandwidth"),
     ("rss_before_bytes", "bytes", "lower", "RSS before"),
     ("cuda_allocated_before_bytes", "bytes", "lower", "CUDA allocated before"),
+    ("mps_allocated_before_bytes", "bytes", "lower", "MPS allocated before"),
 )
 #: The metric names in reading order.
 METRIC_ORDER: tuple[str, ...] = tuple(METRIC_FACTS)
@@ -113,6 +116,25 @@ class Metric:
     ci: tuple[float, float] | None = None
     #: One line on how it was measured, where that is not obvious from the name.
     note: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        value: float | None,
+        samples: Iterable[float] = (),
+        *,
+        ci: tuple[float, float] | None = None,
+        note: str = "",
+    ) -> Metric:
+        """The metric ``name`` of :data:`METRIC_FACTS`, its unit and direction taken from there.
+
+        Raises ValueError for a name outside the table: every metric the harness measures has its facts.
+        """
+        facts = METRIC_FACTS.get(name)
+        if facts is None:
+            raise ValueError(f"metric {name!r} has no entry in METRIC_FACTS (llmbench.metrics); add one there")
+        return cls(name, value, facts.unit, facts.direction, tuple(samples), ci, note)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -23,8 +23,9 @@ from llmbench.ab.sides import Side, SideName
 from llmbench.backends import BackendUnavailable, Generation, LoadedModel
 from llmbench.config.combination import Combination
 from llmbench.quality.runs import QualityRun, QualityRuns
-from llmbench.workers import Worker, WorkerFailed, WorkerModel
-from llmbench.workers.protocol import Prepare, TimedRound
+from llmbench.workers import WorkerFailed, WorkerModel
+from llmbench.workers.launch import WorkerLauncher
+from llmbench.workers.protocol import TimedRound
 
 __all__ = [
     "Measured", "ModelHandle", "Progress", "Schedule", "SideRecord", "Undecided", "measure_pair",
@@ -110,14 +111,8 @@ class Progress:
 def start_worker_model(side: Side, combination: Combination, cache_dir: Path, threads: int | None,
                        log_dir: Path) -> WorkerModel:  # fmt: skip
     """A fresh worker for ``combination`` running ``side``'s code on its interpreter, prepared and loaded."""
-    worker = Worker.start(combination, cache_dir, threads=threads, log_dir=log_dir, python=side.python,
-                          sys_path=side.sys_path)  # fmt: skip
-    try:
-        worker.request(Prepare())
-    except BaseException:
-        worker.close()
-        raise
-    return WorkerModel.load_in(worker)
+    launcher = WorkerLauncher(threads=threads, log_dir=log_dir, python=side.python, sys_path=side.sys_path)
+    return launcher.launch(combination, cache_dir)
 
 
 def measure_pair(

@@ -14,7 +14,7 @@ from transformers import StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
 from llmbench.backends.base import has_blank_line_after_text
-from llmbench.measure.timers import Timer
+from llmbench.engine_types import Timer
 
 __all__ = ["FORWARD_CLOCK", "BlankLineStop", "ForwardClock", "StepClock"]
 

@@ -31,6 +31,7 @@ from llmbench.backends.llama_cpp_native import (
 )
 from llmbench.backends.model_files import assemble_packaged_gguf, package_missing_reason
 from llmbench.config.combination import Combination, ModelSpec
+from llmbench.engine_types import Timer
 
 #: Layers offloaded to the device: all of them on a GPU (-1), none on the CPU.
 GPU_LAYERS: Mapping[str, int] = {"cpu": 0, "cuda": -1, "mps": -1}
@@ -194,8 +195,11 @@ class LlamaCppBackend:
             raise BackendUnavailable(_no_gguf_reason(spec, precision))
         return GgufSource.parse(spec, precision).resolve(cache_dir)
 
-    def load(self, combination: Combination, cache_dir: Path) -> LlamaCppModel:
-        """Resolve the GGUF file and load it with its layers on ``combination.device``."""
+    def load(self, combination: Combination, cache_dir: Path, timer: Timer | None = None) -> LlamaCppModel:
+        """Resolve the GGUF file and load it with its layers on ``combination.device``.
+
+        ``timer`` is not used: llama.cpp counts its own decode time (``engine_decode``).
+        """
         reason = self.unavailable_reason(combination.model, combination.precision, combination.device)
         if reason is not None:
             raise BackendUnavailable(reason)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmbench.backends import BackendUnavailable, LoadedModel, get_backend
+from llmbench.backends import BackendUnavailable, LoadedModel
 from llmbench.config.combination import Combination
 
 LoadKey = tuple[str, str, str]
@@ -51,17 +51,13 @@ class LoadedModels:
     def __init__(
         self,
         cache_dir: Path,
-        loader: Callable[[Combination, Path], LoadedModel] | None = None,
-        threads: int | None = None,
-        preparer: Callable[[Combination, Path], None] | None = None,
+        loader: Callable[[Combination, Path], LoadedModel],
+        preparer: Callable[[Combination, Path], None],
     ) -> None:
+        """``loader`` and ``preparer``: in this process or in a worker (:mod:`llmbench.workers.session`)."""
         self.cache_dir = cache_dir
-        self._loader = loader or (
-            lambda combination, cache: get_backend(combination.backend, threads).load(combination, cache)
-        )
-        self._preparer = preparer or (
-            lambda combination, cache: get_backend(combination.backend, threads).prepare(combination, cache)
-        )
+        self._loader = loader
+        self._preparer = preparer
         self._models: dict[LoadKey, LoadedModel] = {}
         self._failures: dict[LoadKey, str] = {}
         self.loads: list[LoadRecord] = []

@@ -43,8 +43,8 @@ from llmbench.backends.hf_sources import (
 )
 from llmbench.backends.model_files import converted_hf_dir
 from llmbench.config.combination import Combination, ModelSpec
-from llmbench.config.precisions import GGUF_PRECISIONS, TORCH_PRECISIONS, precision_facts
-from llmbench.measure.probes import probes_for
+from llmbench.config.precisions import GGUF_PRECISIONS, TORCH_PRECISIONS, BitsAndBytes, precision_facts
+from llmbench.engine_types import Timer
 
 __all__ = ["TransformersBackend", "TransformersModel"]
 
@@ -67,7 +67,7 @@ class TransformersBackend:
         if spec.family not in ("causal", "seq2seq"):
             return f"unknown family {spec.family!r} of model {spec.name!r}; known: causal, seq2seq"
         reason = device_unavailable_reason(device)
-        if reason is None and _quantization(precision) is not None:
+        if reason is None and _bitsandbytes(precision) is not None:
             reason = bitsandbytes_unavailable_reason()
         if reason is None:
             reason = source_unavailable_reason(spec)
@@ -82,8 +82,11 @@ class TransformersBackend:
         if combination.model.source_kind == "package":
             converted_hf_dir(cache_dir, combination.model.source_value)
 
-    def load(self, combination: Combination, cache_dir: Path) -> TransformersModel:
-        """Load tokenizer and model onto the device; BackendUnavailable when the weights cannot be had."""
+    def load(self, combination: Combination, cache_dir: Path, timer: Timer) -> TransformersModel:
+        """Load tokenizer and model onto the device; BackendUnavailable when the weights cannot be had.
+
+        ``timer`` is the device's timer: it times the model's forward calls (``engine_decode``).
+        """
         spec, precision, device = combination.model, combination.precision, combination.device
         reason = self.unavailable_reason(spec, precision, device)
         if reason is not None:
@@ -97,7 +100,7 @@ class TransformersBackend:
             if source.directory is None:  # a hub download: no network, gated, renamed...
                 raise BackendUnavailable(f"cannot load {spec.source} from the Hugging Face hub: {error}") from error
             raise
-        return TransformersModel(combination, model, tokenizer, source)
+        return TransformersModel(combination, model, tokenizer, source, timer)
 
 
 def weight_dtype(precision: str) -> torch.dtype:
@@ -111,14 +114,23 @@ def weight_dtype(precision: str) -> torch.dtype:
     return dtype
 
 
-def _quantization(precision: str) -> str | None:
+def _bitsandbytes(precision: str) -> BitsAndBytes | None:
+    """How bitsandbytes quantizes ``precision`` at load (the precision table says), or None."""
     facts = precision_facts(precision)
-    return facts.quantization if facts is not None else None
+    return facts.bitsandbytes if facts is not None else None
+
+
+def _quantization_config(quantization: BitsAndBytes) -> Any:
+    """transformers' ``BitsAndBytesConfig`` for a precision's bitsandbytes facts."""
+    from transformers import BitsAndBytesConfig
+
+    kwargs = quantization.config_kwargs()
+    if quantization.compute_dtype is not None:
+        kwargs["bnb_4bit_compute_dtype"] = getattr(torch, quantization.compute_dtype)
+    return BitsAndBytesConfig(**kwargs)  # type: ignore[no-untyped-call]
 
 
 def _load_model(spec: ModelSpec, precision: str, device: str, source: HfSource) -> PreTrainedModel:
-    from transformers import BitsAndBytesConfig
-
     kwargs: dict[str, Any] = {
         "dtype": weight_dtype(precision),
         "trust_remote_code": spec.trust_remote_code,
@@ -128,12 +140,9 @@ def _load_model(spec: ModelSpec, precision: str, device: str, source: HfSource) 
     }
     if source.directory is not None and weight_files(source.directory)[1]:
         kwargs["use_safetensors"] = True
-    if precision == "int8":
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)  # type: ignore[no-untyped-call]
-    elif precision == "nf4":
-        kwargs["quantization_config"] = BitsAndBytesConfig(  # type: ignore[no-untyped-call]
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
-        )
+    quantization = _bitsandbytes(precision)
+    if quantization is not None:
+        kwargs["quantization_config"] = _quantization_config(quantization)
     # Gemma 3 4B and larger are multimodal: AutoModelForCausalLM maps them to
     # Gemma3ForConditionalGeneration, whose generate() runs on text alone.
     auto = AutoModelForCausalLM if spec.family == "causal" else AutoModelForSeq2SeqLM
@@ -147,13 +156,15 @@ def _load_model(spec: ModelSpec, precision: str, device: str, source: HfSource) 
 class TransformersModel:
     """A transformers model and its tokenizer, ready on the device (satisfies ``LoadedModel``)."""
 
-    def __init__(self, combination: Combination, model: PreTrainedModel, tokenizer: Any, source: HfSource) -> None:
+    def __init__(
+        self, combination: Combination, model: PreTrainedModel, tokenizer: Any, source: HfSource, timer: Timer
+    ) -> None:
         spec = combination.model
         self._combination = combination
         self._spec = spec
         self._model: PreTrainedModel | None = model
         self._device = torch.device(combination.device)
-        self._timer = probes_for(combination.device).timer
+        self._timer = timer
         self._source = source
         if spec.chat and not getattr(tokenizer, "chat_template", None):
             raise ValueError(
@@ -264,8 +275,9 @@ class TransformersModel:
 
     @contextlib.contextmanager
     def _quiet(self) -> Iterator[None]:
-        """Drop bitsandbytes' int8 "inputs will be cast to float16" line, logged on every matmul call."""
-        if self._combination.precision != "int8":
+        """Drop bitsandbytes' 8-bit "inputs will be cast to float16" line, logged on every matmul call."""
+        quantization = _bitsandbytes(self._combination.precision)
+        if quantization is None or quantization.bits != 8:
             yield
             return
         bnb_logger = logging.getLogger("bitsandbytes.autograd._functions")

@@ -1,5 +1,5 @@
-"""The one table of precision facts: which backend runs a precision, its weights' dtype or quantization,
-bytes per weight, shard cost factor, report rank and plot colour.
+"""The one table of precision facts: which backend runs a precision, its weights' dtype or quantization (and
+how bitsandbytes applies it), bytes per weight, shard cost factor, report rank and plot colour.
 
 Names outside the table (a saved run of a newer version, a typo) get neutral answers from the functions
 below: rank after every known precision, cost factor 1, no colour. See docs/matrix-and-models.md.
@@ -16,6 +16,7 @@ __all__ = [
     "PRECISIONS",
     "TORCH_PRECISIONS",
     "BackendName",
+    "BitsAndBytes",
     "Precision",
     "PrecisionFacts",
     "backend_for",
@@ -37,6 +38,28 @@ Precision = Literal[
 
 
 @dataclass(frozen=True)
+class BitsAndBytes:
+    """How bitsandbytes quantizes a transformers precision as the weights load (``BitsAndBytesConfig``)."""
+
+    #: Bits per quantized weight: 8 (``LLM.int8()``, which casts each matmul input to fp16) or 4.
+    bits: Literal[8, 4]
+    #: The 4-bit data type ("nf4"); None for 8 bits.
+    quant_type: str | None = None
+    #: torch dtype name that 4-bit layers compute in; None for 8 bits.
+    compute_dtype: str | None = None
+
+    def config_kwargs(self) -> dict[str, object]:
+        """The keyword arguments of transformers' ``BitsAndBytesConfig`` (dtypes as torch dtype names)."""
+        if self.bits == 8:
+            return {"load_in_8bit": True}
+        return {
+            "load_in_4bit": True,
+            "bnb_4bit_quant_type": self.quant_type,
+            "bnb_4bit_compute_dtype": self.compute_dtype,
+        }
+
+
+@dataclass(frozen=True)
 class PrecisionFacts:
     """What the harness knows of one precision."""
 
@@ -53,6 +76,8 @@ class PrecisionFacts:
     cost_factor: float
     #: Plot colour, the same in every plot (Okabe-Ito and tab10 shades, colour-blind safe first).
     color: str
+    #: How bitsandbytes quantizes it at load (int8, nf4); None where it does not.
+    bitsandbytes: BitsAndBytes | None = None
 
     @property
     def gguf(self) -> bool:
@@ -65,9 +90,15 @@ class PrecisionFacts:
 
 
 def _torch(
-    name: Precision, dtype: str, quantization: str | None, size: float, cost: float, color: str
+    name: Precision,
+    dtype: str,
+    quantization: str | None,
+    size: float,
+    cost: float,
+    color: str,
+    bitsandbytes: BitsAndBytes | None = None,
 ) -> PrecisionFacts:
-    return PrecisionFacts(name, "transformers", dtype, quantization, size, cost, color)
+    return PrecisionFacts(name, "transformers", dtype, quantization, size, cost, color, bitsandbytes)
 
 
 def _gguf(name: Precision, bits_per_weight: float, color: str) -> PrecisionFacts:
@@ -81,9 +112,9 @@ _FACTS = (
     _torch("bf16", "bfloat16", None, 2.0, 1.0, "#E69F00"),
     _torch("fp16", "float16", None, 2.0, 1.0, "#009E73"),
     # int8 casts each matmul input to fp16 and measured about half the speed of fp32 on CPU.
-    _torch("int8", "bfloat16", "bitsandbytes int8", 1.0, 2.0, "#CC79A7"),
+    _torch("int8", "bfloat16", "bitsandbytes int8", 1.0, 2.0, "#CC79A7", BitsAndBytes(8)),
     # nf4: 4-bit weights plus one absmax per 64-weight block.
-    _torch("nf4", "bfloat16", "bitsandbytes nf4", 0.5625, 1.0, "#D55E00"),
+    _torch("nf4", "bfloat16", "bitsandbytes nf4", 0.5625, 1.0, "#D55E00", BitsAndBytes(4, "nf4", "bfloat16")),
     _gguf("f32", 32, "#0072B2"),
     _gguf("f16", 16, "#009E73"),
     _gguf("bf16-gguf", 16, "#E69F00"),

@@ -37,7 +37,7 @@ class BandwidthReading:
     method: str
 
     def metric(self) -> Metric:
-        return Metric("peak_bandwidth", self.bytes_per_s, "bytes/s", "none", note=self.method)
+        return Metric.of("peak_bandwidth", self.bytes_per_s, note=self.method)
 
 
 class BandwidthMeter(ABC):

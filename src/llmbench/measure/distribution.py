@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from llmbench.backends.base import Generation
+from llmbench.engine_types import Generation
 from llmbench.metrics import Metric
 from llmbench.stats import CONFIDENCE, RESAMPLES, SEED, Floats, bootstrap_statistic, percentile_interval
 
@@ -92,7 +92,7 @@ def percentile_metric(figure: str, percentile: int, values: Sequence[float], not
     needed = minimum_samples(percentile)
     if len(data) < needed:
         why = f"n/a: p{percentile} needs at least {needed} samples, got {len(data)}"
-        return Metric(name, None, "s", "lower", tuple(data), note=why)
+        return Metric.of(name, None, data, note=why)
     array: Floats = np.asarray(data, dtype=np.float64)
     q = percentile / 100
     value = float(np.quantile(array, q))
@@ -101,7 +101,7 @@ def percentile_metric(figure: str, percentile: int, values: Sequence[float], not
         estimates = bootstrap_statistic(array, _row_quantiles(q), RESAMPLES, np.random.default_rng(SEED))
         ci = percentile_interval(estimates, CONFIDENCE)
     text = f"p{percentile} of {len(data)} samples: {note}" if note else f"p{percentile} of {len(data)} samples"
-    return Metric(name, value, "s", "lower", tuple(data), ci=ci, note=text)
+    return Metric.of(name, value, data, ci=ci, note=text)
 
 
 def distribution_metrics(generations: Sequence[Generation]) -> list[Metric]:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmbench.backends import Generation, LoadedModel
 from llmbench.config.combination import Combination
+from llmbench.engine_types import Generation, LoadedModel
 from llmbench.measure.distribution import distribution_metrics
 from llmbench.measure.probes import MemoryReading, Probes
 from llmbench.measure.speed import (

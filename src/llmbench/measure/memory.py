@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import psutil
 
-from llmbench.measure.timers import ReadingNotFinished
+from llmbench.engine_types import ReadingNotFinished
 from llmbench.metrics import Metric
 from llmbench.units import MiB
 
@@ -185,8 +185,8 @@ class CpuMemoryReading(MemoryReading):
     def metrics(self) -> list[Metric]:
         peak, _ = self._done()
         return [
-            Metric("peak_rss_bytes", float(peak), "bytes", "lower", note=self.method),
-            Metric("rss_before_bytes", float(self.rss_before), "bytes", "lower"),
+            Metric.of("peak_rss_bytes", float(peak), note=self.method),
+            Metric.of("rss_before_bytes", float(self.rss_before)),
         ]
 
 
@@ -262,9 +262,9 @@ class CudaMemoryReading(MemoryReading):
         allocated, reserved, _ = self._done()
         note = "torch.cuda max_memory_{allocated,reserved} after reset_peak_memory_stats"
         return [
-            Metric("peak_cuda_allocated_bytes", float(allocated), "bytes", "lower", note=note),
-            Metric("peak_cuda_reserved_bytes", float(reserved), "bytes", "lower", note=note),
-            Metric("cuda_allocated_before_bytes", float(self.allocated_before), "bytes", "lower"),
+            Metric.of("peak_cuda_allocated_bytes", float(allocated), note=note),
+            Metric.of("peak_cuda_reserved_bytes", float(reserved), note=note),
+            Metric.of("cuda_allocated_before_bytes", float(self.allocated_before)),
         ]
 
 
@@ -326,9 +326,9 @@ class MpsMemoryReading(MemoryReading):
         every = f"{_SAMPLE_INTERVAL_S * 1e3:g} ms"
         note = f"largest torch.mps current_allocated_memory / driver_allocated_memory sampled every {every}"
         return [
-            Metric("peak_mps_allocated_bytes", float(allocated), "bytes", "lower", note=note),
-            Metric("peak_mps_driver_bytes", float(driver), "bytes", "lower", note=note),
-            Metric("mps_allocated_before_bytes", float(self.allocated_before), "bytes", "lower"),
+            Metric.of("peak_mps_allocated_bytes", float(allocated), note=note),
+            Metric.of("peak_mps_driver_bytes", float(driver), note=note),
+            Metric.of("mps_allocated_before_bytes", float(self.allocated_before)),
         ]
 
 

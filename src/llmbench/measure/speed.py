@@ -1,6 +1,6 @@
 """Speed, size and bandwidth-utilization figures derived from what ``generate`` recorded.
 
-Input: the :class:`~llmbench.backends.base.Generation` of each timed round (step timestamps in
+Input: the :class:`~llmbench.engine_types.Generation` of each timed round (step timestamps in
 seconds from the start of the call; for a sequential backend, from the start of each sequence)
 and the latency of each round. Output: :class:`~llmbench.metrics.Metric` objects whose ``value``
 is the median over rounds and whose ``samples`` are the per-round values. A figure that cannot be
@@ -13,8 +13,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from llmbench.backends.base import Generation, KVLayout
-from llmbench.metrics import Direction, Metric, Unit, median
+from llmbench.engine_types import Generation, KVLayout
+from llmbench.metrics import Metric, median
 
 __all__ = [
     "RoundSpeed",
@@ -161,25 +161,12 @@ def round_speed(generation: Generation) -> RoundSpeed:
     return compute(generation)
 
 
-def _over_rounds(
-    name: str,
-    per_round: Sequence[float | None],
-    unit: Unit,
-    direction: Direction,
-    note: str,
-) -> Metric:
+def _over_rounds(name: str, per_round: Sequence[float | None], note: str) -> Metric:
     samples = tuple(v for v in per_round if v is not None and math.isfinite(v))
     missing = len(per_round) - len(samples)
     if missing and samples:
         note = f"{note}; n/a in {missing} of {len(per_round)} rounds"
-    return Metric(
-        name=name,
-        value=median(samples),
-        unit=unit,
-        direction=direction,
-        samples=samples,
-        note=note,
-    )
+    return Metric.of(name, median(samples), samples, note=note)
 
 
 _NOTES = {
@@ -200,7 +187,7 @@ _NOTES = {
 
 def latency_metric(latencies_s: Sequence[float]) -> Metric:
     """``latency_s``: one ``generate`` call on the batch, per round (pytest-benchmark's rounds)."""
-    return _over_rounds("latency_s", list(latencies_s), "s", "lower", "one generate call on the batch")
+    return _over_rounds("latency_s", list(latencies_s), "one generate call on the batch")
 
 
 def speed_metrics(generations: Sequence[Generation], latencies_s: Sequence[float]) -> list[Metric]:
@@ -213,15 +200,9 @@ def speed_metrics(generations: Sequence[Generation], latencies_s: Sequence[float
     modes = {g.batch_mode for g in generations}
     notes = _NOTES[modes.pop()] if len(modes) == 1 else {}
     metrics = [latency_metric(latencies_s)]
-    figures: tuple[tuple[str, Unit, Direction], ...] = (
-        ("ttft_s", "s", "lower"),
-        ("prefill_tok_s", "tok/s", "higher"),
-        ("decode_tok_s_per_seq", "tok/s", "higher"),
-        ("decode_tok_s_total", "tok/s", "higher"),
-    )
-    for name, unit, direction in figures:
+    for name in ("ttft_s", "prefill_tok_s", "decode_tok_s_per_seq", "decode_tok_s_total"):
         per_round = [getattr(r, name) for r in rounds]
-        metrics.append(_over_rounds(name, per_round, unit, direction, notes.get(name, "")))
+        metrics.append(_over_rounds(name, per_round, notes.get(name, "")))
     return metrics
 
 
@@ -241,7 +222,7 @@ def engine_decode_metric(generations: Sequence[Generation]) -> Metric:
     note = "n/a: the backend gives no engine account of its decode steps"
     if clocks:
         note = f"engine: {'; '.join(clocks)}; per sequence, mean over the batch"
-    return _over_rounds("engine_decode_tok_s", [engine_decode_rate(g) for g in generations], "tok/s", "higher", note)
+    return _over_rounds("engine_decode_tok_s", [engine_decode_rate(g) for g in generations], note)
 
 
 # ----------------------------------------------------------------------------- sizes and MBU
@@ -284,7 +265,7 @@ def kv_cache_metric(layout: KVLayout | None, generation: Generation) -> Metric:
         rows, how = batch, "batched: (longest prompt + longest generation) x batch"
     value = kv_cache_bytes(layout, tokens, rows)
     note = how if layout is not None else "n/a: the model config gives no KV cache layout"
-    return Metric("kv_cache_bytes", None if value is None else float(value), "bytes", "lower", note=note)
+    return Metric.of("kv_cache_bytes", None if value is None else float(value), note=note)
 
 
 def model_bandwidth_utilization(
@@ -338,20 +319,20 @@ def mbu_metric(
     note = "(weights + mean KV cache) x decode steps/s / peak bandwidth (Databricks MBU); informational"
     if missing:
         note = f"n/a: no {', no '.join(missing)}"
-    return _over_rounds("mbu", per_round, "ratio", "higher", note)
+    return _over_rounds("mbu", per_round, note)
 
 
 def weight_bytes_metric(weight_bytes: int) -> Metric:
     """``weight_bytes``: bytes held by the loaded weights, quantized storage counted as stored."""
-    return Metric("weight_bytes", float(weight_bytes), "bytes", "lower")
+    return Metric.of("weight_bytes", float(weight_bytes))
 
 
 def file_bytes_metric(file_bytes: int | None) -> Metric:
     """``file_bytes``: bytes of the weight files on disk (None: not known, shown as n/a)."""
-    return Metric("file_bytes", None if file_bytes is None else float(file_bytes), "bytes", "lower")
+    return Metric.of("file_bytes", None if file_bytes is None else float(file_bytes))
 
 
 def load_s_metric(seconds: float | Sequence[float], note: str = "") -> Metric:
     """``load_s``: from nothing in memory to a model ready on its device (median of the samples)."""
     samples = [seconds] if isinstance(seconds, int | float) else list(seconds)
-    return _over_rounds("load_s", samples, "s", "lower", note)
+    return _over_rounds("load_s", samples, note)

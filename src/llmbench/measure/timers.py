@@ -1,4 +1,5 @@
-"""Timers: one interface (:class:`Timer`), one implementation per device kind.
+"""Timers: one interface (:class:`~llmbench.engine_types.Timer`, re-exported here), one implementation per
+device kind.
 
 CPU: ``time.perf_counter``. CUDA: CUDA events recorded on the current stream at the start, at each
 ``mark()`` and at the end; reading waits on the last event once. The events time the stream, so work
@@ -9,47 +10,17 @@ with ``torch.mps.synchronize()`` at the start, at each mark and at the end. See 
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+from llmbench.engine_types import ReadingNotFinished, Timer, TimeReading
 
 if TYPE_CHECKING:  # torch is imported where it is used: a llama.cpp worker never needs it
     import torch
 
 
 __all__ = ["CpuTimer", "CudaTimer", "MpsTimer", "ReadingNotFinished", "TimeReading", "Timer"]
-
-
-class ReadingNotFinished(RuntimeError):
-    """A reading was read inside its ``with`` block."""
-
-    def __init__(self, what: str) -> None:
-        super().__init__(f"{what} can be read only after its `with` block has ended")
-
-
-class TimeReading(ABC):
-    """The elapsed time of one ``with timer.measure()`` block, and the marks taken inside it."""
-
-    @abstractmethod
-    def mark(self) -> None:
-        """Take a timestamp now (e.g. when a token is ready)."""
-
-    @abstractmethod
-    def seconds(self) -> float:
-        """Seconds from the start to the end of the block."""
-
-    @abstractmethod
-    def marks_s(self) -> tuple[float, ...]:
-        """Seconds from the start of the block to each :meth:`mark`, in order."""
-
-
-class Timer(ABC):
-    """Times a block of code on one device."""
-
-    @abstractmethod
-    def measure(self) -> AbstractContextManager[TimeReading]:
-        """A context manager; its reading can be read after the block."""
 
 
 class _CpuTimeReading(TimeReading):

@@ -20,7 +20,7 @@ from llmbench.plugin import terminal_table as metrics_table
 from llmbench.plugin.keys import COMBINATION_ARG, LOAD_COMBINATION_ARG, MODELS_KEY, SETTINGS_KEY
 from llmbench.workers import WorkerFailed
 from llmbench.workers.benchmark import WorkerGenerateBenchmark
-from llmbench.workers.session import WorkerLoader
+from llmbench.workers.session import InProcessLoader, WorkerLoader
 
 pytest_plugins = [
     "llmbench.plugin.fixtures",
@@ -150,7 +150,8 @@ def llmbench_models(
         workers = WorkerLoader(tmp_path_factory.mktemp("llmbench-workers"), settings.threads, settings.worker_timeout_s)
         models = LoadedModels(settings.cache_dir, loader=workers.load, preparer=workers.prepare)
     else:
-        models = LoadedModels(settings.cache_dir, threads=settings.threads)
+        here = InProcessLoader(settings.threads)
+        models = LoadedModels(settings.cache_dir, loader=here.load, preparer=here.prepare)
     pytestconfig.stash[MODELS_KEY] = models
     yield models
     models.release_all()

@@ -91,12 +91,10 @@ def drift_metrics(
     identical = [1.0 if text == other else 0.0 for text, other in zip(texts, reference_texts, strict=True)]
     same = int(sum(identical))
     metrics = [
-        Metric(
-            name="drift_identical_share",
-            value=same / n,
-            unit="ratio",
-            direction="higher",
-            samples=tuple(identical),
+        Metric.of(
+            "drift_identical_share",
+            same / n,
+            identical,
             ci=bootstrap_ci(identical),
             note=(f"{same} of {n} output texts identical to {ref}'s; bootstrap {CONFIDENCE:.0%} CI (seed {SEED})"),
         )
@@ -108,12 +106,10 @@ def drift_metrics(
         if (position := first_difference(tokens, other)) is not None
     ]
     metrics.append(
-        Metric(
-            name="drift_first_diff_token",
-            value=float(np.mean(positions)) if positions else None,
-            unit="tokens",
-            direction="higher",
-            samples=tuple(float(p) for p in positions),
+        Metric.of(
+            "drift_first_diff_token",
+            float(np.mean(positions)) if positions else None,
+            (float(p) for p in positions),
             note=(
                 f"mean 0-based position of the first generated token that differs from {ref}'s, "
                 f"over the {len(positions)} of {n} items whose tokens differ"
@@ -139,11 +135,9 @@ def drift_metrics(
                 f"target (MLPerf: 99% of FP32 ROUGE); paired bootstrap {CONFIDENCE:.0%} CI (seed {SEED})"
             )
         metrics.append(
-            Metric(
-                name=f"{name}_share",
-                value=share,
-                unit="ratio",
-                direction="higher",
+            Metric.of(
+                f"{name}_share",
+                share,
                 ci=share_ci(current, reference) if share is not None else None,
                 note=note,
             )
@@ -155,11 +149,9 @@ def drift_metrics(
         f"{name} {'n/a' if share is None else f'{share:.4f}'}" for name, share in zip(ROUGE_TYPES, shares, strict=True)
     )
     metrics.append(
-        Metric(
-            name="quality_target_met",
-            value=met,
-            unit="ratio",
-            direction="higher",
+        Metric.of(
+            "quality_target_met",
+            met,
             note=(
                 f"1 where every ROUGE share (of {ref}'s mean) reaches {target_share:.0%}, else 0 "
                 f"(MLPerf: 99% of FP32 ROUGE); shares: {listed}"

@@ -106,12 +106,10 @@ def rouge_metrics(scores: Mapping[str, Sequence[float]]) -> list[Metric]:
         if not items:
             raise ValueError(f"no items scored for {name!r}")
         metrics.append(
-            Metric(
-                name=name,
-                value=float(np.mean(items)),
-                unit="F1",
-                direction="higher",
-                samples=tuple(items),
+            Metric.of(
+                name,
+                float(np.mean(items)),
+                items,
                 ci=bootstrap_ci(items),
                 note=(
                     f"rouge-score F1, stemmed; mean over {len(items)} items, "

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmbench.backends import LoadedModel
 from llmbench.config.combination import Combination
 from llmbench.data import Item
+from llmbench.engine_types import LoadedModel
 from llmbench.metrics import Metric
 from llmbench.quality.drift import drift_metrics
 from llmbench.quality.outputs import quality_records, write_outputs
@@ -87,8 +87,8 @@ class QualityRuns:
             )  # fmt: skip
         elif reference_key != combination.load_key:
             metrics.append(
-                Metric(
-                    "drift_identical_share", None, "ratio", "higher",
+                Metric.of(
+                    "drift_identical_share", None,
                     note=f"n/a: the reference precision {model.reference_precision} did not run before "
                     f"{combination.precision} in this session",
                 )

@@ -121,12 +121,10 @@ def semantic_similarity(predictions: Sequence[str], references: Sequence[str], d
     items = semantic_scores(predictions, references, device)
     if not items:
         raise ValueError("no items to score")
-    return Metric(
-        name="semantic_sim",
-        value=float(np.mean(items)),
-        unit="ratio",
-        direction="higher",
-        samples=tuple(items),
+    return Metric.of(
+        "semantic_sim",
+        float(np.mean(items)),
+        items,
         ci=bootstrap_ci(items),
         note=(
             f"cosine of mean-pooled, normalized all-MiniLM-L6-v2 embeddings ({SEMANTIC_PACKAGE}); "

@@ -47,7 +47,7 @@ def _with_model(
     if reason is not None:
         return _skipped(names, reason)
     try:
-        model = backend.load(combination, cache_dir)
+        model = backend.load(combination, cache_dir, probes_for(combination.device).timer)
     except BackendUnavailable as error:
         return _skipped(names, str(error))
     try:

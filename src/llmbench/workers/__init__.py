@@ -1,12 +1,14 @@
 """Model workers: each (model, precision, device) loaded and measured in its own spawned process.
 
 The parent drives a worker with requests (:mod:`llmbench.workers.protocol`) and gets plain data
-back; see docs/isolation.md for what runs where and how failures are reported.
+back; :class:`WorkerLauncher` starts, prepares and loads one. See docs/isolation.md for what runs where
+and how failures are reported.
 """
 
 from __future__ import annotations
 
 from llmbench.workers.client import Worker, WorkerFailed, WorkerModel
+from llmbench.workers.launch import WorkerLauncher
 from llmbench.workers.serve import FAULT_ENV
 
-__all__ = ["FAULT_ENV", "Worker", "WorkerFailed", "WorkerModel"]
+__all__ = ["FAULT_ENV", "Worker", "WorkerFailed", "WorkerLauncher", "WorkerModel"]

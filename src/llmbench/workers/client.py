@@ -6,7 +6,8 @@ for the reply within a timeout. A worker that
 dies (a signal, an exit), hangs past the timeout (it is then killed) or raises in a request is
 reported as :class:`WorkerFailed` with the reason and the last lines of the worker's log; after a
 death or a hang every later request fails fast with the same reason. :class:`WorkerModel` wraps a
-loaded worker as a :class:`llmbench.backends.LoadedModel`. See docs/isolation.md.
+loaded worker as a :class:`llmbench.backends.LoadedModel`; :mod:`llmbench.workers.launch` starts, prepares
+and loads one. See docs/isolation.md.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from llmbench.backends import BackendUnavailable, Generation
-from llmbench.backends.base import KVLayout
 from llmbench.config.combination import Combination
+from llmbench.engine_types import Generation, KVLayout
 from llmbench.workers.protocol import (
     Close,
     Failed,
@@ -43,7 +43,6 @@ from llmbench.workers.protocol import (
     Request,
     TimedGenerate,
     TimedRound,
-    Unavailable,
     WorkerSetup,
 )
 from llmbench.workers.serve import run_worker
@@ -276,20 +275,9 @@ class Worker:
         self._conn.close()
 
 
-def prepare_in(worker: Worker) -> None:
-    """Make the weights local in a started worker; on :class:`BackendUnavailable` or :class:`WorkerFailed`
-    the worker is closed."""
-    try:
-        reply = worker.request(Prepare())
-        if isinstance(reply, Unavailable):
-            raise BackendUnavailable(reply.reason)
-    except BaseException:
-        worker.close()
-        raise
-
-
 class WorkerModel:
-    """A model loaded in a worker, usable as a :class:`llmbench.backends.LoadedModel`.
+    """A model loaded in a worker, usable as a :class:`llmbench.backends.LoadedModel` (made by
+    :class:`llmbench.workers.launch.WorkerLauncher`).
 
     ``generate`` runs untimed in the worker; :meth:`timed_generate` runs one measured round there.
     """
@@ -298,44 +286,6 @@ class WorkerModel:
         self.worker = worker
         self.load_s = loaded.load_s
         self.facts = loaded.facts
-
-    @classmethod
-    def start(
-        cls,
-        combination: Combination,
-        cache_dir: Path,
-        *,
-        threads: int | None = None,
-        log_dir: Path | None = None,
-        python: str | os.PathLike[str] | None = None,
-        sys_path: Sequence[str] | None = None,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        prepare: bool = True,
-    ) -> WorkerModel:
-        """Start a worker, prepare the weights (untimed) and load the model (timed in the worker).
-
-        Raises :class:`BackendUnavailable` (a skip) or :class:`WorkerFailed`; the worker is closed then.
-        """
-        worker = Worker.start(combination, cache_dir, threads=threads, log_dir=log_dir, python=python,
-                              sys_path=sys_path, timeout_s=timeout_s)  # fmt: skip
-        if prepare:
-            prepare_in(worker)
-        return cls.load_in(worker)
-
-    @classmethod
-    def load_in(cls, worker: Worker) -> WorkerModel:
-        """Load the model in a started worker; on :class:`BackendUnavailable` or :class:`WorkerFailed` the
-        worker is closed."""
-        try:
-            reply = worker.request(Load())
-            if isinstance(reply, Unavailable):
-                raise BackendUnavailable(reply.reason)
-            if not isinstance(reply, Loaded):
-                raise WorkerFailed(f"worker for {worker.name} answered a load with {reply!r}")
-        except BaseException:
-            worker.close()
-            raise
-        return cls(worker, reply)
 
     @property
     def combination_key(self) -> tuple[str, str, str]:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from llmbench.backends.base import Generation, KVLayout
 from llmbench.config.combination import Combination
+from llmbench.engine_types import Generation, KVLayout
 from llmbench.measure.memory import MemoryReading
 from llmbench.metrics import Metric
 

@@ -128,7 +128,7 @@ class ModelServer:
                 raise RuntimeError("the model is already loaded")
             started = time.perf_counter()
             try:
-                model = self.backend.load(combination, cache_dir)
+                model = self.backend.load(combination, cache_dir, self.probes.timer)
             except BackendUnavailable as error:
                 return Unavailable(str(error))
             load_s = time.perf_counter() - started
@@ -148,7 +148,7 @@ class ModelServer:
         if isinstance(request, MeasureLoad):
             started = time.perf_counter()
             with self.probes.memory.measure() as reading:
-                extra = self.backend.load(combination, cache_dir)
+                extra = self.backend.load(combination, cache_dir, self.probes.timer)
             seconds = time.perf_counter() - started
             extra.close()
             del extra
