@@ -21,7 +21,7 @@ import pytest
 
 from llmbench.cli import main
 from llmbench.history.detect import change_points
-from llmbench.history.series import Point, Series
+from llmbench.history.series import MetricHistory, Point
 
 DATA = Path(__file__).parent / "data" / "runs" / "Linux-CPython-3.11-64bit"
 BASE = json.loads((DATA / "0001_base.json").read_text(encoding="utf-8"))
@@ -192,11 +192,11 @@ def test_bad_input_exits_2_with_one_line(
 def test_deterministic_metrics_step_once() -> None:
     """A constant series (file size) that changes once has one change point and no warning."""
     points = tuple(Point(f"{n:04d}", commit(n), 100.0 if n < 8 else 120.0) for n in range(1, 13))
-    series = Series(MACHINE, "none", "x", "x", "file_bytes", "bytes", "lower", points)
+    series = MetricHistory(MACHINE, "none", "x", "x", "file_bytes", "bytes", "lower", points)
     (found,) = change_points(series)
     assert (found.first.run, found.previous.run, found.kind) == ("0008", "0007", "regression")
     assert found.change == pytest.approx(0.2)
-    assert change_points(Series(MACHINE, "none", "x", "x", "file_bytes", "bytes", "lower", points[:7])) == []
+    assert change_points(MetricHistory(MACHINE, "none", "x", "x", "file_bytes", "bytes", "lower", points[:7])) == []
 
 
 def test_the_nightly_script_adds_tonights_run(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from llmbench.cli import build_parser
 from llmbench.history.detect import MIN_MAGNITUDE as DEFAULT_MIN_MAGNITUDE
 from llmbench.history.detect import change_points
-from llmbench.history.series import Point, Series, benchmark_values, gated_metrics
+from llmbench.history.series import MetricHistory, Point, benchmark_values, gated_metrics
 from llmbench.metrics import Direction, metrics_of
 from llmbench.runs import benchmark_label, list_runs, load_run
 
@@ -115,7 +115,7 @@ def _bad(direction: Direction, before: float, after: float) -> float:
 def flags_otava(values: Sequence[float], noise: Noise) -> tuple[list[int], int]:
     """Regression change points (indexes), and all change points found (any direction)."""
     points = tuple(Point(f"{i + 1:04d}", "", v) for i, v in enumerate(values))
-    series = Series("m", "f", noise.label, noise.label, noise.metric, noise.unit, noise.direction, points)
+    series = MetricHistory("m", "f", noise.label, noise.label, noise.metric, noise.unit, noise.direction, points)
     found = change_points(series, min_magnitude=MIN_MAGNITUDE[0])
     return [c.index for c in found if c.kind == "regression"], len(found)
 
@@ -222,7 +222,7 @@ def timing_lines(storage: Path, noises: Sequence[Noise], seed: int) -> list[str]
     rng = random.Random(seed)
     noise = next((n for n in noises if n.metric == "latency_s"), noises[0])
     values = history(noise, 1000, 0.10, 700, rng)
-    series = Series("m", "f", noise.label, noise.label, noise.metric, noise.unit, noise.direction,
+    series = MetricHistory("m", "f", noise.label, noise.label, noise.metric, noise.unit, noise.direction,
                     tuple(Point(f"{i + 1:04d}", "", v) for i, v in enumerate(values)))  # fmt: skip
     best = min(_seconds(lambda: change_points(series)) for _ in range(3))
     lines = [

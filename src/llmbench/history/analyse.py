@@ -11,7 +11,7 @@ from pathlib import Path
 
 from llmbench.gate.rules import ALIASES, DEFAULT_RULES
 from llmbench.history.detect import change_points
-from llmbench.history.series import Series, benchmark_values, build_series, commit_of, known_steps
+from llmbench.history.series import MetricHistory, benchmark_values, build_series, commit_of, known_steps
 from llmbench.history.table import History
 from llmbench.metrics import METRIC_FACTS
 from llmbench.runs import RunError, SavedRun, list_runs, load_run
@@ -41,7 +41,7 @@ def analyse(
     storage: str = "",
 ) -> History:
     """Find the change points of every series in the runs of each machine folder (oldest first)."""
-    series: list[Series] = []
+    series: list[MetricHistory] = []
     steps = []
     recent_runs: set[tuple[str, str]] = set()
     for machine, runs in by_machine.items():

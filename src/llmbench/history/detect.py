@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from llmbench.history.series import Point, Series
+from llmbench.history.series import MetricHistory, Point
 from llmbench.stats import ratio_of_medians_ci
 
 __all__ = ["MAX_PVALUE", "MIN_MAGNITUDE", "WINDOW", "ChangePoint", "DetectorMissing", "change_points"]
@@ -40,7 +40,7 @@ Kind = Literal["regression", "improvement", "change"]
 class ChangePoint:
     """A lasting step in one series: the level changed from run ``previous`` to run ``first``."""
 
-    series: Series
+    series: MetricHistory
     #: Index in ``series.points`` of the first run at the new level.
     index: int
     #: Medians of the points between the neighbouring change points, before and after this one.
@@ -62,7 +62,7 @@ class ChangePoint:
         return self.series.points[self.index - 1]
 
 
-def _kind(series: Series, change: float) -> Kind:
+def _kind(series: MetricHistory, change: float) -> Kind:
     if series.direction == "none" or change == 0:
         return "change"
     worse = change > 0 if series.direction == "lower" else change < 0
@@ -76,7 +76,7 @@ def _median(values: Sequence[float]) -> float:
 
 
 def change_points(
-    series: Series, window: int = WINDOW, max_pvalue: float = MAX_PVALUE, min_magnitude: float = MIN_MAGNITUDE
+    series: MetricHistory, window: int = WINDOW, max_pvalue: float = MAX_PVALUE, min_magnitude: float = MIN_MAGNITUDE
 ) -> list[ChangePoint]:
     """The change points of ``series``, oldest first."""
     values = [point.value for point in series.points]

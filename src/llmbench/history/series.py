@@ -1,4 +1,4 @@
-"""Saved runs as series: one per (machine, fingerprint, combination, metric), in run order.
+"""Saved runs as series (:class:`MetricHistory`): one per (machine, fingerprint, combination, metric), in run order.
 
 A run's value of a metric is the one its benchmark saved (``extra_info["metrics"]``, ``latency_s`` from
 pytest-benchmark's stats for older runs). A run whose machine fingerprint (the identity fields of
@@ -25,8 +25,8 @@ from llmbench.runs import SavedRun, benchmark_label
 
 __all__ = [
     "KnownStep",
+    "MetricHistory",
     "Point",
-    "Series",
     "benchmark_values",
     "build_series",
     "commit_of",
@@ -54,7 +54,7 @@ class Point:
 
 
 @dataclass(frozen=True)
-class Series:
+class MetricHistory:
     """The values of one metric of one combination on one machine, oldest run first."""
 
     #: The storage subfolder (pytest-benchmark's machine id, ``Linux-CPython-3.11-64bit``).
@@ -148,7 +148,7 @@ def known_steps(machine: str, runs: Sequence[tuple[SavedRun, str]]) -> list[Know
 
 def build_series(
     machine: str, runs: Sequence[tuple[SavedRun, str]], metrics: Iterable[str], combination: str | None = None
-) -> list[Series]:
+) -> list[MetricHistory]:
     """The series of one storage folder's runs (oldest first, each with its commit).
 
     ``metrics``: the metric names wanted; ``combination``: an ``fnmatch`` pattern matched against each
@@ -174,6 +174,6 @@ def build_series(
                     found[key] = (label, unit, _direction(direction, name), [])
                 found[key][3].append(Point(run.name, commit, value))
     return [
-        Series(machine, fingerprint, fullname, label, name, unit, direction, tuple(points))
+        MetricHistory(machine, fingerprint, fullname, label, name, unit, direction, tuple(points))
         for (fingerprint, fullname, name), (label, unit, direction, points) in found.items()
     ]
