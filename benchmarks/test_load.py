@@ -8,6 +8,7 @@ import pytest
 
 from llmbench.backends import BackendUnavailable, LoadedModel, get_backend
 from llmbench.backends.loaded_models import LoadedModels
+from llmbench.benchmark_storage import round_times
 from llmbench.config.combination import Combination
 from llmbench.config.settings import Settings
 from llmbench.measure.probes import MemoryReading, probes_for
@@ -28,7 +29,7 @@ def test_load(
         readings = _loads_in_worker(benchmark, llm_load_combination, llmbench_models)
     else:
         readings = _loads_here(benchmark, llm_load_combination, llmbench_settings)
-    seconds = list(benchmark.stats.stats.data)
+    seconds = round_times(benchmark)
     metrics = MetricSet()
     metrics.add(load_s_metric(seconds, note="from the local cache (converted weights or GGUF file), page cache warm"))
     added = [r.added_bytes() for r in readings[-LOAD_ROUNDS:]]

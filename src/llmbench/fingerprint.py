@@ -6,6 +6,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
@@ -63,13 +64,22 @@ def _nvidia_driver() -> str | None:
     return out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
 
 
-def machine_fingerprint() -> dict[str, Any]:
-    """CPU, cores, memory, GPUs, driver and CUDA versions, thread count and library versions."""
-    import torch
+def machine_fingerprint(torch_fields: bool = True) -> dict[str, Any]:
+    """CPU, cores, memory, GPUs, driver and CUDA versions, thread count and library versions.
 
-    gpus: list[str] = []
-    if torch.cuda.is_available():
-        gpus = [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
+    The GPUs, CUDA runtime and thread count come from torch, imported for them only with ``torch_fields``
+    (a session that ran an LLM benchmark) or where it is imported already; else they are None (a plain
+    pytest-benchmark session never pays torch's import).
+    """
+    torch: Any = None
+    if torch_fields or "torch" in sys.modules:
+        import torch
+
+    gpus: list[str] | None = None
+    if torch is not None:
+        gpus = []
+        if torch.cuda.is_available():
+            gpus = [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
     return {
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
@@ -77,7 +87,7 @@ def machine_fingerprint() -> dict[str, Any]:
         "gpus": gpus,
         "cuda_driver": _nvidia_driver() if gpus else None,
         "cuda_runtime": torch.version.cuda if gpus else None,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads() if torch is not None else None,
         "libraries": {name: _version(name) for name in LIBRARIES},
         "python": platform.python_version(),
     }

@@ -1,7 +1,7 @@
 """The one saved-run model: pytest-benchmark JSON runs, loaded, listed, found and written atomically.
 
 A saved run is ``<storage>/<machine id>/NNNN_*.json``. Saved runs are only ever opened for reading
-here (listing uses pytest-benchmark's own file storage query); new files (a merged run, a verdict) are
+here (listing finds what pytest-benchmark's own file storage query finds); new files (a merged run, a verdict) are
 written through a temporary file in the same folder, fsynced, renamed, and the folder fsynced. A run
 is checked once, when it is read (:func:`run_from_json`): a broken structure is a :class:`RunFileError`
 naming the file, the benchmark and the field; a bad value of one metric makes that metric n/a with a
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from llmbench.benchmark_storage import RUN_GLOB, machine_id, saved_run_files
 from llmbench.metrics import METRIC_FACTS
 
 __all__ = [
@@ -39,14 +40,11 @@ __all__ = [
     "read_json",
     "run_from_json",
     "run_number",
-    "save_runs_atomically",
     "write_atomically",
     "write_json_atomically",
     "write_text_atomically",
 ]
 
-#: How pytest-benchmark names saved runs (``0001_<commit>_<date>.json``), as a storage query.
-RUN_GLOB = "[0-9][0-9][0-9][0-9]_"
 #: The machine_info key of the machine fingerprint each run carries (:mod:`llmbench.fingerprint`).
 FINGERPRINT_KEY = "llmbench"
 #: The machine_info key of the benchmarks whose test failed in the run: fullname -> the reason.
@@ -370,16 +368,10 @@ def load_run(path: Path) -> SavedRun:
 def list_runs(storage: Path, machine_id: str | None = None) -> list[Path]:
     """The saved runs ``NNNN_*.json`` of one machine id (all machine ids with None), oldest first.
 
-    Uses pytest-benchmark's own :class:`FileStorage` query, constructed only on an existing folder (its
-    constructor would create a missing one; nothing is ever written).
+    The files pytest-benchmark's own file storage query finds (:func:`llmbench.benchmark_storage.saved_run_files`);
+    nothing is ever written, a missing folder is not created.
     """
-    if not storage.is_dir():
-        return []
-    from pytest_benchmark.storage.file import FileStorage
-
-    query = FileStorage(storage, logger=None, default_machine_id=machine_id).query  # type: ignore[no-untyped-call]
-    files = query(RUN_GLOB)  # type: ignore[no-untyped-call]
-    paths = [Path(file) for file in files if run_number(Path(file)) is not None]
+    paths = [path for path in saved_run_files(storage, machine_id) if run_number(path) is not None]
     return sorted(paths, key=lambda p: (run_number(p), str(p)))
 
 
@@ -448,29 +440,4 @@ def write_json_atomically(path: Path, data: Any) -> None:
 
 def machine_id_here() -> str:
     """pytest-benchmark's id of this machine, its storage subfolder (``Linux-CPython-3.11-64bit``)."""
-    from pytest_benchmark.utils import get_machine_id
-
-    return str(get_machine_id())  # type: ignore[no-untyped-call]
-
-
-def save_runs_atomically(benchmark_session: Any) -> None:
-    """Make pytest-benchmark's file storage save each run through :func:`write_text_atomically` (its own
-    ``FileStorage.save`` writes the file in place, so a session killed while saving would leave half a
-    run). Same name, number and JSON as pytest-benchmark's; other storages are left alone."""
-    from pytest_benchmark.storage.file import FileStorage
-    from pytest_benchmark.utils import safe_dumps
-
-    storage = getattr(benchmark_session, "storage", None)
-    if not isinstance(storage, FileStorage):
-        return
-
-    def save(output_json: Any, save: str) -> None:
-        # _next_num: pytest-benchmark's own numbering (FileStorage.save uses it the same way).
-        output_file = Path(storage.get(f"{storage._next_num}_{save}.json"))  # type: ignore[no-untyped-call]
-        if output_file.exists():
-            raise FileExistsError(f"{output_file}: a saved run of that number exists already")
-        write_text_atomically(output_file, safe_dumps(output_json, ensure_ascii=True, indent=4))  # type: ignore[no-untyped-call]
-        if storage.logger is not None:
-            storage.logger.info(f"Saved benchmark data in: {output_file}")
-
-    storage.save = save  # type: ignore[method-assign]
+    return machine_id()

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from llmbench import benchmark_storage
 from llmbench.config.combination import Combination
 from llmbench.config.settings import Settings
 from llmbench.data import SHIPPED_DATA, DataError, Item, load_items
@@ -100,8 +101,7 @@ class _Collector:
                 Benchmark(item.name, item.nodeid, combination, prompts, settings.max_new_tokens_for(combination))
             )
         gate = gate_settings(config)
-        machine_info: dict[str, Any] = config.hook.pytest_benchmark_generate_machine_info(config=config)
-        config.hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine_info)
+        machine_info = benchmark_storage.machine_info(config)
         count = settings.quality_items
         self.plan = Plan(
             benchmarks=tuple(benchmarks), settings=settings, rules=gate.paired_rules,
@@ -119,11 +119,11 @@ def _data_items(settings: Settings) -> list[Item]:
 
 
 def _storage(config: pytest.Config, invocation_dir: Path) -> Path:
-    uri = str(config.getoption("benchmark_storage", default="file://./.benchmarks"))
-    if "://" in uri and not uri.startswith("file://"):
-        raise pytest.UsageError(f"--benchmark-storage: llmbench ab saves to file storage only, not {uri!r}")
-    path = Path(uri.removeprefix("file://")).expanduser()
-    return path if path.is_absolute() else invocation_dir / path
+    try:
+        return benchmark_storage.file_storage_path(config, invocation_dir)
+    except benchmark_storage.NotFileStorage as error:
+        message = f"--benchmark-storage: llmbench ab saves to file storage only, not {error.uri!r}"
+        raise pytest.UsageError(message) from None
 
 
 def collect_plan(pytest_args: Sequence[str], root: Path, invocation_dir: Path) -> Plan:

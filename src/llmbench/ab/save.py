@@ -10,8 +10,7 @@ load pair of each round and each figure per load pair, which the paired verdict 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from llmbench.ab.collect import Benchmark, Plan
 from llmbench.ab.interleave import Measured, Schedule, SideRecord, generations
 from llmbench.ab.sides import Side
 from llmbench.ab.verdict import AB_KEY
+from llmbench.benchmark_storage import commit_info_at, run_json, stats_json
 from llmbench.measure.generate import GenerateBenchmark
 from llmbench.measure.probes import probes_for
 from llmbench.measure.speed import load_s_metric
@@ -55,17 +55,6 @@ def _figures(bench: Benchmark, record: SideRecord, load_s: float | None, bandwid
     return figures
 
 
-def _stats(latencies: Sequence[float]) -> dict[str, Any]:
-    from pytest_benchmark.stats import Stats
-
-    stats = Stats()  # type: ignore[no-untyped-call]
-    for seconds in latencies:
-        stats.update(seconds)  # type: ignore[no-untyped-call]
-    out: dict[str, Any] = stats.as_dict()  # type: ignore[no-untyped-call]
-    out.update(data=list(latencies), iterations=1)
-    return out
-
-
 def benchmark_json(bench: Benchmark, record: SideRecord, side: Side, pair: str, schedule: Schedule,
                    bandwidth: Metric | None) -> dict[str, Any]:  # fmt: skip
     """One side's figures of ``bench`` as pytest-benchmark saves a benchmark, with the pair marks."""
@@ -86,15 +75,12 @@ def benchmark_json(bench: Benchmark, record: SideRecord, side: Side, pair: str, 
         "param": param, "extra_info": extra,
         "options": {"disable_gc": False, "timer": "perf_counter (in the model's worker)", "min_rounds": schedule.rounds,
                     "max_time": None, "min_time": None, "warmup": schedule.warmup_rounds > 0},
-        "stats": _stats([r.seconds for r in record.rounds]),
+        "stats": stats_json([r.seconds for r in record.rounds]),
     }  # fmt: skip
 
 
 def _commit_info(side: Side) -> dict[str, Any]:
-    from pytest_benchmark.utils import get_commit_info
-
-    with contextlib.chdir(side.root):
-        info: dict[str, Any] = get_commit_info()  # type: ignore[no-untyped-call]
+    info = commit_info_at(side.root)
     # A worktree of a ref is the commit itself; the working tree may carry changes (``dirty``).
     info.update(id=side.commit, dirty=side.dirty)
     return info
@@ -105,8 +91,6 @@ def side_json(
     bandwidths: Mapping[str, Metric | None],
 ) -> dict[str, Any]:  # fmt: skip
     """One side's run as pytest-benchmark saves it, with the pair marks."""
-    import pytest_benchmark
-
     records = measured.records[side.name]
     benchmarks = [
         benchmark_json(bench, records[bench.fullname], side, pair, schedule, bandwidths.get(bench.combination.device))
@@ -120,10 +104,7 @@ def side_json(
         "loads": schedule.loads, "max_loads": schedule.load_limit, "rounds": schedule.rounds,
         "warmup_rounds": schedule.warmup_rounds, "seed": schedule.seed,
     }  # fmt: skip
-    return {
-        "machine_info": machine_info, "commit_info": _commit_info(side), "benchmarks": benchmarks,
-        "datetime": datetime.now(UTC).isoformat(), "version": pytest_benchmark.__version__,
-    }  # fmt: skip
+    return run_json(machine_info, _commit_info(side), benchmarks, datetime.now(UTC).isoformat())
 
 
 def save_pair(storage: Path, machine_id: str, pair: str, data: Mapping[str, Mapping[str, Any]]) -> dict[str, Path]:

@@ -310,6 +310,14 @@ OPTIONS: tuple[Option, ...] = (
         "warn",
     ),
     Option(
+        "--llmbench-gate-scope",
+        "SCOPE",
+        "Which benchmarks the gate judges: 'llm' (those with llmbench's figures; plain pytest-benchmark "
+        "benchmarks are left to pytest-benchmark's own --benchmark-compare-fail) or 'all' (plain ones too, "
+        "on their latency). Default: %(default)r",
+        "llm",
+    ),
+    Option(
         "--llmbench-verdict",
         "PATH",
         "Also write the gate's verdict as markdown to this file (e.g. for a pull-request comment). "

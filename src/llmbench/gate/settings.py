@@ -12,6 +12,7 @@ from typing import Literal
 
 import pytest
 
+from llmbench.benchmark_storage import NotFileStorage, file_storage_path
 from llmbench.config.options import parse_positive_int
 from llmbench.config.settings import Setting, raw_value, resolve, resolve_path
 from llmbench.gate.baseline import DEFAULT_DRIFT_HISTORY, BaselineSpec, GateError, parse_baseline
@@ -20,7 +21,9 @@ from llmbench.runs import machine_id_here
 
 __all__ = [
     "FINGERPRINT_MODES",
+    "GATE_SCOPES",
     "FingerprintMode",
+    "GateScope",
     "GateSettings",
     "gate_settings",
     "parse_fingerprint_mode",
@@ -29,6 +32,8 @@ __all__ = [
 
 FingerprintMode = Literal["warn", "strict", "ignore"]
 FINGERPRINT_MODES: tuple[FingerprintMode, ...] = ("warn", "strict", "ignore")
+GateScope = Literal["llm", "all"]
+GATE_SCOPES: tuple[GateScope, ...] = ("llm", "all")
 
 
 def parse_fingerprint_mode(text: str, origin: str, what: str = "--llmbench-fingerprint") -> FingerprintMode:
@@ -70,6 +75,11 @@ class GateSettings:
     machine_id: str
     #: Why the gate does not run although asked (a non-file storage), or "".
     inactive_reason: str = ""
+    #: ``--llmbench-gate-scope``: "llm" judges the benchmarks with llmbench's figures only, "all" also
+    #: plain pytest-benchmark benchmarks (their latency).
+    scope: GateScope = "llm"
+    #: Why a ``--benchmark-compare`` value names no baseline the gate can read ("no baseline: ..."), or "".
+    no_baseline: str = ""
 
 
 def gate_settings(config: pytest.Config) -> GateSettings:
@@ -79,13 +89,18 @@ def gate_settings(config: pytest.Config) -> GateSettings:
     line or ini). Without ``--llmbench-baseline``, ``--benchmark-compare=NUM`` names the baseline run.
     Each option is resolved by :mod:`llmbench.config.settings`, which remembers where its value came from.
     """
+    no_baseline = ""
     try:
         raw = raw_value(config, "--llmbench-baseline")
         compare = config.getoption("benchmark_compare", default=None)
         if raw is not None:
             baseline = parse_baseline(raw.value, raw.origin)
         elif isinstance(compare, str) and compare:
-            baseline = parse_baseline(compare, "--benchmark-compare on the command line", "--benchmark-compare")
+            try:
+                baseline = parse_baseline(compare, "--benchmark-compare on the command line", "--benchmark-compare")
+            except GateError as error:
+                # pytest-benchmark reads more (globs, machine/NNNN): it compares, the gate has no baseline.
+                baseline, no_baseline = BaselineSpec("last"), f"no baseline: {error}"
         else:
             baseline = BaselineSpec("last")
         fail = raw_value(config, "--llmbench-fail")
@@ -94,6 +109,8 @@ def gate_settings(config: pytest.Config) -> GateSettings:
                                      base=PAIRED_RULES)  # fmt: skip
         default_mode: Setting[FingerprintMode] = Setting("warn", "the default")
         mode = resolve(config, "--llmbench-fingerprint", _fingerprint_mode, default_mode).value
+        default_scope: Setting[GateScope] = Setting("llm", "the default")
+        scope = resolve(config, "--llmbench-gate-scope", _gate_scope, default_scope).value
     except GateError as error:
         raise pytest.UsageError(str(error)) from None
     default_history = Setting(DEFAULT_DRIFT_HISTORY, "the default")
@@ -110,20 +127,26 @@ def gate_settings(config: pytest.Config) -> GateSettings:
     active = bool(compare) or raw is not None
     storage, machine_id, reason = None, "", ""
     if active:
-        storage_uri = str(config.getoption("benchmark_storage", default="file://./.benchmarks"))
-        if "://" in storage_uri and not storage_uri.startswith("file://"):
-            reason = f"the gate reads file storage only, not {storage_uri!r} (--benchmark-storage)"
+        try:
+            storage = file_storage_path(config)
+        except NotFileStorage as error:
+            reason = f"the gate reads file storage only, not {error.uri!r} (--benchmark-storage)"
         else:
-            storage = Path(storage_uri.removeprefix("file://")).expanduser()
-            if not storage.is_absolute():
-                storage = config.invocation_params.dir / storage
             machine_id = machine_id_here()
     return GateSettings(
         active=active and not reason, baseline=baseline, rules=rules, paired_rules=paired_rules, fingerprint=mode,
         verdict_path=verdict_path, drift_history=drift_history, storage=storage, machine_id=machine_id,
-        inactive_reason=reason,
+        inactive_reason=reason, scope=scope, no_baseline=no_baseline,
     )  # fmt: skip
 
 
 def _fingerprint_mode(text: str, what: str, origin: str) -> FingerprintMode:
     return parse_fingerprint_mode(text, origin, what)
+
+
+def _gate_scope(text: str, what: str, origin: str) -> GateScope:
+    value = text.strip().lower()
+    for scope in GATE_SCOPES:
+        if value == scope:
+            return scope
+    raise GateError(f"{what}: {text!r} is not a scope (from {origin}); allowed: {', '.join(GATE_SCOPES)}")

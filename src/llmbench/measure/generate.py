@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmbench.benchmark_storage import round_times
 from llmbench.config.combination import Combination
 from llmbench.engine_types import Generation, LoadedModel
 from llmbench.measure.distribution import distribution_metrics
@@ -79,7 +80,7 @@ class GenerateBenchmark:
         result: Generation = self.benchmark.pedantic(
             target, setup=setup, rounds=self.rounds, warmup_rounds=self.warmup_rounds, iterations=1
         )
-        latencies = list(self.benchmark.stats.stats.data) if self.benchmark.stats else []
+        latencies = round_times(self.benchmark)
         self.record(llm, generations, latencies, readings, max_new_tokens)
         return result
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from llmbench import benchmark_storage
 from llmbench.backends import BackendUnavailable, LoadedModel, get_backend
 from llmbench.backends.loaded_models import LoadedModels
 from llmbench.config.combination import Combination
@@ -60,8 +61,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The LLM figures of every combination, next to pytest-benchmark's own timing table."""
-    session = terminalreporter.config.pluginmanager.get_plugin("pytest-benchmark")
-    benchmarks = [bench.as_dict(include_data=False) for bench in getattr(session, "benchmarks", []) if bench]
+    config = terminalreporter.config
+    benchmarks = [bench.as_dict(include_data=False) for bench in benchmark_storage.session_benchmarks(config)]
     lines = metrics_table.render(benchmarks)
     if lines:
         terminalreporter.write_sep("-", "llmbench: LLM inference figures (median of timed rounds)")

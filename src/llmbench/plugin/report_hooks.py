@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from llmbench import benchmark_storage
 from llmbench.config.settings import SettingError, raw_value, resolve_path
 from llmbench.gate import Verdict
 
@@ -48,26 +49,19 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_
         config.stash[SAVED_JSON_KEY] = output_json
 
 
-def _benchmark_session(config: pytest.Config) -> Any:
-    # pytest-benchmark keeps its session on the config and offers no public accessor.
-    return getattr(config, "_benchmarksession", None)
+def _storage_dir(config: pytest.Config) -> Path | None:
+    """pytest-benchmark's storage folder (None for a storage that is not a folder: no history then)."""
+    try:
+        return benchmark_storage.file_storage_path(config)
+    except benchmark_storage.NotFileStorage:
+        return None
 
 
-def _storage_dir(session: Any, config: pytest.Config) -> Path:
-    storage = getattr(session, "storage", None)
-    path = getattr(storage, "path", None)
-    if path is not None:
-        return Path(path)
-    text = str(config.getoption("benchmark_storage", default=".benchmarks") or ".benchmarks")
-    return Path(text.removeprefix("file://"))
-
-
-def _session_json(session: Any, config: pytest.Config) -> dict[str, Any]:
+def _session_json(config: pytest.Config) -> dict[str, Any]:
     """This session's benchmarks as an unsaved run (machine and commit info as pytest-benchmark makes them)."""
-    benchmarks = [b.as_dict(include_data=True) for b in getattr(session, "benchmarks", ()) if b]
-    machine_info = config.hook.pytest_benchmark_generate_machine_info(config=config)
-    config.hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine_info)
-    commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
+    benchmarks = [b.as_dict(include_data=True) for b in benchmark_storage.session_benchmarks(config)]
+    machine_info = benchmark_storage.machine_info(config)
+    commit_info = benchmark_storage.commit_info(config)
     from datetime import UTC, datetime
 
     return {
@@ -96,15 +90,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from llmbench.runs import SavedRun
 
     output = config.stash[REPORT_DIR_KEY]
-    bench_session = _benchmark_session(config)
-    storage = _storage_dir(bench_session, config)
+    storage = _storage_dir(config)
     saved: Mapping[str, Any] | None = config.stash.get(SAVED_JSON_KEY, None)
-    runs = load_runs(storage) if storage.is_dir() else []
+    runs = load_runs(storage) if storage is not None and storage.is_dir() else []
     current: SavedRun | None = None
     if saved is not None:
         current = next((run for run in reversed(runs) if run.datetime == saved.get("datetime")), None)
     if current is None:
-        data = _session_json(bench_session, config) if bench_session is not None else {"benchmarks": []}
+        has_session = benchmark_storage.benchmark_session(config) is not None
+        data = _session_json(config) if has_session else {"benchmarks": []}
         current = session_run(data)
         history = [*runs[-(DEFAULT_HISTORY - 1) :], current]
     else:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd  # type: ignore[import-untyped]  # no stubs installed (pandas-stubs)
 
+from llmbench import benchmark_storage
 from llmbench.config.precisions import precision_rank
 from llmbench.metrics import Metric, metrics_of, reading_order
 from llmbench.runs import RunError, SavedRun, list_runs, load_run, run_from_json
@@ -74,11 +75,8 @@ def session_run(data: Mapping[str, Any]) -> SavedRun:
 
 def _query(storage_dir: Path, selector: str) -> list[Path]:
     """pytest-benchmark's own query: a run file, or a glob of file names (``0003``, ``machine/0003``)."""
-    from pytest_benchmark.storage.file import FileStorage
-
-    storage = FileStorage(storage_dir, logger=None)  # type: ignore[no-untyped-call]
     try:
-        return [Path(file) for file in storage.query(selector)]  # type: ignore[no-untyped-call]
+        return benchmark_storage.query(storage_dir, selector)
     except ValueError as error:
         raise ReportError(f"RUN: {error}") from None
 

@@ -2,9 +2,10 @@
 
 pytest-benchmark's runner reads its timer before and after each round's target. For a model in a
 worker the target is a request, and the round is timed in the worker; so, for the rounds of this
-benchmark only, the fixture's timer is a :class:`WorkerClock` that reads 0 before the round and
-the worker's seconds after it. pytest-benchmark's statistics are then the in-worker latencies,
-not the round trip between the processes; its saved options still name the session's timer.
+benchmark only, the fixture's timer (swapped through :mod:`llmbench.benchmark_storage`) is a
+:class:`WorkerClock` that reads 0 before the round and the worker's seconds after it. pytest-benchmark's
+statistics are then the in-worker latencies, not the round trip between the processes; its saved
+options still name the session's timer.
 """
 
 from __future__ import annotations
@@ -13,14 +14,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from llmbench.backends import Generation, LoadedModel
+from llmbench.benchmark_storage import fixture_timer, round_times, set_fixture_timer
 from llmbench.measure.generate import GenerateBenchmark
 from llmbench.workers.client import WorkerModel
 
 R = TypeVar("R")
-
-#: The BenchmarkFixture attribute its runner reads the timer from (pytest-benchmark 4 and 5).
-_FIXTURE_TIMER = "_timer"
-
 
 class WorkerClock:
     """A stand-in timer: 0.0 before a round, the worker's measured seconds after it."""
@@ -40,12 +38,7 @@ def pedantic_in_worker(
     ``seconds(result)`` is the round's time as the worker measured it; pytest-benchmark records that.
     Returns every round's result, warm-up rounds first (one untimed call with ``--benchmark-disable``).
     """
-    if not hasattr(benchmark, _FIXTURE_TIMER):
-        raise RuntimeError(
-            f"this pytest-benchmark's fixture has no {_FIXTURE_TIMER!r}: cannot time rounds in a worker; "
-            "use --llmbench-isolation=none"
-        )
-    session_timer = getattr(benchmark, _FIXTURE_TIMER)
+    session_timer = fixture_timer(benchmark)
     clock = WorkerClock()
     results: list[R] = []
 
@@ -53,7 +46,7 @@ def pedantic_in_worker(
         # Called before each round, warm-up included, after pytest-benchmark has recorded its options
         # and before it builds the round's runner (which reads the timer then).
         clock.now = 0.0
-        setattr(benchmark, _FIXTURE_TIMER, clock)
+        set_fixture_timer(benchmark, clock)
 
     def target() -> None:
         result = measure()
@@ -63,7 +56,7 @@ def pedantic_in_worker(
     try:
         benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
     finally:
-        setattr(benchmark, _FIXTURE_TIMER, session_timer)
+        set_fixture_timer(benchmark, session_timer)
     return results
 
 
@@ -84,6 +77,6 @@ class WorkerGenerateBenchmark(GenerateBenchmark):
             self.warmup_rounds,
         )
         timed = rounds[self.warmup_rounds :]  # the warm-up rounds come first, as in the base class
-        latencies = list(self.benchmark.stats.stats.data) if self.benchmark.stats else []
+        latencies = round_times(self.benchmark)
         self.record(llm, [r.generation for r in timed], latencies, [r.memory for r in timed], max_new_tokens)
         return rounds[-1].generation
