@@ -22,8 +22,8 @@ class PeakBandwidths:
 
     def metric(self, device: str) -> Metric:
         if self.given is not None:
-            return Metric("peak_bandwidth", self.given, "bytes/s", "none", note="given by --llmbench-peak-bandwidth")
+            return Metric.of("peak_bandwidth", self.given, note="given by --llmbench-peak-bandwidth")
         if device not in self._measured:
             self._measured[device] = probes_for(device).bandwidth.measure()
         reading = self._measured[device]
-        return Metric("peak_bandwidth", reading.bytes_per_s, "bytes/s", "none", note=f"measured: {reading.method}")
+        return Metric.of("peak_bandwidth", reading.bytes_per_s, note=f"measured: {reading.method}")
