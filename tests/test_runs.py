@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from llmbench import benchmark_storage
 from llmbench.metrics import METRIC_FACTS, METRIC_ORDER, metric_label, reading_order
 from llmbench.runs import (
     RunError,
     find_run,
     list_runs,
     load_run,
+    machine_id_here,
     parse_run_id,
     run_from_json,
     run_number,
@@ -109,3 +111,66 @@ def test_metric_facts_use_the_saved_names() -> None:
     }
     for name, (unit, direction) in saved.items():
         assert (METRIC_FACTS[name].unit, METRIC_FACTS[name].direction) == (unit, direction), name
+
+
+# --- the storage layout (llmbench.benchmark_storage) and `llmbench runs` ---------------------------------
+
+
+def _layout(root: Path) -> Path:
+    storage = root / "storage"
+    for name in ("Linux-A/0001_a.json", "Linux-A/0003_c.json", "Linux-B/0002_b.json", "Linux-B/notes.json",
+                 "0004_root.json", ".git/0009_not_a_run.txt"):  # fmt: skip
+        (storage / name).parent.mkdir(parents=True, exist_ok=True)
+        (storage / name).write_text("{}")
+    return storage
+
+
+@pytest.mark.parametrize("machine", [None, "Linux-A", "Linux-B"])
+def test_saved_run_files_are_what_pytest_benchmarks_query_finds(tmp_path: Path, machine: str | None) -> None:
+    from pytest_benchmark.storage.file import FileStorage
+
+    storage = _layout(tmp_path)
+    theirs = FileStorage(storage, logger=None, default_machine_id=machine).query(benchmark_storage.RUN_GLOB)
+    assert benchmark_storage.saved_run_files(storage, machine) == theirs
+    assert not benchmark_storage.saved_run_files(tmp_path / "missing")
+    assert not (tmp_path / "missing").exists()  # never created
+
+
+def test_latest_runs_take_the_highest_numbers_under_the_folder_as_given(tmp_path: Path) -> None:
+    storage = _layout(tmp_path)
+    assert benchmark_storage.latest_runs(storage) == [storage / "0004_root.json"]
+    assert benchmark_storage.latest_runs(storage, count=3) == [
+        storage / "Linux-B/0002_b.json", storage / "Linux-A/0003_c.json", storage / "0004_root.json"
+    ]
+    # The files at the top count too, as in pytest-benchmark's query.
+    assert benchmark_storage.latest_runs(storage, "Linux-A") == [storage / "0004_root.json"]
+    assert benchmark_storage.latest_runs(storage / "Linux-B") == [storage / "Linux-B/0002_b.json"]  # files at the top
+    assert benchmark_storage.latest_runs(tmp_path / "missing") == []
+
+
+def test_machine_id_of_a_run_is_its_storage_folder_name() -> None:
+    info = {"system": "Linux", "python_implementation": "CPython", "python_version": "3.12.4", "machine": "x86_64"}
+    assert benchmark_storage.machine_id_of(info) == "Linux-CPython-3.12-64bit"
+    assert benchmark_storage.machine_id_of({}) == "Unknown-Python-0.0-32bit"
+    assert benchmark_storage.machine_id() == machine_id_here()
+
+
+def test_llmbench_runs_prints_bare_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from llmbench.cli import main
+
+    storage = _layout(tmp_path)
+    assert main(["runs", "latest", "--storage", str(storage), "--count", "2"]) == 0
+    newest = [str(storage / "Linux-A/0003_c.json"), str(storage / "0004_root.json")]
+    assert capsys.readouterr().out.splitlines() == newest
+    assert main(["runs", "latest", "--storage", str(tmp_path / "missing")]) == 0
+    assert capsys.readouterr().out == ""
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"machine_info": {"system": "Darwin", "python_implementation": "CPython",
+                                                "python_version": "3.11.2", "machine": "arm64"},
+                               "commit_info": {"id": "0123456789abcdef"}, "benchmarks": []}))  # fmt: skip
+    assert main(["runs", "machine-id", str(run)]) == 0
+    assert main(["runs", "commit", str(run)]) == 0
+    assert main(["runs", "machine-id"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["Darwin-CPython-3.11-64bit", "0123456789abcdef", machine_id_here()]
+    assert main(["runs", "commit", str(tmp_path / "missing.json")]) == 2
+    assert "llmbench runs: error:" in capsys.readouterr().err

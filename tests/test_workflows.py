@@ -359,7 +359,7 @@ def test_benchmark_workflow_steps_on_the_cpu_default_matrix(tmp_path: Path, tiny
     # The repository as a runner's checkout sees it, with this environment's .venv ("make install").
     root = tmp_path / "checkout"
     root.mkdir()
-    for name in ("benchmarks", "scripts"):
+    for name in ("benchmarks", "scripts", "src"):  # src: the record job runs `llmbench runs` from the checkout
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml",):
         shutil.copy(REPO / name, root / name)

@@ -12,7 +12,6 @@ if [[ $# -lt 1 || $# -gt 2 ]]; then
 fi
 history=$1 run=${2:-}
 LLMBENCH=${LLMBENCH:-.venv/bin/llmbench}
-PY=${PYTHON:-.venv/bin/python}
 LLMBENCH=$(realpath "$LLMBENCH")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -27,17 +26,9 @@ if [[ -d $history ]]; then
 fi
 if [[ -n $run ]]; then
   # The run's storage folder (pytest-benchmark's machine id) and commit, as record-history.sh names them.
-  read -r machine commit < <("$PY" - "$run" <<'PYTHON'
-import json, sys
-run = json.load(open(sys.argv[1], encoding="utf-8"))
-info = run["machine_info"]
-version = ".".join(str(info.get("python_version", "0.0")).split(".")[:2])
-bits = "64" if "64" in str(info.get("machine", "")) else "32"
-machine = f"{info.get('system', 'Unknown')}-{info.get('python_implementation', 'Python')}-{version}-{bits}bit"
-print(machine, (run.get("commit_info") or {}).get("id") or "unknown")
-PYTHON
-  )
-  last=$(find "$work" -type f -name '[0-9][0-9][0-9][0-9]_*.json' -printf '%f\n' | LC_ALL=C sort | tail -n 1 | cut -c 1-4)
+  machine=$("$LLMBENCH" runs machine-id "$run")
+  commit=$("$LLMBENCH" runs commit "$run")
+  last=$(basename "$("$LLMBENCH" runs latest --storage "$work")" | cut -c 1-4)
   mkdir -p "$work/$machine"
   cp "$run" "$work/$machine/$(printf '%04d' $((10#${last:-0} + 1)))_${commit:0:12}.json"
 fi

@@ -14,22 +14,17 @@ if [[ $# -ne 2 ]]; then
 fi
 run=$(realpath "$1") kind=$2
 PY=${PYTHON:-python3}
+src=$(realpath "$(dirname "$0")/../../src")
 # shellcheck source=scripts/ci/history-remote.sh
 source "$(dirname "$0")/history-remote.sh"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# pytest-benchmark's storage folder name: <system>-<implementation>-<python major.minor>-<bits>bit.
-read -r machine commit < <("$PY" - "$run" <<'PYTHON'
-import json, sys
-run = json.load(open(sys.argv[1], encoding="utf-8"))
-info = run["machine_info"]
-version = ".".join(str(info.get("python_version", "0.0")).split(".")[:2])
-bits = "64" if "64" in str(info.get("machine", "")) else "32"
-machine = f"{info.get('system', 'Unknown')}-{info.get('python_implementation', 'Python')}-{version}-{bits}bit"
-print(machine, (run.get("commit_info") or {}).get("id") or "unknown")
-PYTHON
-)
+# `llmbench runs` from this checkout: the record job installs nothing, and it needs the standard library only.
+runs() { PYTHONPATH="$src${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m llmbench.commands.runs "$@"; }
+# pytest-benchmark's storage folder name (<system>-<implementation>-<python major.minor>-<bits>bit) and the commit.
+machine=$(runs machine-id "$run")
+commit=$(runs commit "$run")
 
 for attempt in 1 2 3; do
   rm -rf "$work/data"
@@ -41,11 +36,7 @@ for attempt in 1 2 3; do
     printf '# Benchmark history\n\nSaved runs of the default branch (pytest-benchmark JSON), written by\n`scripts/ci/record-history.sh`. Layout: `<runner kind>/<machine id>/NNNN_<commit>.json`.\n' \
       >"$work/data/README.md"
   fi
-  last=
-  if [[ -d $work/data/$kind ]]; then
-    last=$(find "$work/data/$kind" -type f -name '[0-9][0-9][0-9][0-9]_*.json' -printf '%f\n' |
-      LC_ALL=C sort | tail -n 1 | cut -c 1-4)
-  fi
+  last=$(basename "$(runs latest --storage "$work/data/$kind")" | cut -c 1-4)
   number=$(printf '%04d' $((10#${last:-0} + 1)))
   target=$kind/$machine/${number}_${commit:0:12}.json
   mkdir -p "$work/data/$(dirname "$target")"

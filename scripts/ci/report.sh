@@ -13,8 +13,8 @@ fi
 LLMBENCH=${LLMBENCH:-.venv/bin/llmbench}
 count=${LLMBENCH_REPORT_HISTORY:-10}
 history=()
-if [[ -d $1 ]]; then
-  mapfile -t history < <(find "$1" -type f -name '[0-9][0-9][0-9][0-9]_*.json' -not -path '*/.git/*' -printf '%f\t%p\n' |
-    LC_ALL=C sort | tail -n $((count - 1)) | cut -f 2)
+if [[ $count -gt 1 ]]; then
+  # The newest runs of the history before RUN (highest NNNN_ numbers), oldest first.
+  mapfile -t history < <("$LLMBENCH" runs latest --storage "$1" --count $((count - 1)))
 fi
 "$LLMBENCH" report "${history[@]}" "$2" --history "$count" --output "$3"

@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ab": ("llmbench.commands.ab", "measure two git revisions side by side, interleaved, and give the gate's verdict"),
     "selfcheck": ("llmbench.commands.selfcheck", "cross-check the harness's figures against independent readings here"),
     "export": ("llmbench.commands.export", "write saved runs as a CSV or Parquet table: a row per combination and run"),
+    "runs": ("llmbench.commands.runs", "the latest saved run of a storage folder and the machine id, for scripts"),
 }
 
 
