@@ -57,3 +57,10 @@ def tiny_t5gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     """A pytester directory for a benchmark suite: the plugin's own fixtures and data set are all it needs."""
     return pytester
+
+
+@pytest.fixture(scope="session")
+def real_gguf_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model cache the real-model tests of a session share: the real model's packaged GGUF is assembled
+    into it once (``gguf/``, about 2 s), by the first test that loads it."""
+    return tmp_path_factory.mktemp("llmbench-cache")

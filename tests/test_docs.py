@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -74,11 +75,18 @@ def test_the_readme_matrix_is_the_suites_matrix() -> None:
 
 @pytest.fixture(scope="module")
 def pytest_help() -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return result.stdout
+    """``pytest --help`` in the repository, run in this process: a fresh interpreter would spend its
+    seconds importing torch and the backends again (tests/conftest.py), which this one has done."""
+    out = io.StringIO()
+    cwd = Path.cwd()
+    os.chdir(REPO)
+    try:
+        with contextlib.redirect_stdout(out):
+            code = pytest.main(["--help", "-p", "no:cacheprovider"])
+    finally:
+        os.chdir(cwd)
+    assert code == pytest.ExitCode.OK, out.getvalue()
+    return out.getvalue()
 
 
 def test_every_option_of_pytest_help_is_documented(pytest_help: str) -> None:

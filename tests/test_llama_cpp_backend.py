@@ -57,8 +57,9 @@ def run(model: LlamaCppModel, prompts: list[str], max_new_tokens: int = MAX_NEW)
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("llmbench-cache")
+def cache_dir(real_gguf_cache: Path) -> Path:
+    """The session's model cache (tests/conftest.py): the packaged GGUF is assembled there once."""
+    return real_gguf_cache
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from llmbench.backends.hf_generation import StepClock
 from llmbench.backends.transformers_backend import TransformersBackend, TransformersModel
 from llmbench.commands import selfcheck as command
 from llmbench.config.combination import Combination, ModelSpec
+from llmbench.engine_types import Generation
 from llmbench.measure.probes import probes_for
 from llmbench.measure.speed import engine_decode_rate, round_speed
 from llmbench.selfcheck.agreement import (
@@ -32,7 +33,18 @@ PROMPTS = ["The fox saw some grapes hanging high on a vine."]
 
 
 @pytest.fixture
-def tiny(tiny_gemma3_dir: Path) -> Iterator[TransformersModel]:
+def one_thread() -> Iterator[None]:
+    """torch on one thread: on a shared machine a busy core stalls every op's thread barrier, which
+    turns a tiny model's millisecond steps into tens of milliseconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny(tiny_gemma3_dir: Path, one_thread: None) -> Iterator[TransformersModel]:
+    """The tiny Gemma 3 in fp32 on the CPU, on one torch thread."""
     spec = ModelSpec(name="tiny", family="causal", source=f"path:{tiny_gemma3_dir}")
     combination = Combination(spec, "fp32", "cpu", 1)
     model = TransformersBackend().load(combination, Path("/nonexistent"), probes_for("cpu").timer)
@@ -92,53 +104,91 @@ def test_transformers_checks_and_overhead_run_on_a_tiny_model(tiny: Transformers
     assert clear.status == "DISAGREES"
 
 
+class VirtualClock:
+    """``time.perf_counter`` for a test: it stands still but for what the test's hooks add, so every
+    timing the harness and the bare references take is decided by the test, not by the machine's load."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+#: Virtual seconds a forward call takes per input token (a decode step feeds one token per row).
+SECONDS_PER_TOKEN = 0.001
+
+
 @pytest.fixture
-def one_thread() -> Iterator[None]:
-    """torch on one thread: on a shared machine a busy core stalls every op's thread barrier, which
-    turns a tiny model's millisecond steps into tens of milliseconds of noise."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def virtual_clock(tiny: TransformersModel, monkeypatch: pytest.MonkeyPatch) -> Iterator[VirtualClock]:
+    """Every clock of the harness and of the bare references reads virtual time (all read
+    ``time.perf_counter``: the step clock, the CPU timer of the forward clock and of the bare calls),
+    and each forward of the tiny model takes 1 ms per input token, inside the forward call. The model
+    still computes every token for real; only the clock is the test's."""
+    clock = VirtualClock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    embed = tiny.model.get_input_embeddings()
+    handle = embed.register_forward_pre_hook(lambda module, args: clock.advance(SECONDS_PER_TOKEN * args[0].shape[-1]))
+    yield clock
+    handle.remove()
 
 
-@pytest.mark.usefixtures("one_thread")
-def test_transformers_figures_agree_with_bare_calls_within_3_percent(tiny: TransformersModel) -> None:
-    """One process, interleaved (issue 14): the step clock's decode rate within 3% of a bare
-    ``model.generate`` from the prompt's cached KV, the forward clock's within 3% of the model's forward
-    in a bare loop. About 5 s here: 15 rounds of four 32-token calls of about 20 ms.
-
-    A busy machine (another process on the other core) moved both by 7-9% in one attempt on CI's fresh
-    clone, so up to three attempts are made: a harness that really disagrees fails every one of them."""
-    attempts = []
-    for _ in range(3):
-        checks = {c.name: c for c in transformers_checks(tiny, PROMPTS, 32, rounds=15)}
-        print(*render_checks(list(checks.values())), sep="\n")
-        attempts.append(checks)
-        if all(c.status == "ok" for c in checks.values()):
-            break
-    checks = attempts[-1]
-    assert checks["end-to-end decode vs bare generate"].status == "ok", attempts
-    assert checks["engine decode vs bare forward loop"].status == "ok", attempts
-
-
-@pytest.mark.usefixtures("one_thread")
-def test_bare_generate_check_catches_a_slow_step_clock(
-    tiny: TransformersModel, monkeypatch: pytest.MonkeyPatch
+def test_transformers_figures_agree_with_bare_calls_on_a_controlled_clock(
+    tiny: TransformersModel, virtual_clock: VirtualClock
 ) -> None:
-    """The agreement test can fail: 1 ms more per step in the streamer (a few ms steps) disagrees."""
+    """One process, interleaved (issue 14): the step clock's decode rate against a bare ``model.generate``
+    from the prompt's cached KV, the forward clock's against the model's forward in a bare loop. On the
+    virtual clock a decode step takes exactly 1 ms in every call, and the prompt's forward more, so both
+    figures equal their references (1000 tok/s) exactly: a harness that counted a step too many or too
+    few, or the prefill into the decode, would not. Whether they agree within 3%
+    on a real machine is what ``llmbench selfcheck`` measures (docs/metrics.md)."""
+    checks = {c.name: c for c in transformers_checks(tiny, PROMPTS, 12, rounds=3)}
+    print(*render_checks(list(checks.values())), sep="\n")
+    for name in ("end-to-end decode vs bare generate", "engine decode vs bare forward loop"):
+        check = checks[name]
+        assert check.status == "ok", check
+        assert check.reference == pytest.approx(1 / SECONDS_PER_TOKEN, rel=1e-9), check
+        assert check.measured == pytest.approx(1 / SECONDS_PER_TOKEN, rel=1e-9), check
+
+
+def test_bare_generate_check_catches_a_slow_step_clock(
+    tiny: TransformersModel, virtual_clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agreement check can fail: 0.1 ms more per step in the streamer (1 ms steps) disagrees, by
+    exactly the time added: 1 / 1.1 ms against 1 / 1 ms. The engine figure, timed inside the forwards,
+    still agrees."""
     put = StepClock.put
 
     def slow_put(self: StepClock, value: torch.Tensor) -> None:
-        time.sleep(0.001)
+        virtual_clock.advance(0.0001)
         put(self, value)
 
     monkeypatch.setattr(StepClock, "put", slow_put)
-    checks = {c.name: c for c in transformers_checks(tiny, PROMPTS, 16, rounds=5)}
+    checks = {c.name: c for c in transformers_checks(tiny, PROMPTS, 8, rounds=3)}
     end_to_end = checks["end-to-end decode vs bare generate"]
     assert end_to_end.status == "DISAGREES", end_to_end
     assert end_to_end.difference is not None
     assert end_to_end.difference < -BARE_LOOP_TOLERANCE
+    assert end_to_end.difference == pytest.approx(1 / 1.1 - 1, rel=1e-6)
+    assert checks["engine decode vs bare forward loop"].status == "ok", checks
+
+
+def test_forward_loop_check_catches_time_the_forward_clock_misses(
+    tiny: TransformersModel, virtual_clock: VirtualClock
+) -> None:
+    """The engine check can fail too: 0.5 ms of each forward spent before the forward clock's first
+    mark (a hook registered ahead of it) is in the bare loop's timing and not in the engine figure."""
+    handle = tiny.model.register_forward_pre_hook(lambda module, args: virtual_clock.advance(0.0005))
+    try:
+        checks = {c.name: c for c in transformers_checks(tiny, PROMPTS, 8, rounds=3)}
+    finally:
+        handle.remove()
+    engine = checks["engine decode vs bare forward loop"]
+    assert engine.status == "DISAGREES", engine
+    assert engine.difference == pytest.approx(1.5 - 1, rel=1e-6)
 
 
 def test_memory_checks_agree_on_a_held_allocation() -> None:
@@ -174,9 +224,70 @@ def test_exit_status_follows_the_checks(monkeypatch: pytest.MonkeyPatch, capsys:
     assert cli.main(["selfcheck", "--model", "nope"]) == 2
 
 
+class CountedModel:
+    """A stand-in for a llama.cpp model with controlled counters: each sequence decodes its tokens at
+    ``rate`` tok/s by its counters (``n_eval`` single-token decodes in ``t_eval_ms``), and its timestamps
+    add ``gap_s`` per token around each decode (sampling, detokenization, the Python loop)."""
+
+    def __init__(self, rate: float, gap_s: float, uncounted: int = 0) -> None:
+        self.rate = rate
+        self.gap_s = gap_s
+        self.uncounted = uncounted
+        self.counters: list[dict[str, float]] = []
+
+    def generate(self, prompts: list[str], max_new_tokens: int) -> Generation:
+        step = 1 / self.rate
+        decodes = max_new_tokens - 1
+        times = tuple(0.05 + i * (step + self.gap_s) for i in range(max_new_tokens))
+        counter = {"n_eval": decodes - self.uncounted, "t_eval_ms": (decodes - self.uncounted) * step * 1e3}
+        self.counters = [dict(counter) for _ in prompts]
+        n = len(prompts)
+        return Generation(
+            texts=("text",) * n, prompt_tokens=(20,) * n, generated_tokens=(max_new_tokens,) * n,
+            token_ids=((7,) * max_new_tokens,) * n, sequence_step_times_s=(times,) * n, batch_mode="sequential",
+            engine_decode=tuple((int(c["n_eval"]), c["t_eval_ms"] / 1e3) for c in self.counters),
+            engine_clock="counters",
+        )  # fmt: skip
+
+    def perf_counters(self, sequence: int = -1) -> dict[str, float]:
+        return self.counters[sequence]
+
+
+def _llama_checks(model: CountedModel) -> dict[str, Check]:
+    from llmbench.selfcheck.agreement import llama_cpp_checks
+
+    return {c.name: c for c in llama_cpp_checks(model, PROMPTS * 2, 16, rounds=3)}  # type: ignore[arg-type]
+
+
+def test_llama_cpp_checks_decide_agreement_from_the_counters() -> None:
+    """On controlled counters and timestamps: 2% of a step around each decode is within the end-to-end
+    tolerance (5%), 10% is not; the engine figure is the counters' own; a decode the counters missed
+    disagrees on the token count."""
+    close = _llama_checks(CountedModel(rate=50.0, gap_s=0.02 / 50))
+    assert {name: c.status for name, c in close.items()} == {
+        "decode tokens vs llama.cpp n_eval": "ok",
+        "engine decode vs llama.cpp counters": "ok",
+        "end-to-end decode vs llama.cpp counters": "ok",
+    }
+    assert close["engine decode vs llama.cpp counters"].measured == pytest.approx(50.0)
+    assert close["end-to-end decode vs llama.cpp counters"].difference == pytest.approx(1 / 1.02 - 1)
+    assert close["decode tokens vs llama.cpp n_eval"].measured == 3 * 2 * 15
+    far = _llama_checks(CountedModel(rate=50.0, gap_s=0.1 / 50))
+    end_to_end = far["end-to-end decode vs llama.cpp counters"]
+    assert end_to_end.status == "DISAGREES", end_to_end
+    assert end_to_end.difference == pytest.approx(1 / 1.1 - 1)
+    assert far["engine decode vs llama.cpp counters"].status == "ok"
+    missed = _llama_checks(CountedModel(rate=50.0, gap_s=0.0, uncounted=1))
+    assert missed["decode tokens vs llama.cpp n_eval"].status == "DISAGREES"
+
+
 @pytest.mark.real_model
-def test_llama_cpp_engine_and_end_to_end_agree_with_its_counters(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """One process, a few 16-token generations: engine figure within 1%, end-to-end within 5%."""
+def test_llama_cpp_engine_and_end_to_end_agree_with_its_counters(real_gguf_cache: Path) -> None:
+    """One process, a few 16-token generations of the real model: the harness counts the tokens
+    llama.cpp evaluated, its engine figure is llama.cpp's counters' rate, and its end-to-end figure,
+    which adds the loop around each decode, is never above that rate. How far below it is (within 5%
+    on a quiet machine) depends on the machine's load: ``llmbench selfcheck`` measures it, and
+    ``test_llama_cpp_checks_decide_agreement_from_the_counters`` proves the check's logic."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
     from llmbench.backends.llama_cpp_backend import LlamaCppBackend
     from llmbench.config.models import BUILTIN_MODELS
@@ -188,17 +299,20 @@ def test_llama_cpp_engine_and_end_to_end_agree_with_its_counters(tmp_path_factor
     reason = backend.unavailable_reason(spec, "q4_k_m", "cpu")
     if reason is not None:
         pytest.skip(reason)
-    model = backend.load(Combination(spec, "q4_k_m", "cpu", 1), tmp_path_factory.mktemp("cache"))
+    model = backend.load(Combination(spec, "q4_k_m", "cpu", 1), real_gguf_cache)
     try:
         prompts = [spec.format_prompt(item.text) for item in load_items(SHIPPED_DATA)[:1]]
         model.generate(prompts[:1], 4)  # warm-up
         checks = {c.name: c for c in llama_cpp_checks(model, prompts, 16, rounds=2)}
     finally:
         model.close()
-    assert checks["decode tokens vs llama.cpp n_eval"].status == "ok", checks
+    print(*render_checks(list(checks.values())), sep="\n")
+    tokens = checks["decode tokens vs llama.cpp n_eval"]
+    assert tokens.status == "ok", checks
+    assert tokens.measured is not None
+    assert tokens.measured > 0
     assert checks["engine decode vs llama.cpp counters"].status == "ok", checks
-    assert checks["end-to-end decode vs llama.cpp counters"].status == "ok", checks
     end_to_end = checks["end-to-end decode vs llama.cpp counters"]
     assert end_to_end.measured is not None
     assert end_to_end.reference is not None
-    assert end_to_end.measured <= end_to_end.reference * 1.001  # the loop around the steps only adds time
+    assert 0 < end_to_end.measured <= end_to_end.reference * 1.001  # the loop around the steps only adds time
