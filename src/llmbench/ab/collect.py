@@ -18,12 +18,11 @@ from typing import Any
 import pytest
 
 from llmbench import benchmark_storage
-from llmbench.config.combination import Combination
-from llmbench.config.settings import Settings
+from llmbench.config.combination import COMBINATION_ARG, Combination
+from llmbench.config.settings import SETTINGS_KEY, Settings
 from llmbench.data import SHIPPED_DATA, DataError, Item, load_items
 from llmbench.gate.rules import Rule
 from llmbench.gate.settings import gate_settings
-from llmbench.plugin.keys import COMBINATION_ARG, SETTINGS_KEY
 from llmbench.runs import machine_id_here
 
 __all__ = ["Benchmark", "Plan", "collect_plan"]

@@ -11,6 +11,11 @@ from typing import Literal
 
 from llmbench.config.precisions import BackendName, Precision, backend_for
 
+#: The argument the plugin parametrizes with one :class:`Combination` per test (``llm_combination``).
+COMBINATION_ARG = "llm_combination"
+#: Parametrized with one combination per (model, precision, device): for what batch size does not change.
+LOAD_COMBINATION_ARG = "llm_load_combination"
+
 Family = Literal["causal", "seq2seq"]
 KNOWN_DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")
 

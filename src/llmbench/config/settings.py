@@ -141,6 +141,11 @@ class Settings:
         return combination.model.max_new_tokens
 
 
+#: Where the plugin keeps the session's :class:`Settings` (``config.stash[SETTINGS_KEY]``); llmbench ab
+#: reads them there after collecting in the head side's checkout.
+SETTINGS_KEY = pytest.StashKey[Settings]()
+
+
 #: Options of the matrix axes: the matrix file's list unless one of these is set.
 _AXES = {
     "models": "--llmbench-model",

@@ -1,14 +1,17 @@
-"""The plugin's stash keys and parametrized argument names, shared by its hook modules."""
+"""The plugin's stash keys and parametrized argument names, shared by its hook modules.
+
+The settings key and the argument names live beside what they hold (:mod:`llmbench.config`), so that
+the library (``llmbench ab`` collects with the plugin) reads them without importing the plugin.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from llmbench.backends.loaded_models import LoadedModels
-from llmbench.config.settings import Settings
+from llmbench.config.combination import COMBINATION_ARG, LOAD_COMBINATION_ARG
+from llmbench.config.settings import SETTINGS_KEY
 
-SETTINGS_KEY = pytest.StashKey[Settings]()
+__all__ = ["COMBINATION_ARG", "LOAD_COMBINATION_ARG", "MODELS_KEY", "SETTINGS_KEY"]
+
 MODELS_KEY = pytest.StashKey[LoadedModels]()
-COMBINATION_ARG = "llm_combination"
-#: Parametrized with one combination per (model, precision, device): for what batch size does not change.
-LOAD_COMBINATION_ARG = "llm_load_combination"
