@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import scipy.stats  # noqa: F401  (a second import gives new classes that scipy's own checks reject)
-import torch  # noqa: F401
+import torch
 
 # Import the heavy native libraries once, in the outer process: pytester's in-process runs restore
 # sys.modules after each run, and importing torch or llama_cpp a second time crashes the process.
@@ -64,3 +65,14 @@ def real_gguf_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model cache the real-model tests of a session share: the real model's packaged GGUF is assembled
     into it once (``gguf/``, about 2 s), by the first test that loads it."""
     return tmp_path_factory.mktemp("llmbench-cache")
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread for the test: on a shared machine a descheduled thread stalls every op's
+    thread barrier, which turns a tiny model's millisecond steps into tens of milliseconds (a module of
+    tiny-model tests ran 45 s on two threads under load, 16 s on one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -14,6 +14,9 @@ from llmbench.quality.outputs import read_outputs
 from llmbench.quality.runs import QualityRuns
 from tests.conftest import REPO
 
+#: One torch thread (tests/conftest.py): these tests check texts and scores, not speed.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 ITEMS = load_items(REPO / "src" / "llmbench" / "data" / "summaries.jsonl")[:5]
 
 

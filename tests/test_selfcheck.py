@@ -33,18 +33,8 @@ PROMPTS = ["The fox saw some grapes hanging high on a vine."]
 
 
 @pytest.fixture
-def one_thread() -> Iterator[None]:
-    """torch on one thread: on a shared machine a busy core stalls every op's thread barrier, which
-    turns a tiny model's millisecond steps into tens of milliseconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def tiny(tiny_gemma3_dir: Path, one_thread: None) -> Iterator[TransformersModel]:
-    """The tiny Gemma 3 in fp32 on the CPU, on one torch thread."""
+def tiny(tiny_gemma3_dir: Path, one_torch_thread: None) -> Iterator[TransformersModel]:
+    """The tiny Gemma 3 in fp32 on the CPU, on one torch thread (tests/conftest.py)."""
     spec = ModelSpec(name="tiny", family="causal", source=f"path:{tiny_gemma3_dir}")
     combination = Combination(spec, "fp32", "cpu", 1)
     model = TransformersBackend().load(combination, Path("/nonexistent"), probes_for("cpu").timer)
