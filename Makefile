@@ -44,3 +44,9 @@ bench-compare: $(STAMP)
 	status=$$?; set +x; \
 	echo "bench-compare: verdict in results/verdict.md, report in llmbench-report/ (exit status $$status)"; \
 	exit $$status
+
+# pytest-benchmark's own test suite with and without this plugin: the outcomes must match (docs/gate.md,
+# "Plain pytest-benchmark benchmarks"). Downloads its source distribution (PyPI).
+.PHONY: neighbour
+neighbour: $(STAMP)
+	PYTHON=$(PY) bash scripts/ci/pytest-benchmark-suite.sh

@@ -230,9 +230,16 @@ def test_ci_runs_lint_typecheck_and_tests_on_two_pythons() -> None:
     job = load("ci.yml")["jobs"]["test"]
     assert job["strategy"]["matrix"]["python"] == ["3.11", "3.12"]
     runs = [s["run"] for s in job["steps"] if "run" in s]
-    assert runs == ["make install PYTHON=python", "make lint", "make typecheck", "make test"]
+    assert runs == ["make install PYTHON=python", "make lint", "make typecheck", "make test", "make neighbour"]
     cache = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/cache@"))
     assert cache["with"]["path"] == "~/.cache/llmbench"
+
+
+def test_the_adapter_is_tested_on_the_pinned_and_the_newest_pytest_benchmark() -> None:
+    job = load("ci.yml")["jobs"]["pytest-benchmark"]
+    assert job["strategy"]["matrix"]["release"] == ["pinned", "newest"]
+    runs = [s["run"] for s in job["steps"] if "run" in s]
+    assert runs == ["make install PYTHON=python", 'scripts/ci/pytest-benchmark-adapter.sh "$RELEASE"']
 
 
 @pytest.mark.parametrize("script", sorted((REPO / "scripts" / "ci").glob("*.sh")), ids=lambda p: p.name)
