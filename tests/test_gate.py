@@ -3,6 +3,7 @@ bad input, the verdict's text and markdown, and the gate's options in pytest. St
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -13,7 +14,7 @@ import pytest
 
 from llmbench import gate
 from llmbench.cli import main
-from llmbench.gate.decision import decide
+from llmbench.gate.decision import Decision, decide
 from llmbench.gate.pooling import PooledMetric
 from llmbench.gate.rules import DEFAULT_RULES
 from llmbench.metrics import Metric
@@ -297,15 +298,19 @@ def test_github_step_summary_is_appended(
     assert text.startswith("earlier step\n## llmbench regression gate: no regression\n")
 
 
+@functools.cache
+def _big_decision(slow: float) -> Decision:
+    """One latency decision, ``slow`` times the baseline: every combination of a big verdict has the same."""
+    # with a drift history of two unchanged runs, so that the slower ones regress
+    base = PooledMetric("latency_s", 1.0, "s", "lower", (1.0, 1.01, 0.99, 1.0, 1.02), run_values=(1.0, 1.0))
+    cur = Metric("latency_s", slow, "s", "lower", tuple(x * slow for x in (1.0, 1.01, 0.99, 1.0, 1.02)))
+    return decide("latency_s", base, cur, DEFAULT_RULES["latency_s"])
+
+
 def _big_verdict(combinations: int, regressed: int) -> gate.Verdict:
-    rule = DEFAULT_RULES["latency_s"]
     results = []
     for index in range(combinations):
-        slow = 1.3 if index < regressed else 1.0
-        # with a drift history of two unchanged runs, so that the slower ones regress
-        base = PooledMetric("latency_s", 1.0, "s", "lower", (1.0, 1.01, 0.99, 1.0, 1.02), run_values=(1.0, 1.0))
-        cur = Metric("latency_s", slow, "s", "lower", tuple(x * slow for x in (1.0, 1.01, 0.99, 1.0, 1.02)))
-        decisions = (decide("latency_s", base, cur, rule),) * 20
+        decisions = (_big_decision(1.3 if index < regressed else 1.0),) * 20
         results.append(gate.CombinationResult(f"t[{index}]", f"model-{index} fp32 cpu bs1", decisions))
     return gate.Verdict("0001", "0002", tuple(results))
 
@@ -375,17 +380,37 @@ def test_bad_marker_is_a_usage_error(pytester: pytest.Pytester) -> None:
                                  "(from the llmbench_fail marker of test_marked.py::test_x)*"])  # fmt: skip
 
 
+#: pytest-benchmark's timer for :func:`test_plain_benchmarks_are_gated_on_latency_and_compare_fail_still_works`:
+#: a clock that moves only when the benchmark sleeps on it, so each round takes exactly what it asks for
+#: (real sleeps on a busy machine spread, and an unchanged benchmark read "noisy").
+FIXED_CLOCK = """
+NOW = [0.0]
+
+
+def now():
+    return NOW[0]
+
+
+def sleep(seconds):
+    NOW[0] += seconds
+"""
+
+
 def test_plain_benchmarks_are_gated_on_latency_and_compare_fail_still_works(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
+        fixed_clock=FIXED_CLOCK,
         test_plain="""
-        import time
         import pytest
+
+        from fixed_clock import sleep
 
         @pytest.mark.llmbench_fail("latency_s:+50%")
         def test_sleep(benchmark):
-            benchmark.pedantic(time.sleep, args=(0.001,), rounds=5, iterations=1)
-        """
+            benchmark.pedantic(sleep, args=(0.001,), rounds=5, iterations=1)
+        """,
     )
+    pytester.syspathinsert()
+    pytester.makeini("[pytest]\naddopts = --benchmark-timer=fixed_clock.now\n")
     first = pytester.runpytest("--benchmark-autosave", "--benchmark-storage=runs", "--benchmark-save-data")
     assert first.ret == 0
     assert "llmbench regression gate" not in first.stdout.str()  # no --benchmark-compare: no gate
@@ -421,9 +446,9 @@ def test_plain_benchmarks_are_gated_on_latency_and_compare_fail_still_works(pyte
         "*= llmbench regression gate =*",
         f"baseline: 0001 ({saved})",
         "noisy, cannot tell (1):",
-        "  test_plain.py::test_sleep: latency 1.* → 5.* ms (+*%, p=0.0079): noisy, the drift between runs on this "
-        "machine is unknown (fewer than 2 steady saved runs with its fingerprint); measure base and head side by side "
-        "with `llmbench ab`",
+        "  test_plain.py::test_sleep: latency 1.00 → 5.00 ms (+400.0%, p=0.0079): noisy, the drift between runs on "
+        "this machine is unknown (fewer than 2 steady saved runs with its fingerprint); measure base and head side by "
+        "side with `llmbench ab`",
         "llmbench gate: no regression (1 combination, 1 metrics compared)",
     ])  # fmt: skip
 
