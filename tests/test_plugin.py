@@ -338,7 +338,8 @@ def test_each_model_is_loaded_once_and_released_after_its_last_test(
             assert llmbench_models.releases == [("tiny", "fp32", "cpu"), ("tiny", "bf16", "cpu")]
         """
     )
-    result = suite.runpytest("-v")
+    # The session cache is the same for both loaders: the in-process one spares starting two workers.
+    result = suite.runpytest("-v", "--llmbench-isolation=none")
     result.assert_outcomes(passed=9)
 
 
