@@ -76,3 +76,24 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def real_llama_model(real_gguf_cache: Path) -> Iterator[object]:
+    """The real model (Gemma 3 270M Q4_K_M) loaded once in llama.cpp for the session's real-model tests,
+    on one thread: llama.cpp's spinning thread barrier slows down by orders of magnitude when its
+    threads outnumber the free cores. Each ``generate`` starts from a cleared state, so the tests that
+    share it do not see each other's calls. Skipped where llama-cpp-python or the model is not installed."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    from llmbench.backends.llama_cpp_backend import LlamaCppBackend
+    from llmbench.config.combination import Combination
+    from llmbench.config.models import BUILTIN_MODELS
+
+    backend = LlamaCppBackend(n_threads=1)
+    spec = BUILTIN_MODELS["gemma3-270m"]
+    reason = backend.unavailable_reason(spec, "q4_k_m", "cpu")
+    if reason is not None:
+        pytest.skip(reason)
+    model = backend.load(Combination(spec, "q4_k_m", "cpu", 1), real_gguf_cache)
+    yield model
+    model.close()

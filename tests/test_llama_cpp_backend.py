@@ -6,7 +6,6 @@ import dataclasses
 import itertools
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,13 +62,10 @@ def cache_dir(real_gguf_cache: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def model(cache_dir: Path) -> Iterator[LlamaCppModel]:
-    # One thread: these tests check behaviour, not speed, and llama.cpp's spinning thread barrier
-    # slows down by orders of magnitude when its threads outnumber the free cores (another process,
-    # pytest-xdist workers).
-    loaded = LlamaCppBackend(n_threads=1).load(Combination(SPEC, "q4_k_m", "cpu", 1), cache_dir)
-    yield loaded
-    loaded.close()
+def model(real_llama_model: LlamaCppModel) -> LlamaCppModel:
+    """The session's real model in llama.cpp, on one thread (tests/conftest.py): these tests check
+    behaviour, not speed."""
+    return real_llama_model
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import argparse
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -28,6 +29,9 @@ from llmbench.selfcheck.agreement import (
 from llmbench.selfcheck.checks import Check, render_checks
 from llmbench.selfcheck.machine import cpu_memory_checks, numpy_read_bandwidth
 from llmbench.units import MiB
+
+if TYPE_CHECKING:  # llama-cpp-python is an optional extra
+    from llmbench.backends.llama_cpp_backend import LlamaCppModel
 
 PROMPTS = ["The fox saw some grapes hanging high on a vine."]
 
@@ -272,30 +276,20 @@ def test_llama_cpp_checks_decide_agreement_from_the_counters() -> None:
 
 
 @pytest.mark.real_model
-def test_llama_cpp_engine_and_end_to_end_agree_with_its_counters(real_gguf_cache: Path) -> None:
-    """One process, a few 16-token generations of the real model: the harness counts the tokens
+def test_llama_cpp_engine_and_end_to_end_agree_with_its_counters(real_llama_model: LlamaCppModel) -> None:
+    """One process, two 8-token generations of the real model: the harness counts the tokens
     llama.cpp evaluated, its engine figure is llama.cpp's counters' rate, and its end-to-end figure,
     which adds the loop around each decode, is never above that rate. How far below it is (within 5%
     on a quiet machine) depends on the machine's load: ``llmbench selfcheck`` measures it, and
     ``test_llama_cpp_checks_decide_agreement_from_the_counters`` proves the check's logic."""
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
-    from llmbench.backends.llama_cpp_backend import LlamaCppBackend
     from llmbench.config.models import BUILTIN_MODELS
     from llmbench.data import SHIPPED_DATA, load_items
     from llmbench.selfcheck.agreement import llama_cpp_checks
 
     spec = BUILTIN_MODELS["gemma3-270m"]
-    backend = LlamaCppBackend(n_threads=1)  # one thread: a shared machine does not stall a thread barrier
-    reason = backend.unavailable_reason(spec, "q4_k_m", "cpu")
-    if reason is not None:
-        pytest.skip(reason)
-    model = backend.load(Combination(spec, "q4_k_m", "cpu", 1), real_gguf_cache)
-    try:
-        prompts = [spec.format_prompt(item.text) for item in load_items(SHIPPED_DATA)[:1]]
-        model.generate(prompts[:1], 4)  # warm-up
-        checks = {c.name: c for c in llama_cpp_checks(model, prompts, 16, rounds=2)}
-    finally:
-        model.close()
+    model = real_llama_model  # the session's, on one thread (tests/conftest.py)
+    prompts = [spec.format_prompt(item.text) for item in load_items(SHIPPED_DATA)[:1]]
+    checks = {c.name: c for c in llama_cpp_checks(model, prompts, 8, rounds=2)}
     print(*render_checks(list(checks.values())), sep="\n")
     tokens = checks["decode tokens vs llama.cpp n_eval"]
     assert tokens.status == "ok", checks
