@@ -395,8 +395,9 @@ def test_the_suite_writes_the_report_of_its_saved_run(suite: pytest.Pytester, ti
     (suite.path / "benchmarks").mkdir()
     (suite.path / "benchmarks" / "matrix.toml").write_text(TINY_MATRIX.format(path=tiny_gemma3_dir))
     shutil.copy(Path(__file__).parents[1] / "benchmarks" / "test_generate.py", suite.path / "benchmarks")
+    # The report is under test, not the workers: the models load in the pytest process, the bandwidth is given.
     common = ["benchmarks", "--llmbench-quality-items=4", "--llmbench-rounds=2", "--llmbench-warmup-rounds=0",
-              "-p", "no:cacheprovider"]  # fmt: skip
+              "-p", "no:cacheprovider", "--llmbench-isolation=none", "--llmbench-peak-bandwidth=10GB/s"]  # fmt: skip
     result = suite.runpytest(*common, "--benchmark-autosave", "--llmbench-report=rep")
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["llmbench report: rep/index.html and rep/report.md"])
