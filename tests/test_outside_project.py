@@ -30,7 +30,8 @@ def test_a_matrix_file_and_one_test_file_are_a_whole_benchmark_suite(
 
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--llmbench-matrix=matrix.toml", "--llmbench-quality-items=2",
-        "--llmbench-rounds=2", "--llmbench-warmup-rounds=0", "--benchmark-autosave", "--benchmark-save-data",
+        "--llmbench-rounds=2", "--llmbench-warmup-rounds=0", "--llmbench-peak-bandwidth=10GB/s",
+        "--benchmark-autosave", "--benchmark-save-data",
         "--benchmark-storage=file://./saved",
     )  # fmt: skip
     result.assert_outcomes(passed=2)
