@@ -1,6 +1,7 @@
 """llmbench ab: the paired statistic (property-based), the interleaving with stand-in models, the saved
 pair read by ``llmbench compare``, and the command end to end on a temporary git repository of two
-commits with the tiny Gemma 3 model (HEAD's commit makes generate 20% slower on a fixed clock)."""
+commits with the tiny Gemma 3 model whose workers report a fixed clock and fixed memory figures
+(tests/fixed_clock_worker.py; HEAD's commit makes every timed figure 20% slower)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from llmbench.gate.settings import resolve_rules
 from llmbench.metrics import Metric
 from llmbench.runs import load_run
 from llmbench.workers.protocol import MemoryFigures, TimedRound
+from tests.fixed_clock_worker import inject_fixed_clock, set_slow_share
 from tests.test_plugin import TINY_FP32_MATRIX
 
 REPO = Path(__file__).resolve().parents[1]
@@ -254,7 +256,9 @@ def test_interleaved_pair_saved_and_decided(
     assert len(calls) == 60
     assert "load 3 of 3: loaded" in stream.getvalue()
     assert "4 rounds per side done" in stream.getvalue()
-    again = measure_pair(plan, (base, head), schedule, start, Progress(io.StringIO()))  # type: ignore[arg-type]
+    # The same draw again (quality, untimed, draws nothing: left out of the repeat).
+    unscored = replace(plan, quality_items=())
+    again = measure_pair(unscored, (base, head), schedule, start, Progress(io.StringIO()))  # type: ignore[arg-type]
     assert again.orders == measured.orders  # seeded
 
     data: dict[str, dict[str, Any]] = {
@@ -356,24 +360,23 @@ def test_rounds_per_load_pair_default_to_two_unless_set() -> None:
     assert ab_run.timed_rounds(4, Setting(7, "--llmbench-rounds on the command line", "cli")) == 4
 
 
-def test_make_bench_compares_after_an_ab_run_saved_the_newest_run(tmp_path: Path) -> None:
+def test_make_bench_compares_after_an_ab_run_saved_the_newest_run(pytester: pytest.Pytester) -> None:
     # pytest-benchmark warns when the run it compares with (the newest: here an A/B run, marked in its
     # machine_info) has other machine_info; under this project's filterwarnings = error that stopped
-    # `make bench` with an INTERNALERROR before anything ran.
-    shutil.copy(REPO / "pyproject.toml", tmp_path)  # this project's settings, filterwarnings included
-    shutil.copytree(REPO / "benchmarks", tmp_path / "benchmarks", ignore=shutil.ignore_patterns("__pycache__"))
-    folder = tmp_path / ".benchmarks" / "Linux-CPython-3.11-64bit"
+    # `make bench` with an INTERNALERROR before anything ran. Run in process: the session reads the copied
+    # pyproject.toml as a fresh interpreter would.
+    shutil.copy(REPO / "pyproject.toml", pytester.path)  # this project's settings, filterwarnings included
+    shutil.copytree(REPO / "benchmarks", pytester.path / "benchmarks", ignore=shutil.ignore_patterns("__pycache__"))
+    folder = pytester.path / ".benchmarks" / "Linux-CPython-3.11-64bit"
     folder.mkdir(parents=True)
     saved = json.loads(next((REPO / "tests" / "data" / "runs" / "Linux-CPython-3.11-64bit").glob("*.json")).read_text())
     saved["machine_info"]["llmbench_ab"] = {"pair": "P", "side": "head"}
     (folder / "0001_ab-P-head.json").write_text(json.dumps(saved))
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q", "--benchmark-compare",
-         "-p", "no:cacheprovider"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "Comparing against benchmarks from" in done.stdout + done.stderr
+    result = pytester.runpytest_inprocess("benchmarks", "--collect-only", "-q", "--benchmark-compare",
+                                          "-p", "no:cacheprovider")  # fmt: skip
+    output = "\n".join(result.outlines + result.errlines)
+    assert result.ret == 0, output[-4000:]
+    assert "Comparing against benchmarks from" in output
 
 
 def test_max_loads_below_loads_is_refused_before_anything_is_checked_out(
@@ -386,56 +389,6 @@ def test_max_loads_below_loads_is_refused_before_anything_is_checked_out(
 
 # ------------------------------------------------------------------------------- end to end
 
-INJECT = '''
-
-# --- tests/test_ab.py: a fixed clock, and HEAD's slowdown -------------------------------------
-import dataclasses as _dataclasses
-import time as _real_time
-
-#: Share of a call's time that HEAD's commit adds (0.0 in the base commit).
-SLOW_SHARE = 0.0
-
-
-class _FixedClock:
-    """Stands in for the time module here: the clock moves only by the fixed time of each call."""
-
-    now = 1000.0
-    sleep = staticmethod(_real_time.sleep)
-
-    def perf_counter(self):
-        return _FixedClock.now
-
-
-class _Fixed:
-    def __init__(self, inner):
-        self._inner = inner
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-    def generate(self, prompts, max_new_tokens):
-        out = self._inner.generate(prompts, max_new_tokens)
-        _FixedClock.now += 0.2 * (1 + SLOW_SHARE)
-        steps = tuple((1 + SLOW_SHARE) * (0.1 + 0.01 * i) for i in range(len(out.step_times_s)))
-        return _dataclasses.replace(out, step_times_s=steps)
-
-
-_handle = ModelServer.handle
-
-
-def _handle_fixed(self, request):
-    if isinstance(request, (Load, MeasureLoad)):
-        _FixedClock.now += 0.5  # loads take a fixed 0.5 s too
-    reply = _handle(self, request)
-    if isinstance(request, Load) and self.model is not None and not isinstance(self.model, _Fixed):
-        self.model = _Fixed(self.model)
-    return reply
-
-
-ModelServer.handle = _handle_fixed
-time = _FixedClock()
-'''
-
 
 def _git(repo: Path, *args: str) -> str:
     env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
@@ -443,39 +396,57 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
 
 
-def test_ab_end_to_end_flags_a_slower_head_and_passes_a_a(tmp_path: Path, tiny_gemma3_dir: Path) -> None:
+def test_ab_end_to_end_flags_a_slower_head_and_passes_a_a(
+    tmp_path: Path, tiny_gemma3_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The command as a user runs it (in this process: the parent's code is this installation's either way),
+    # on a repository of two commits whose workers report a fixed clock and fixed memory figures
+    # (tests/fixed_clock_worker.py): HEAD's commit makes every timed figure 20% slower. The verdicts are
+    # decided from those controlled figures, so neither the A/A pass nor the flag depends on the machine's
+    # load, and no figure is left noisy (no extra load pairs). Two load pairs of one round are the fewest
+    # that decide; the statistic itself is tested above.
     repo = tmp_path / "repo"
     shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
     (repo / "benchmarks").mkdir()
     shutil.copy(REPO / "benchmarks" / "test_generate.py", repo / "benchmarks")
     (repo / "benchmarks" / "matrix.toml").write_text(MATRIX.format(path=tiny_gemma3_dir).replace("[1, 2]", "[1]"))
-    serve = repo / "src" / "llmbench" / "workers" / "serve.py"
-    serve.write_text(serve.read_text() + INJECT)
+    inject_fixed_clock(repo / "src", slow_share=0.0)
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "add", ".")
     _git(repo, "commit", "-q", "-m", "base")
-    serve.write_text(serve.read_text().replace("SLOW_SHARE = 0.0", "SLOW_SHARE = 0.2"))
+    set_slow_share(repo / "src", 0.2)
     _git(repo, "commit", "-q", "-am", "head: 20% slower")
+    monkeypatch.chdir(repo)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
 
-    def ab(base: str, head: str) -> subprocess.CompletedProcess[str]:
-        command = [str(Path(sys.executable).parent / "llmbench"), "ab", base, head, "--loads=2", "--rounds=3",
-                   "--", "benchmarks", "--llmbench-quality-items=2", "--llmbench-peak-bandwidth=10GB/s",
-                   "--benchmark-storage=runs", f"--llmbench-verdict={base}-{head}.md"]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
-        return subprocess.run(command, cwd=repo, capture_output=True, text=True, env=env, timeout=900)
+    def ab(base: str, head: str, quality_items: int) -> tuple[int, str, str]:
+        status = cli_main(["ab", base, head, "--loads=2", "--rounds=1", "--warmup-rounds=0", "--",
+                           "benchmarks", f"--llmbench-quality-items={quality_items}",
+                           "--llmbench-peak-bandwidth=10GB/s", "--benchmark-storage=runs",
+                           f"--llmbench-verdict={base}-{head}.md"])  # fmt: skip
+        out, err = capsys.readouterr()
+        return status, out, err
 
-    same = ab("HEAD~1", "HEAD~1")
-    assert same.returncode == 0, same.stdout + same.stderr
-    assert "llmbench gate: no regression (1 combination" in same.stdout
-    assert "load 2 of 2: loaded" in same.stderr
-    assert "test_generate.py: 1" in same.stderr
-    assert "test_generate.py" not in same.stdout
-    slow = ab("main~1", "HEAD")
-    assert slow.returncode == 1, slow.stdout + slow.stderr
-    assert "tiny fp32 cpu bs1: latency 200 → 240 ms (+20.0%" in slow.stdout
-    assert "llmbench gate: FAILED" in slow.stdout
+    # A/A: two worktrees of the base commit, with a quality pass (one item, greedy: identical).
+    status, out, err = ab("HEAD~1", "HEAD~1", quality_items=1)
+    assert status == 0, out + err
+    assert "llmbench gate: no regression (1 combination" in out
+    assert "load 2 of 2: loaded" in err
+    assert "(extra)" not in err  # every figure decided by the first load pairs
+    assert "quality of base HEAD~1" in err
+    assert "test_generate.py: 1" in err
+    assert "test_generate.py" not in out
+    # HEAD (the working tree, at the slower commit) against the base commit's worktree.
+    status, out, err = ab("main~1", "HEAD", quality_items=0)
+    assert status == 1, out + err
+    assert "tiny fp32 cpu bs1: latency 200 → 240 ms (+20.0%" in out
+    assert "tiny fp32 cpu bs1: decode 100 → 83.3 tok/s (-16.7%)" in out  # the engine's steps, not only a sleep
+    assert "llmbench gate: FAILED: 5 regressions in 1 of 1 combination" in out
+    assert "(extra)" not in err
     saved = sorted((repo / "runs").rglob("*.json"))
     assert [p.name.split("-")[-1] for p in saved] == ["base.json", "head.json"] * 2
+    aa_head = json.loads(saved[1].read_text())
+    assert "rouge1" in aa_head["benchmarks"][0]["extra_info"]["metrics"]
     head_run = json.loads(saved[-1].read_text())
     assert head_run["machine_info"]["llmbench_ab"]["side"] == "head"
     assert head_run["commit_info"]["id"] == _git(repo, "rev-parse", "HEAD").strip()
