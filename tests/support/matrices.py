@@ -1,0 +1,46 @@
+"""Matrix files for test suites: the tiny offline model on the CPU, the axes and token budget a test needs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _toml_list(values: Sequence[str | int]) -> str:
+    return "[" + ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in values) + "]"
+
+
+def tiny_matrix(
+    model_dir: Path | str,
+    *,
+    precisions: Sequence[str] = ("fp32",),
+    batch_sizes: Sequence[int] = (1,),
+    max_new_tokens: int = 4,
+    models: Sequence[str] = ("tiny",),
+    family: str = "causal",
+) -> str:
+    """A matrix file over tiny models built offline (every entry of ``models`` loads ``model_dir``) on the CPU."""
+    lines = [
+        "[matrix]",
+        f"models = {_toml_list(models)}",
+        f"precisions = {_toml_list(precisions)}",
+        'devices = ["cpu"]',
+        f"batch_sizes = {_toml_list(batch_sizes)}",
+    ]
+    for name in models:
+        lines += [
+            "",
+            f"[models.{name}]",
+            f'source = "path:{model_dir}"',
+            f'family = "{family}"',
+            f"max_new_tokens = {max_new_tokens}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_matrix(root: Path, body: str) -> Path:
+    """Write ``body`` as ``root/benchmarks/matrix.toml`` (the plugin's default matrix file); returns its path."""
+    path = root / "benchmarks" / "matrix.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body, encoding="utf-8")
+    return path
