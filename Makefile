@@ -22,8 +22,10 @@ bench: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest tests $(ARGS)
 
+# ruff, and the layer contracts of docs/design.md (import-linter, [tool.importlinter] in pyproject.toml).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
