@@ -27,13 +27,12 @@ except ImportError:  # the llama-cpp extra is optional
 
 pytest_plugins = ["pytester"]
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
 def tiny_gemma3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Gemma 3 causal model with a real SentencePiece tokenizer, built offline."""
-    from tests.tiny_models import build_tiny_gemma3
+    from llmbench.testing.tiny_models import build_tiny_gemma3
 
     return build_tiny_gemma3(tmp_path_factory.mktemp("tiny-gemma3"))
 
@@ -41,7 +40,7 @@ def tiny_gemma3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_t5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random T5 encoder-decoder with a real SentencePiece tokenizer, built offline."""
-    from tests.tiny_models import build_tiny_t5
+    from llmbench.testing.tiny_models import build_tiny_t5
 
     return build_tiny_t5(tmp_path_factory.mktemp("tiny-t5"))
 
@@ -49,7 +48,7 @@ def tiny_t5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_t5gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random T5Gemma encoder-decoder with a real SentencePiece tokenizer, built offline."""
-    from tests.tiny_models import build_tiny_t5gemma
+    from llmbench.testing.tiny_models import build_tiny_t5gemma
 
     return build_tiny_t5gemma(tmp_path_factory.mktemp("tiny-t5gemma"))
 

@@ -1,7 +1,7 @@
 """llmbench ab: the paired statistic (property-based), the interleaving with stand-in models, the saved
 pair read by ``llmbench compare``, and the command end to end on a temporary git repository of two
 commits with the tiny Gemma 3 model whose workers report a fixed clock and fixed memory figures
-(tests/fixed_clock_worker.py; HEAD's commit makes every timed figure 20% slower)."""
+(tests/support/fixed_clock_worker.py; HEAD's commit makes every timed figure 20% slower)."""
 
 from __future__ import annotations
 
@@ -38,10 +38,10 @@ from llmbench.gate.settings import resolve_rules
 from llmbench.metrics import Metric
 from llmbench.runs import load_run
 from llmbench.workers.protocol import MemoryFigures, TimedRound
-from tests.fixed_clock_worker import inject_fixed_clock, set_slow_share
-from tests.test_plugin import TINY_FP32_MATRIX
+from tests.support.fixed_clock_worker import inject_fixed_clock, set_slow_share
+from tests.support.matrices import TINY_FP32_MATRIX
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 LATENCY = DEFAULT_RULES["latency_s"]
 RSS = DEFAULT_RULES["peak_rss_bytes"]
 
@@ -401,7 +401,7 @@ def test_ab_end_to_end_flags_a_slower_head_and_passes_a_a(
 ) -> None:
     # The command as a user runs it (in this process: the parent's code is this installation's either way),
     # on a repository of two commits whose workers report a fixed clock and fixed memory figures
-    # (tests/fixed_clock_worker.py): HEAD's commit makes every timed figure 20% slower. The verdicts are
+    # (tests/support/fixed_clock_worker.py): HEAD's commit makes every timed figure 20% slower. The verdicts are
     # decided from those controlled figures, so neither the A/A pass nor the flag depends on the machine's
     # load, and no figure is left noisy (no extra load pairs). Two load pairs of one round are the fewest
     # that decide; the statistic itself is tested above.

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from llmbench.cli import SUBCOMMANDS
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 DOCS = REPO / "docs"
 PAGES = [README, *sorted(DOCS.glob("*.md"))]

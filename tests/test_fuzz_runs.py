@@ -28,9 +28,10 @@ from hypothesis import strategies as st
 
 from llmbench.cli import main
 from llmbench.runs import RunFileError, load_run, run_from_json
-from tests.robustness_record import record
+from tests.support.paths import DATA
+from tests.support.robustness_record import record
 
-RUNS = Path(__file__).parent / "data" / "runs" / "Linux-CPython-3.11-64bit"
+RUNS = DATA / "runs" / "Linux-CPython-3.11-64bit"
 #: The two runs every reader is handed (0002 is 0001 measured again: no regression between them).
 SOURCES = ("0001_base.json", "0002_same.json")
 MACHINE = "Linux-CPython-3.11-64bit"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmbench.metrics import METRIC_FACTS, Metric
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 SRC = REPO / "src" / "llmbench"
 

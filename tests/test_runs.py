@@ -25,9 +25,10 @@ from llmbench.runs import (
 )
 from llmbench.stats import bootstrap_ci, paired_bootstrap_ci, ratio_of_medians_ci
 from llmbench.units import GiB, MiB, SizeError, format_bytes, format_compact, format_value, parse_size, scale_for
+from tests.support.paths import DATA
 
-RUNS = Path(__file__).parent / "data" / "runs"
-REPORT_RUNS = Path(__file__).parent / "data" / "report_runs"
+RUNS = DATA / "runs"
+REPORT_RUNS = DATA / "report_runs"
 MACHINE = "Linux-CPython-3.11-64bit"
 
 

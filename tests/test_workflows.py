@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.paths import REPO
+
 yaml = pytest.importorskip("yaml")
 
-REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
 BIN = Path(sys.executable).parent
 SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")

@@ -19,7 +19,7 @@ case $release in
     ;;
 esac
 echo "pytest-benchmark-adapter: pytest-benchmark $("$PY" -c 'from importlib.metadata import version; print(version("pytest-benchmark"))') ($release)"
-"$PY" -m pytest tests/test_runs.py tests/test_good_neighbour.py tests/test_gate.py tests/test_interrupted.py -p no:cacheprovider -q
+"$PY" -m pytest tests/test_runs.py tests/plugin/test_good_neighbour.py tests/gate/test_gate.py tests/plugin/test_interrupted.py -p no:cacheprovider -q
 if [[ $release == newest ]]; then
   PYTHON=$PY "$(dirname "$0")/pytest-benchmark-suite.sh"
 fi

@@ -15,11 +15,14 @@ def tiny_matrix(
     *,
     precisions: Sequence[str] = ("fp32",),
     batch_sizes: Sequence[int] = (1,),
-    max_new_tokens: int = 4,
+    max_new_tokens: int | None = 4,
     models: Sequence[str] = ("tiny",),
     family: str = "causal",
 ) -> str:
-    """A matrix file over tiny models built offline (every entry of ``models`` loads ``model_dir``) on the CPU."""
+    """A matrix file over tiny models built offline (every entry of ``models`` loads ``model_dir``) on the CPU.
+
+    ``model_dir="{path}"`` gives a template for ``str.format(path=...)``; ``max_new_tokens=None`` leaves the
+    model's own setting."""
     lines = [
         "[matrix]",
         f"models = {_toml_list(models)}",
@@ -33,8 +36,9 @@ def tiny_matrix(
             f"[models.{name}]",
             f'source = "path:{model_dir}"',
             f'family = "{family}"',
-            f"max_new_tokens = {max_new_tokens}",
         ]
+        if max_new_tokens is not None:
+            lines.append(f"max_new_tokens = {max_new_tokens}")
     return "\n".join(lines) + "\n"
 
 
@@ -44,3 +48,9 @@ def write_matrix(root: Path, body: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body, encoding="utf-8")
     return path
+
+
+#: The tiny Gemma 3 at fp32 and bf16, batch sizes 1 and 2, 4 new tokens: a template (``.format(path=...)``).
+TINY_MATRIX = tiny_matrix("{path}", precisions=("fp32", "bf16"), batch_sizes=(1, 2))
+#: The same with fp32 alone.
+TINY_FP32_MATRIX = tiny_matrix("{path}", batch_sizes=(1, 2))

@@ -14,7 +14,7 @@ SentencePiece models trained in a few milliseconds on local text, and every dire
 ``generation_config.json`` with pad/eos (and, for encoder-decoders, decoder-start) ids, so greedy
 ``generate`` runs without warnings. Nothing is downloaded: no hub access is needed or attempted.
 
-``tests/test_tiny_models.py`` checks it.
+``tests/testing/test_tiny_models.py`` checks it.
 """
 
 # transformers leaves many public functions unannotated (GenerationConfig, get_output_embeddings, ...).

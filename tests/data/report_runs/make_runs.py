@@ -1,4 +1,4 @@
-"""Writes the hand-made saved runs of tests/test_report.py (run once; the JSON files are the test data).
+"""Writes the hand-made saved runs of tests/report/test_report.py (run once; the JSON files are the test data).
 
 Three runs of gemma3-270m (fp32, bf16, q4_k_m; cpu; batch sizes 1 and 4) on one machine:
 

@@ -1,4 +1,4 @@
-"""Writes the hand-made saved runs used by tests/test_gate.py (run once; the JSON files are committed).
+"""Writes the hand-made saved runs used by tests/gate/test_gate.py (run once; the JSON files are committed).
 
 Small pytest-benchmark runs of two combinations with llmbench metrics, plus an old-format run (stats
 only), a corrupted file, a run from another machine and one with NaN values.

@@ -14,23 +14,11 @@ import pytest
 from llmbench.cli import main
 from llmbench.runs import FAILED_KEY, list_runs, load_run
 from llmbench.workers import FAULT_ENV
-from tests.robustness_record import record
-from tests.test_plugin import write_matrix
+from tests.support.matrices import tiny_matrix, write_matrix
+from tests.support.paths import REPO
+from tests.support.robustness_record import record
 
-REPO = Path(__file__).resolve().parents[1]
-
-MATRIX = """
-[matrix]
-models = ["tiny"]
-precisions = ["fp32", "bf16"]
-devices = ["cpu"]
-batch_sizes = [1]
-
-[models.tiny]
-source = "path:{path}"
-family = "causal"
-max_new_tokens = 3
-"""
+MATRIX = tiny_matrix("{path}", precisions=("fp32", "bf16"), max_new_tokens=3)
 
 ARGS = (
     "benchmarks", "--llmbench-rounds=2", "--llmbench-quality-items=2", "--llmbench-threads=1",
@@ -43,7 +31,7 @@ def test_a_crashed_worker_fails_its_combination_and_the_gate_says_failed_not_rem
     suite: pytest.Pytester, tiny_gemma3_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    write_matrix(suite, MATRIX.format(path=tiny_gemma3_dir))
+    write_matrix(suite.path, MATRIX.format(path=tiny_gemma3_dir))
     shutil.copy(REPO / "benchmarks" / "test_generate.py", suite.path / "benchmarks" / "test_generate.py")
     monkeypatch.delenv(FAULT_ENV, raising=False)
     # The baseline is any saved run of both combinations: loaded in process, it spares two worker starts.

@@ -30,7 +30,7 @@ SERVE = Path("llmbench") / "workers" / "serve.py"
 
 FIXED_CLOCK = '''
 
-# --- tests/fixed_clock_worker.py: a fixed clock, fixed memory figures, and a slowdown -----------------
+# --- tests/support/fixed_clock_worker.py: a fixed clock, fixed memory figures, and a slowdown -----------------
 import dataclasses as _dataclasses
 import time as _real_time
 

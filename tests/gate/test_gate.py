@@ -19,8 +19,9 @@ from llmbench.gate.pooling import PooledMetric
 from llmbench.gate.rules import DEFAULT_RULES
 from llmbench.metrics import Metric
 from llmbench.runs import INTERRUPTED_KEY, load_run
+from tests.support.paths import DATA as TEST_DATA
 
-DATA = Path(__file__).parent / "data" / "runs"
+DATA = TEST_DATA / "runs"
 RUNS = DATA / "Linux-CPython-3.11-64bit"
 
 

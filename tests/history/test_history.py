@@ -22,8 +22,10 @@ import pytest
 from llmbench.cli import main
 from llmbench.history.detect import change_points
 from llmbench.history.series import MetricHistory, Point
+from tests.support.paths import DATA as TEST_DATA
+from tests.support.paths import REPO
 
-DATA = Path(__file__).parent / "data" / "runs" / "Linux-CPython-3.11-64bit"
+DATA = TEST_DATA / "runs" / "Linux-CPython-3.11-64bit"
 BASE = json.loads((DATA / "0001_base.json").read_text(encoding="utf-8"))
 MACHINE = "Linux-CPython-3.11-64bit"
 BS1 = "gemma3-270m q4_k_m cpu bs1"
@@ -212,7 +214,7 @@ def test_the_nightly_script_adds_tonights_run(tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
     env = {**os.environ, "GITHUB_STEP_SUMMARY": str(summary), "LLMBENCH": str(Path(sys.prefix) / "bin" / "llmbench"),
            "PYTHON": sys.executable}  # fmt: skip
-    script = Path(__file__).parents[1] / "scripts" / "ci" / "history.sh"
+    script = REPO / "scripts" / "ci" / "history.sh"
     done = subprocess.run([str(script), str(kind), str(tonight)], env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stdout.startswith("history: cpu (30 runs, 8 series)\n")

@@ -34,9 +34,10 @@ from llmbench.report.markdown import GITHUB_COMMENT_LIMIT, build_markdown
 from llmbench.report.plots import run_plots
 from llmbench.report.verdict import gate_verdict
 from llmbench.runs import read_json, run_from_json
-from tests.test_plugin import TINY_MATRIX
+from tests.support.matrices import TINY_MATRIX
+from tests.support.paths import DATA, REPO
 
-RUNS = Path(__file__).parent / "data" / "report_runs"
+RUNS = DATA / "report_runs"
 MACHINE = RUNS / "Linux-CPython-3.11-64bit"
 COMBINATIONS = [f"gemma3-270m-{p}-cpu-bs{b}" for p in ("fp32", "bf16", "q4_k_m") for b in (1, 4)]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -394,7 +395,7 @@ def test_chromium_renders_the_page_without_loading_anything_else(tmp_path: Path)
 def test_the_suite_writes_the_report_of_its_saved_run(suite: pytest.Pytester, tiny_gemma3_dir: Path) -> None:
     (suite.path / "benchmarks").mkdir()
     (suite.path / "benchmarks" / "matrix.toml").write_text(TINY_MATRIX.format(path=tiny_gemma3_dir))
-    shutil.copy(Path(__file__).parents[1] / "benchmarks" / "test_generate.py", suite.path / "benchmarks")
+    shutil.copy(REPO / "benchmarks" / "test_generate.py", suite.path / "benchmarks")
     # The report is under test, not the workers: the models load in the pytest process, the bandwidth is given.
     common = ["benchmarks", "--llmbench-quality-items=4", "--llmbench-rounds=2", "--llmbench-warmup-rounds=0",
               "-p", "no:cacheprovider", "--llmbench-isolation=none", "--llmbench-peak-bandwidth=10GB/s"]  # fmt: skip

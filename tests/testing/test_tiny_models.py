@@ -1,4 +1,4 @@
-"""Checks that the tiny offline models of ``tests/tiny_models.py`` load and generate like real ones."""
+"""Checks that the tiny offline models of ``llmbench.testing.tiny_models`` load and generate like real ones."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, BatchEncoding
 
-from tests.tiny_models import (
+from llmbench.testing.tiny_models import (
     GEMMA_BOS_ID,
     GEMMA_END_OF_TURN_ID,
     GEMMA_EOS_ID,

@@ -30,7 +30,8 @@ from llmbench.workers.client import interpreter_sys_path
 from llmbench.workers.protocol import Close, Closed, Load, Prepare, TimedRound
 from llmbench.workers.serve import fault_for
 from llmbench.workers.session import WorkerLoader
-from tests.conftest import REPO
+from tests.support.matrices import tiny_matrix
+from tests.support.paths import REPO
 
 PROMPTS = ("The cat sat on the mat.", "A storm hit the coast on Monday.")
 
@@ -221,23 +222,9 @@ def test_the_session_loader_fails_a_key_again_at_once_with_the_same_reason(
     loader.close()
 
 
-FAULTY_MATRIX = """
-[matrix]
-models = ["tiny", "tiny2"]
-precisions = ["fp32", "bf16"]
-devices = ["cpu"]
-batch_sizes = [1, 2]
-
-[models.tiny]
-source = "path:{path}"
-family = "causal"
-max_new_tokens = 3
-
-[models.tiny2]
-source = "path:{path}"
-family = "causal"
-max_new_tokens = 3
-"""
+FAULTY_MATRIX = tiny_matrix(
+    "{path}", models=("tiny", "tiny2"), precisions=("fp32", "bf16"), batch_sizes=(1, 2), max_new_tokens=3
+)
 
 
 #: The faulty keys of the matrix, with the start of the reason their tests fail with.
@@ -288,17 +275,7 @@ def test_a_worker_that_dies_raises_or_hangs_fails_its_combinations_and_the_rest_
         assert len(bench["extra_info"]["outputs"]) == 2
 
 
-LOAD_MATRIX = """
-[matrix]
-models = ["tiny"]
-precisions = ["fp32"]
-devices = ["cpu"]
-batch_sizes = [1]
-
-[models.tiny]
-source = "path:{path}"
-family = "causal"
-"""
+LOAD_MATRIX = tiny_matrix("{path}", max_new_tokens=None)
 
 
 @pytest.mark.parametrize("isolation", ["process", "none"])

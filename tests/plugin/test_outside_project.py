@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_plugin import TINY_FP32_MATRIX
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.matrices import TINY_FP32_MATRIX
+from tests.support.paths import REPO
 
 MATRIX = TINY_FP32_MATRIX
 

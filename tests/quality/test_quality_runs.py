@@ -12,7 +12,7 @@ from llmbench.data import Item, load_items
 from llmbench.measure.timers import CpuTimer
 from llmbench.quality.outputs import read_outputs
 from llmbench.quality.runs import QualityRuns
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 #: One torch thread (tests/conftest.py): these tests check texts and scores, not speed.
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

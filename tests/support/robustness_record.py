@@ -1,7 +1,7 @@
 """Where the robustness tests leave their counts, for docs/testing.md.
 
 Set ``LLMBENCH_TESTING_RECORD=FILE``: each test appends one JSON line (what was tried, how many cases,
-the outcome) to FILE; ``python -m tests.robustness_record FILE`` prints them as the page's table rows.
+the outcome) to FILE; ``python -m tests.support.robustness_record FILE`` prints them as the page's table rows.
 Without the variable nothing is written.
 """
 
@@ -27,7 +27,7 @@ def record(fault: str, **counts: Any) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print(f"usage: python -m tests.robustness_record FILE (the file ${ENV} named)", file=sys.stderr)
+        print(f"usage: python -m tests.support.robustness_record FILE (the file ${ENV} named)", file=sys.stderr)
         return 2
     for line in Path(argv[0]).read_text(encoding="utf-8").splitlines():
         row = json.loads(line)

@@ -20,22 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_plugin import write_matrix
+from tests.support.matrices import tiny_matrix, write_matrix
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
-
-MATRIX = """
-[matrix]
-models = ["tiny"]
-precisions = ["fp32"]
-devices = ["cpu"]
-batch_sizes = [1]
-
-[models.tiny]
-source = "path:{path}"
-family = "causal"
-max_new_tokens = 4
-"""
+MATRIX = tiny_matrix("{path}")
 
 INJECT = '''
 import os
@@ -103,7 +91,7 @@ def test_unchanged_runs_pass_and_injected_regressions_fail(
     suite: pytest.Pytester, tiny_gemma3_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    write_matrix(suite, MATRIX.format(path=tiny_gemma3_dir))
+    write_matrix(suite.path, MATRIX.format(path=tiny_gemma3_dir))
     shutil.copy(REPO / "benchmarks" / "test_generate.py", suite.path / "benchmarks" / "test_generate.py")
     (suite.path / "benchmarks" / "conftest.py").write_text(INJECT)
 

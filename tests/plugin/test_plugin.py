@@ -7,15 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.support.matrices import TINY_MATRIX, write_matrix
+
 COLLECT_TEST = """
 def test_generate(llm_combination):
     pass
 """
-
-
-def write_matrix(pytester: pytest.Pytester, body: str) -> None:
-    (pytester.path / "benchmarks").mkdir(exist_ok=True)
-    (pytester.path / "benchmarks" / "matrix.toml").write_text(body)
 
 
 def collected_ids(result: pytest.RunResult) -> list[str]:
@@ -24,7 +21,7 @@ def collected_ids(result: pytest.RunResult) -> list[str]:
 
 def test_matrix_file_expands_to_one_test_per_combination(pytester: pytest.Pytester) -> None:
     write_matrix(
-        pytester,
+        pytester.path,
         """
 [matrix]
 models = ["gemma3-270m"]
@@ -45,7 +42,7 @@ batch_sizes = [1, 4]
 
 def test_exclude_leaves_combinations_out_and_the_header_names_them(pytester: pytest.Pytester) -> None:
     write_matrix(
-        pytester,
+        pytester.path,
         """
 [matrix]
 models = ["gemma3-270m"]
@@ -232,7 +229,7 @@ def test_bad_values_are_usage_errors_naming_value_and_origin(
     ],
 )
 def test_bad_matrix_files_name_the_file_and_problem(pytester: pytest.Pytester, body: str, expected: str) -> None:
-    write_matrix(pytester, body)
+    write_matrix(pytester.path, body)
     pytester.makepyfile(test_matrix_ids=COLLECT_TEST)
     result = pytester.runpytest("--collect-only", "-q")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -243,7 +240,7 @@ def test_skipped_combinations_show_their_reasons(pytester: pytest.Pytester, monk
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(pytester.path / "empty-hf-home"))
     write_matrix(
-        pytester,
+        pytester.path,
         """
 [matrix]
 models = ["gemma3-270m", "t5-small"]
@@ -296,26 +293,12 @@ def test_a_device_the_probes_cannot_measure_is_skipped_even_where_the_backend_ac
     assert llmbench.plugin.skip_reason(Combination(BUILTIN_MODELS["gemma3-270m"], "q4_k_m", "cpu", 1)) is None
 
 
-TINY_MATRIX = """
-[matrix]
-models = ["tiny"]
-precisions = ["fp32", "bf16"]
-devices = ["cpu"]
-batch_sizes = [1, 2]
-
-[models.tiny]
-source = "path:{path}"
-family = "causal"
-max_new_tokens = 4
-"""
-#: The same with fp32 alone.
-TINY_FP32_MATRIX = TINY_MATRIX.replace('"fp32", "bf16"', '"fp32"')
 
 
 def test_each_model_is_loaded_once_and_released_after_its_last_test(
     suite: pytest.Pytester, tiny_gemma3_dir: Path
 ) -> None:
-    write_matrix(suite, TINY_MATRIX.format(path=tiny_gemma3_dir))
+    write_matrix(suite.path, TINY_MATRIX.format(path=tiny_gemma3_dir))
     suite.makepyfile(
         test_cache="""
         SEEN = []
@@ -344,7 +327,7 @@ def test_each_model_is_loaded_once_and_released_after_its_last_test(
 
 
 def test_tests_of_one_model_run_together(suite: pytest.Pytester, tiny_gemma3_dir: Path) -> None:
-    write_matrix(suite, TINY_MATRIX.format(path=tiny_gemma3_dir))
+    write_matrix(suite.path, TINY_MATRIX.format(path=tiny_gemma3_dir))
     suite.makepyfile(
         test_order="""
         def test_a(llm_combination):

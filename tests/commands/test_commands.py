@@ -16,7 +16,7 @@ import pytest
 from llmbench.cli import SUBCOMMANDS, build_parser
 from llmbench.commands.arguments import add_storage_argument, non_negative_int, positive_int
 from llmbench.job_summary import publish
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 SRC = REPO / "src" / "llmbench"
 LIBRARY = ("gate", "ab", "history", "report", "shards", "selfcheck", "measure", "quality", "backends", "config",

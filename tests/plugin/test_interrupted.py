@@ -32,25 +32,15 @@ import pytest
 
 from llmbench.cli import main
 from llmbench.runs import INTERRUPTED_KEY, RunError, list_runs, load_run, run_number
-from tests.robustness_record import record
+from tests.support.matrices import tiny_matrix
+from tests.support.paths import REPO
+from tests.support.robustness_record import record
 
-REPO = Path(__file__).resolve().parents[1]
 KILLS = int(os.environ.get("LLMBENCH_KILLS", "0"))
 SEED = 13
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 
-MATRIX = """
-[matrix]
-models = ["tiny"]
-precisions = ["fp32"]
-devices = ["cpu"]
-batch_sizes = [1, 2]
-
-[models.tiny]
-source = "path:{path}"
-family = "causal"
-max_new_tokens = 3
-"""
+MATRIX = tiny_matrix("{path}", batch_sizes=(1, 2), max_new_tokens=3)
 
 ARGS = (
     "-m", "pytest", "benchmarks", "-p", "no:cacheprovider", "--llmbench-rounds=2", "--llmbench-quality-items=2",

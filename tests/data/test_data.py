@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from llmbench.data import DataError, Item, load_items
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "src" / "llmbench" / "data" / "summaries.jsonl"
 
 GOOD = {"id": "a", "text": "A fox jumps.", "reference": "A fox."}

@@ -1,6 +1,6 @@
 """The transformers backend: sources, the conversion cache, availability, and greedy generation.
 
-Most checks run on tiny offline models (``tests/tiny_models.py``) or on a hand-wired "bigram" model
+Most checks run on tiny offline models (``llmbench.testing.tiny_models``) or on a hand-wired "bigram" model
 whose next token depends only on the previous one, so stops and token counts are exact. A few run the
 real Gemma 3 270M (``real_model``): its GGUF is converted once per test session (about 45 s, only
 here) into a temporary cache that starts half-written, then reused.
@@ -35,7 +35,7 @@ from llmbench.backends.transformers_backend import TransformersBackend, Transfor
 from llmbench.config.combination import Combination, ModelSpec
 from llmbench.config.models import BUILTIN_MODELS, GEMMA3_FP16
 from llmbench.measure.timers import CpuTimer
-from tests.tiny_models import GEMMA_EOS_ID
+from llmbench.testing.tiny_models import GEMMA_EOS_ID
 
 #: One torch thread (tests/conftest.py): these tests check tokens and counts, not speed; on two threads a
 #: busy machine stalled the real model's fp32 batch test for 86 s, and the tiny models' tests likewise.
@@ -278,7 +278,7 @@ def bigram_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     token; one-hot embeddings and an output head with one 1 per row wire each token to its successor.
     Tokens without a successor have a zero embedding and so produce all-zero logits (token 0, pad).
     """
-    from tests.tiny_models import build_tiny_gemma3
+    from llmbench.testing.tiny_models import build_tiny_gemma3
 
     directory = build_tiny_gemma3(tmp_path_factory.mktemp("bigram"))
     tokenizer = AutoTokenizer.from_pretrained(directory)
