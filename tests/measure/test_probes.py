@@ -8,7 +8,6 @@ import re
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -54,11 +53,22 @@ RESET_REFUSED = kernel_peak_reset_refused()
 needs_peak_reset = pytest.mark.skipif(RESET_REFUSED is not None, reason=f"peak RSS cannot be reset: {RESET_REFUSED}")
 
 
+def touched_block(size: int) -> mmap.mmap:
+    """``size`` bytes of fresh anonymous memory with every page written: exactly that much more RSS.
+
+    Mapped directly, not through malloc: a process whose earlier tests left freed memory resident in
+    malloc's heap (a large ``mallopt`` threshold, an allocator's cache) would serve ``np.ones`` from
+    pages it already counts, and unmapping gives the pages back at once."""
+    block = mmap.mmap(-1, size)
+    for offset in range(0, size, mmap.PAGESIZE):
+        block[offset] = 1
+    return block
+
+
 def allocate_and_free(hold_s: float = 0.0) -> None:
-    """Allocate and touch 256 MiB (np.ones writes every page), hold it, then free it."""
-    buffer = np.ones(KNOWN // 8, dtype=np.float64)
-    time.sleep(hold_s)
-    del buffer
+    """Allocate and touch 256 MiB, hold it, then unmap it."""
+    with touched_block(KNOWN):
+        time.sleep(hold_s)
 
 
 # ------------------------------------------------------------------------------------ timers
@@ -121,7 +131,7 @@ def test_sampled_rss_sees_a_known_allocation_and_forgets_it() -> None:
 
 def test_auto_probe_metrics_and_added_bytes() -> None:
     with CpuMemoryProbe().measure() as memory:
-        kept = np.ones(64 * MiB // 8)
+        kept = touched_block(64 * MiB)
     metrics = {m.name: m for m in memory.metrics()}
     assert list(metrics) == ["peak_rss_bytes", "rss_before_bytes"]
     assert metrics["peak_rss_bytes"].value == memory.peak_bytes()
@@ -130,7 +140,7 @@ def test_auto_probe_metrics_and_added_bytes() -> None:
     expected = "clear_refs" if RESET_REFUSED is None else "sampled"
     assert expected in metrics["peak_rss_bytes"].note
     assert 60 * MiB <= memory.added_bytes() <= 80 * MiB
-    del kept
+    kept.close()
 
 
 # ------------------------------------------------------------------------------------ bandwidth
