@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -39,6 +37,7 @@ from llmbench.metrics import Metric
 from llmbench.runs import load_run
 from llmbench.workers.protocol import MemoryFigures, TimedRound
 from tests.support.fixed_clock_worker import inject_fixed_clock, set_slow_share
+from tests.support.git_repos import git
 from tests.support.matrices import TINY_FP32_MATRIX
 from tests.support.paths import REPO
 
@@ -390,10 +389,6 @@ def test_max_loads_below_loads_is_refused_before_anything_is_checked_out(
 # ------------------------------------------------------------------------------- end to end
 
 
-def _git(repo: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t")  # fmt: skip
-    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
 
 
 def test_ab_end_to_end_flags_a_slower_head_and_passes_a_a(
@@ -411,11 +406,11 @@ def test_ab_end_to_end_flags_a_slower_head_and_passes_a_a(
     shutil.copy(REPO / "benchmarks" / "test_generate.py", repo / "benchmarks")
     (repo / "benchmarks" / "matrix.toml").write_text(MATRIX.format(path=tiny_gemma3_dir).replace("[1, 2]", "[1]"))
     inject_fixed_clock(repo / "src", slow_share=0.0)
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "base")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "base")
     set_slow_share(repo / "src", 0.2)
-    _git(repo, "commit", "-q", "-am", "head: 20% slower")
+    git(repo, "commit", "-q", "-am", "head: 20% slower")
     monkeypatch.chdir(repo)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
 
@@ -449,5 +444,5 @@ def test_ab_end_to_end_flags_a_slower_head_and_passes_a_a(
     assert "rouge1" in aa_head["benchmarks"][0]["extra_info"]["metrics"]
     head_run = json.loads(saved[-1].read_text())
     assert head_run["machine_info"]["llmbench_ab"]["side"] == "head"
-    assert head_run["commit_info"]["id"] == _git(repo, "rev-parse", "HEAD").strip()
-    assert not _git(repo, "worktree", "list", "--porcelain").count("worktree ") > 1  # worktrees removed
+    assert head_run["commit_info"]["id"] == git(repo, "rev-parse", "HEAD").strip()
+    assert not git(repo, "worktree", "list", "--porcelain").count("worktree ") > 1  # worktrees removed

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.support.fixed_clock_worker import inject_fixed_clock
+from tests.support.git_repos import git
 from tests.support.paths import REPO
 
 yaml = pytest.importorskip("yaml")
@@ -495,10 +496,6 @@ def test_benchmark_workflow_steps_on_the_cpu_default_matrix(tmp_path: Path, tiny
     assert re.search(r"record-history: cpu/[\w.-]+/0002_\w+\.json on benchmark-data", result.stdout), result.stdout
 
 
-def _git(repo: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t")  # fmt: skip
-    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
 
 
 def test_a_pull_request_pairs_base_and_head_in_each_shard() -> None:
@@ -583,13 +580,13 @@ def test_pull_request_steps_pair_base_and_head_on_each_shard(tmp_path: Path, tin
     # is unchanged and none is noisy (no extra load pairs), and one load pair per shard is enough.
     inject_fixed_clock(root / "src")
     (root / ".gitignore").write_text(".venv\n__pycache__/\n/results/\n/shards/\n/history/\n/llmbench-report/\n")
-    _git(root, "init", "-q", "-b", "main")
-    _git(root, "add", ".")
-    _git(root, "commit", "-q", "-m", "base")
-    base = _git(root, "rev-parse", "HEAD").strip()
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "base")
+    base = git(root, "rev-parse", "HEAD").strip()
     (root / "CHANGES").write_text("a change that does not touch the code\n")
-    _git(root, "add", "CHANGES")
-    _git(root, "commit", "-q", "-m", "head")
+    git(root, "add", "CHANGES")
+    git(root, "commit", "-q", "-m", "head")
     (root / ".venv").symlink_to(Path(sys.prefix))
     matrix = tmp_path / "matrix.toml"
     matrix.write_text(TINY_MATRIX.format(path=tiny_gemma3_dir).replace("[1, 2]", "[1]"))
@@ -628,7 +625,7 @@ def test_pull_request_steps_pair_base_and_head_on_each_shard(tmp_path: Path, tin
         assert runs == ["base.json", "head.json"]
         (root / "shards" / f"llmbench-shard-{k}").mkdir(parents=True)
         shutil.move(results, root / "shards" / f"llmbench-shard-{k}")
-    assert "worktree" not in _git(root, "status", "--porcelain")
+    assert "worktree" not in git(root, "status", "--porcelain")
     # A shard with nothing to measure passes and says so.
     result = workflow.run("shard", step, SHARD="9", **{**shard_env, "SHARDS": "9"})
     assert result.returncode == 0, result.stdout
