@@ -54,6 +54,8 @@ def test_the_contracts_hold_on_this_tree(tmp_path: Path) -> None:
         ("backends/base.py", "import llmbench.measure.probes", "Layers point one way"),
         # The plugin and the commands are siblings that must not import each other.
         ("commands/report.py", "import llmbench.plugin", "Layers point one way"),
+        # Measurement reaching for a backend instead of the shared engine types.
+        ("measure/speed.py", "import llmbench.backends.base", "never import a backend"),
         # pytest-benchmark reached around the adapter.
         ("runs.py", "import pytest_benchmark.utils", "Only the adapter"),
     ],

@@ -1,14 +1,13 @@
 """The ``llmbench`` subcommands' modules (``llmbench.commands``): where they sit, what they share.
 
-The library packages never import the commands or the plugin (read from the source, imports inside
-functions included), the gate never imports ``llmbench ab``; ``--storage`` and the integer options are
-declared once; the job summary has one writer. See docs/design.md.
+``--storage`` and the integer options are declared once; the job summary has one writer. Where the commands
+sit in the layers (the library never imports them, they never import the plugin) is import-linter's
+contract (tests/test_import_contracts.py). See docs/design.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 from pathlib import Path
 
 import pytest
@@ -16,48 +15,6 @@ import pytest
 from llmbench.cli import SUBCOMMANDS, build_parser
 from llmbench.commands.arguments import add_storage_argument, non_negative_int, positive_int
 from llmbench.job_summary import publish
-from tests.support.paths import REPO
-
-SRC = REPO / "src" / "llmbench"
-LIBRARY = ("gate", "ab", "history", "report", "shards", "selfcheck", "measure", "quality", "backends", "config",
-           "workers", "data")  # fmt: skip
-
-
-def imported(path: Path) -> set[str]:
-    """The ``llmbench`` modules a source file imports, anywhere in it."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module is not None and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {name for name in found if name.startswith("llmbench.")}
-
-
-def _importers(packages: tuple[str, ...], forbidden: tuple[str, ...], top_level: bool = False) -> list[str]:
-    """``file: module`` for each import of a ``forbidden`` module in ``packages`` (and the top-level modules)."""
-    files = [path for package in packages for path in sorted((SRC / package).rglob("*.py"))]
-    if top_level:
-        files += [path for path in sorted(SRC.glob("*.py")) if path.stem not in ("cli", "__init__")]
-    return sorted(
-        f"{path.relative_to(SRC)}: {name}"
-        for path in files
-        for name in imported(path)
-        if any(name == f or name.startswith(f"{f}.") for f in forbidden)
-    )
-
-
-def test_the_library_never_imports_the_commands() -> None:
-    assert _importers(LIBRARY, ("llmbench.commands", "llmbench.cli"), top_level=True) == []
-
-
-def test_the_gate_never_imports_ab() -> None:
-    assert _importers(("gate",), ("llmbench.ab",)) == []
-
-
-def test_the_commands_never_import_the_plugin() -> None:
-    assert _importers(("commands",), ("llmbench.plugin",)) == []
 
 
 def test_every_subcommand_is_a_module_of_commands() -> None:
