@@ -28,12 +28,16 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only``, just that subcommand's module is imported (and its options
+    declared): the others are listed by name and help alone, so ``llmbench runs`` does not import torch."""
     parser = argparse.ArgumentParser(prog="llmbench", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"pytest-llmbench {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
+        if only is not None and name != only:
+            continue
         module = importlib.import_module(module_name)
         getattr(module, f"add_{name}_arguments")(sub)
         sub.set_defaults(handler=getattr(module, f"{name}_main"))
@@ -55,7 +59,10 @@ def input_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # The subcommand is the first word that is not an option (the top level has only --help and --version).
+    command = next((word for word in arguments if not word.startswith("-")), "")
+    args = build_parser(only=command).parse_args(arguments)
     try:
         status: int = args.handler(args)
     except input_errors() as error:

@@ -8,6 +8,8 @@ contract (tests/test_import_contracts.py). See docs/design.md.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,24 @@ def test_publish_names_each_write_that_failed(tmp_path: Path) -> None:
     assert len(problems) == 2
     assert problems[0].startswith(f"could not write the verdict to {blocked / 'v.md'} (--llmbench-verdict): ")
     assert problems[1].startswith(f"could not append the verdict to $GITHUB_STEP_SUMMARY ({blocked / 's.md'}): ")
+
+
+def test_a_subcommand_imports_only_its_own_module() -> None:
+    # A fresh interpreter: `llmbench runs` (the CI scripts' call) and `llmbench --help` never import torch,
+    # pandas or another subcommand's module; `llmbench selfcheck --help` does import its own.
+    code = (
+        "import contextlib, io, sys\n"
+        "from llmbench.cli import main\n"
+        "for argv in (['runs', 'machine-id'], ['--help']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "        main(argv)\n"
+        "tops = {m.split('.')[0] for m in sys.modules} & {'torch', 'pandas', 'scipy'}\n"
+        "others = {m for m in sys.modules if m.startswith('llmbench.commands.')} - {'llmbench.commands.runs'}\n"
+        "heavy = sorted(tops | others)\n"
+        "print(heavy)\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['selfcheck', '--help'])\n"
+        "print('llmbench.commands.selfcheck' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.splitlines() == ["[]", "True"], result.stdout + result.stderr
