@@ -336,6 +336,14 @@ OPTIONS: tuple[Option, ...] = (
         "combinations kept together. Default: the whole matrix",
     ),
     Option(
+        "--llmbench-shard-costs",
+        "PATH",
+        "With --llmbench-shard: saved runs whose measured test durations balance the shards, a run file or "
+        "a storage folder (its newest 5 runs; e.g. the history). Tests no saved run measured are estimated. "
+        "Every shard must be given the same runs (also LLMBENCH_SHARD_COSTS). Default: every cost estimated",
+        env="LLMBENCH_SHARD_COSTS",
+    ),
+    Option(
         "--llmbench-cache-dir",
         "DIR",
         "Where converted models and assembled GGUF files are cached (also LLMBENCH_CACHE_DIR). "
