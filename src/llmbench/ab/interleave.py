@@ -7,6 +7,12 @@ Quality (greedy, untimed) runs once per side, in the first load pair, after its 
 Where the verdict on a timed or memory figure is still ``noisy`` after ``loads`` load pairs (the
 loads disagree), more load pairs follow, one at a time, up to ``max_loads``. Progress goes to
 stderr. See docs/ab.md.
+
+With ``Schedule.one_side_at_a_time`` (``llmbench ab --one-side-at-a-time``, for a model that does not
+fit twice on its device) a load pair runs its sides one after the other, in the drawn order: the
+first side's worker loads, runs its warm-up and timed rounds of every batch size (and quality in the
+first load pair) and exits before the other side's worker starts. The load pair stays the unit of the
+verdict; only the rounds within it no longer alternate.
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ class Schedule:
     seed: int
     #: Load pairs at most, where the first ``loads`` leave a verdict ``noisy`` (``loads`` when 0).
     max_loads: int = 0
+    #: One side's worker resident at a time: in each load pair the first side (drawn) loads, runs all
+    #: its rounds and exits before the other side loads; rounds alternate per load pair, not per round.
+    one_side_at_a_time: bool = False
 
     @property
     def load_limit(self) -> int:
@@ -145,31 +154,16 @@ def measure_pair(
     for number, group in enumerate(groups, 1):
         first = group[0].combination
         what = f"[{number}/{len(groups)}] {' '.join(first.load_key)}"
+        pairing = _LoadPair(group, by_name, quality, start, rng, schedule, measured, progress, what)
         try:
             load = 0
             while load < schedule.loads or _more(group, measured, load, schedule, undecided, progress, what):
                 of = f"{load + 1} of {schedule.loads}" if load < schedule.loads else f"{load + 1} (extra)"
                 order: list[SideName] = rng.sample(["base", "head"], 2)
-                models: dict[SideName, ModelHandle] = {}
-                try:
-                    for name in order:
-                        models[name] = start(by_name[name], first)
-                    loaded = ", ".join(f"{name} {models[name].load_s:.2f} s" for name in order)
-                    progress.line(f"{what}: load {of}: loaded ({loaded})")
-                    for bench in group:
-                        _rounds(bench, load, of, models, rng, schedule, measured, progress, what)
-                    if load == 0:
-                        for name in order:
-                            runs = quality[name]
-                            if runs is None:
-                                continue
-                            progress.line(f"{what}: quality of {by_name[name].label} (greedy, untimed)")
-                            for bench in group:
-                                record = measured.records[name][bench.fullname]
-                                record.quality = runs.get(bench.combination, models[name], bench.max_new_tokens)
-                finally:
-                    for model in models.values():
-                        model.close()
+                if schedule.one_side_at_a_time:
+                    pairing.one_at_a_time(load, of, order)
+                else:
+                    pairing.together(load, of, order)
                 load += 1
         except BackendUnavailable as error:
             _drop(measured, group, measured.skipped, str(error))
@@ -178,6 +172,82 @@ def measure_pair(
             _drop(measured, group, measured.failed, str(error))
             progress.line(f"{what}: FAILED: {error}")
     return measured
+
+
+@dataclass
+class _LoadPair:
+    """Runs the load pairs of one loaded model (one group of benchmarks), either way."""
+
+    group: Sequence[Benchmark]
+    by_name: dict[SideName, Side]
+    quality: dict[SideName, QualityRuns | None]
+    start: Starter
+    rng: random.Random
+    schedule: Schedule
+    measured: Measured
+    progress: Progress
+    what: str
+
+    def together(self, load: int, of: str, order: list[SideName]) -> None:
+        """Both sides' workers loaded (in ``order``), every round pair alternating in a drawn order."""
+        models: dict[SideName, ModelHandle] = {}
+        try:
+            for name in order:
+                models[name] = self.start(self.by_name[name], self.group[0].combination)
+            loaded = ", ".join(f"{name} {models[name].load_s:.2f} s" for name in order)
+            self.progress.line(f"{self.what}: load {of}: loaded ({loaded})")
+            for bench in self.group:
+                _rounds(bench, load, of, models, self.rng, self.schedule, self.measured, self.progress, self.what)
+            if load == 0:
+                for name in order:
+                    self._quality(name, models[name])
+        finally:
+            for model in models.values():
+                model.close()
+
+    def one_at_a_time(self, load: int, of: str, order: list[SideName]) -> None:
+        """Each side in ``order`` alone: its worker loads, runs all its rounds and exits before the next."""
+        for name in order:
+            model = self.start(self.by_name[name], self.group[0].combination)
+            try:
+                self.progress.line(f"{self.what}: load {of}: {name} loaded ({model.load_s:.2f} s), alone "
+                                   "(--one-side-at-a-time)")  # fmt: skip
+                for bench in self.group:
+                    self._side_rounds(bench, load, of, name, model)
+                if load == 0:
+                    self._quality(name, model)
+            finally:
+                model.close()
+        for bench in self.group:  # every round of the first side ran before the same round of the second
+            self.measured.orders.setdefault(bench.fullname, []).extend([(order[0], order[1])] * self.schedule.rounds)
+
+    def _side_rounds(self, bench: Benchmark, load: int, of: str, name: SideName, model: ModelHandle) -> None:
+        record = _loaded(self.measured, name, bench, model)
+        prompts, tokens = bench.prompts, bench.max_new_tokens
+        for _ in range(self.schedule.warmup_rounds):
+            model.timed_generate(prompts, tokens)
+        label = f"{self.what} bs{bench.combination.batch_size}: load {of}, {name}"
+        for done in range(1, self.schedule.rounds + 1):
+            record.rounds.append(model.timed_generate(prompts, tokens))
+            record.round_loads.append(load)
+            self.progress.rounds(label, done, self.schedule.rounds)
+
+    def _quality(self, name: SideName, model: ModelHandle) -> None:
+        runs = self.quality[name]
+        if runs is None:
+            return
+        self.progress.line(f"{self.what}: quality of {self.by_name[name].label} (greedy, untimed)")
+        for bench in self.group:
+            record = self.measured.records[name][bench.fullname]
+            record.quality = runs.get(bench.combination, model, bench.max_new_tokens)
+
+
+def _loaded(measured: Measured, name: SideName, bench: Benchmark, model: ModelHandle) -> SideRecord:
+    """``name``'s record of ``bench``, with this load pair's load time and model noted."""
+    record = measured.records[name].setdefault(bench.fullname, SideRecord())
+    record.load_s.append(model.load_s)
+    record.model = model
+    return record
 
 
 def _more(group: Sequence[Benchmark], measured: Measured, load: int, schedule: Schedule,
@@ -211,10 +281,7 @@ def _rounds(
     progress: Progress,
     what: str,
 ) -> None:
-    records = {name: measured.records[name].setdefault(bench.fullname, SideRecord()) for name in models}
-    for name, record in records.items():
-        record.load_s.append(models[name].load_s)
-        record.model = models[name]
+    records = {name: _loaded(measured, name, bench, model) for name, model in models.items()}
     prompts, tokens = bench.prompts, bench.max_new_tokens
     for _ in range(schedule.warmup_rounds):
         for name in rng.sample(sorted(models), 2):

@@ -4,8 +4,9 @@ Each side's run has the JSON shape the plugin saves (pytest-benchmark's stats ov
 rounds, the figures in ``extra_info["metrics"]`` built by the plugin's own
 :meth:`~llmbench.measure.generate.GenerateBenchmark.record`), so ``pytest-benchmark compare``,
 ``llmbench compare``, ``report`` and ``export`` read it. The pair marks: ``machine_info["llmbench_ab"]``
-(pair id, side, refs, loads, rounds, seed) and, per benchmark, ``extra_info["llmbench_ab"]`` (the
-load pair of each round and each figure per load pair, which the paired verdict reads).
+(pair id, side, refs, loads, rounds, seed, whether one side was resident at a time) and, per
+benchmark, ``extra_info["llmbench_ab"]`` (the load pair of each round and each figure per load pair,
+which the paired verdict reads).
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def side_json(
         "other_ref": other.ref, "other_commit": other.commit, "python": side.python,
         "loads": schedule.loads, "max_loads": schedule.load_limit, "rounds": schedule.rounds,
         "warmup_rounds": schedule.warmup_rounds, "seed": schedule.seed,
+        "one_side_at_a_time": schedule.one_side_at_a_time,
     }  # fmt: skip
     return run_json(machine_info, _commit_info(side), benchmarks, datetime.now(UTC).isoformat())
 

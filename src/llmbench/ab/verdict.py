@@ -97,9 +97,14 @@ def compare_pair(base: SavedRun, head: SavedRun, rules: Mapping[str, Rule] = PAI
         if other is not None:
             results.append(CombinationResult(fullname, benchmark_label(bench), tuple(_decisions(other, bench, rules))))
     marks = pair_marks(head) or {}
+    rounds = (
+        "rounds per side, one side's worker at a time (the sides' order drawn per load pair)"
+        if marks.get("one_side_at_a_time") is True
+        else "interleaved rounds per side"
+    )
     how = (
         f"paired A/B run {marks.get('pair', '?')}: {marks.get('loads', '?')} load pairs{_extra(marks)} of "
-        f"{marks.get('rounds', '?')} interleaved rounds per side (seed {marks.get('seed', '?')}); timed and memory "
+        f"{marks.get('rounds', '?')} {rounds} (seed {marks.get('seed', '?')}); timed and memory "
         "figures are decided on the per-load ratios head/base, the load pair as the unit (docs/ab.md)"
     )
     new = tuple(benchmark_label(b) for name, b in head.benchmarks.items() if name not in base.benchmarks)

@@ -40,6 +40,7 @@ OPTION_FLAGS = (
     "--base-python",
     "--head-python",
     "--keep-worktrees",
+    "--one-side-at-a-time",
 )
 
 
@@ -63,6 +64,12 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
                         "Default: this one")  # fmt: skip
     parser.add_argument("--head-python", metavar="PATH", default=None,
                         help="interpreter for the head side's workers. Default: this one")  # fmt: skip
+    parser.add_argument("--one-side-at-a-time", action="store_true",
+                        help="one side's worker on the device at a time, for a model that does not fit twice: in "
+                        "each load pair the side drawn first loads, runs all its rounds and exits before the other "
+                        "side loads (the same loads, but rounds alternate per load pair, not per round). "
+                        "Default: off, both sides' workers resident together (memory for two copies of the "
+                        "model)")  # fmt: skip
     parser.add_argument("--keep-worktrees", action="store_true",
                         help="leave the checked-out worktrees in place (their paths are printed)")  # fmt: skip
     add_verbose_argument(parser)
@@ -135,11 +142,13 @@ def run_ab(args: argparse.Namespace, base: Side, head: Side, scratch: Path, invo
         rounds=timed_rounds(args.rounds, settings.rounds),
         warmup_rounds=settings.warmup_rounds.value if args.warmup_rounds is None else args.warmup_rounds,
         seed=args.seed,
+        one_side_at_a_time=args.one_side_at_a_time,
     )
     progress = Progress()
     extra = f" (up to {schedule.load_limit} where they disagree)" if schedule.load_limit > schedule.loads else ""
+    how = "one side's worker at a time" if schedule.one_side_at_a_time else "interleaved"
     progress.line(f"{base.label} against {head.label}: {len(plan.benchmarks)} benchmarks, {schedule.loads} load "
-                  f"pairs{extra} of {schedule.rounds} rounds per side, interleaved (seed {schedule.seed})")  # fmt: skip
+                  f"pairs{extra} of {schedule.rounds} rounds per side, {how} (seed {schedule.seed})")  # fmt: skip
     bandwidths = _bandwidths(plan)
     starter = partial(_start, settings.cache_dir, settings.threads, scratch / "logs")
     undecided = partial(noisy_verdicts, plan, (base, head), schedule, bandwidths)
