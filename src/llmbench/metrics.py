@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Direction = Literal["higher", "lower", "none"]
-Unit = Literal["s", "tok/s", "bytes", "tokens", "ratio", "F1", "count", "bytes/s", "%"]
+Unit = Literal["s", "tok/s", "bytes", "tokens", "ratio", "F1", "count", "bytes/s", "%", "J/tok", "W"]
 
 METRICS_KEY = "metrics"
 SCHEMA_VERSION = 1
@@ -64,10 +64,14 @@ METRIC_FACTS: Mapping[str, MetricFacts] = _facts(
     ("harness_overhead", "ratio", "lower", "harness overhead"),
     ("mbu", "ratio", "higher", "MBU"),
     ("peak_rss_bytes", "bytes", "lower", "peak RSS"),
+    ("peak_gpu_process_bytes", "bytes", "lower", "peak GPU process (driver)"),
     ("peak_cuda_allocated_bytes", "bytes", "lower", "peak CUDA allocated"),
     ("peak_cuda_reserved_bytes", "bytes", "lower", "peak CUDA reserved"),
     ("peak_mps_allocated_bytes", "bytes", "lower", "peak MPS allocated"),
     ("peak_mps_driver_bytes", "bytes", "lower", "peak MPS driver"),
+    ("peak_gpu_used_bytes", "bytes", "lower", "peak GPU used (all processes)"),
+    ("energy_per_token_j", "J/tok", "lower", "energy per token"),
+    ("mean_power_w", "W", "none", "mean power"),
     ("weight_bytes", "bytes", "lower", "weights"),
     ("kv_cache_bytes", "bytes", "lower", "KV cache"),
     ("file_bytes", "bytes", "lower", "file size"),
@@ -86,6 +90,7 @@ METRIC_FACTS: Mapping[str, MetricFacts] = _facts(
     ("peak_bandwidth", "bytes/s", "none", "peak bandwidth"),
     ("rss_before_bytes", "bytes", "lower", "RSS before"),
     ("cuda_allocated_before_bytes", "bytes", "lower", "CUDA allocated before"),
+    ("gpu_process_before_bytes", "bytes", "lower", "GPU process before"),
     ("mps_allocated_before_bytes", "bytes", "lower", "MPS allocated before"),
 )
 #: The metric names in reading order.

@@ -104,6 +104,8 @@ def format_value(value: float | None, unit: str) -> str:
         return f"{value:.3f}"
     if unit == "tokens":
         return f"{value:.1f}"
+    if unit in ("J/tok", "W"):
+        return f"{value:.4g} {unit}"
     return f"{value:.4g}"
 
 
@@ -119,6 +121,8 @@ def format_compact(value: float | None, unit: str) -> str:
         return f"{value * 100:.1f}%"
     if unit == "F1":
         return f"{value:.3f}"
+    if unit == "J/tok":  # a GPU spends hundredths of a joule per token, a CPU joules
+        return f"{value:.3g}"
     return f"{value:.1f}" if value < 1000 else f"{value:.0f}"
 
 
