@@ -566,6 +566,40 @@ def test_ab_gate_fails_when_any_shard_failed(tmp_path: Path) -> None:
     assert "No shard left a paired run" in verdict.read_text()
 
 
+def test_a_failed_step_other_than_the_gates_is_said_in_the_verdict_and_the_summary(tmp_path: Path) -> None:
+    # The gate job's step before its upload: the verdict of a green gate must not read as a green check
+    # when the report failed (the comment is made of the verdict).
+    step = next(s for s in load("benchmarks.yml")["jobs"]["gate"]["steps"] if "failed-steps.sh" in s.get("run", ""))
+    assert step["env"]["STEPS"] == "${{ toJSON(steps) }}"
+    (tmp_path / "scripts").symlink_to(REPO / "scripts")
+    verdict = tmp_path / "results" / "verdict.md"
+    verdict.parent.mkdir()
+    summary = tmp_path / "summary.md"
+
+    def note(outcomes: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        verdict.write_text("## llmbench verdict\n\nno regression\n")
+        summary.write_text("")
+        steps_json = json.dumps({name: {"outcome": o, "conclusion": o, "outputs": {}} for name, o in outcomes.items()})
+        return subprocess.run(
+            ["bash", "-e", "-c", step["run"]], cwd=tmp_path, capture_output=True, text=True,
+            env={"PATH": os.environ["PATH"], "GITHUB_STEP_SUMMARY": str(summary), "STEPS": steps_json},
+        )  # fmt: skip
+
+    result = note({"merge": "success", "ab-gate": "success", "report": "failure", "history": "skipped"})
+    assert result.returncode == 0, result.stderr
+    expected = (
+        "**This check failed** in the gate job's step `report`, which the verdict above does not cover: "
+        "see the workflow run."
+    )
+    assert verdict.read_text() == f"## llmbench verdict\n\nno regression\n\n{expected}\n"
+    assert summary.read_text() == f"\n{expected}\n"
+    # A gate's own failure is the verdict (a regression): nothing is added.
+    result = note({"merge": "success", "ab-gate": "failure", "report": "success"})
+    assert result.returncode == 0, result.stderr
+    assert verdict.read_text() == "## llmbench verdict\n\nno regression\n"
+    assert summary.read_text() == ""
+
+
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_pull_request_steps_pair_base_and_head_on_each_shard(tmp_path: Path, tiny_gemma3_dir: Path) -> None:
     # The pull request's checkout with its whole history (fetch-depth 0): a base commit and a head commit.

@@ -34,7 +34,10 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         "before it."
     )
     add_runs_argument(parser)
-    add_storage_argument(parser)
+    add_storage_argument(
+        parser, help="pytest-benchmark's storage folder, read for run numbers, globs and the default runs (runs "
+        "given as files need none)",
+    )  # fmt: skip
     parser.add_argument("--output", "-o", metavar="DIR", type=Path, required=True, help="where to write the report")
     parser.add_argument(
         "--memory-budget", metavar="SIZE", default=DEFAULT_MEMORY_BUDGET,

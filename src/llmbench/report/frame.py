@@ -81,29 +81,47 @@ def _query(storage_dir: Path, selector: str) -> list[Path]:
         raise ReportError(f"RUN: {error}") from None
 
 
-def load_runs(storage_dir: Path, selectors: Sequence[str] = ()) -> list[SavedRun]:
-    """The runs in ``storage_dir`` matching ``selectors`` (run numbers such as ``0003``, globs or files),
-    all saved runs without selectors, oldest first. A selector that matches nothing is a
-    :class:`ReportError`; an unreadable file too (naming it)."""
-    if not storage_dir.is_dir():  # pytest-benchmark's storage would create it: say what is wrong instead.
+def _selected(storage_dir: Path, selectors: Sequence[str]) -> list[list[Path]]:
+    """The run files each selector names, in the order given: a run file is itself (``--storage`` is not
+    read for it, nor needed); anything else is looked up in ``storage_dir``, which must then exist. No
+    selectors: every saved run of ``storage_dir``. A selector that matches nothing is a :class:`ReportError`."""
+    looked_up = [selector for selector in selectors if not Path(selector).is_file()]
+    if (looked_up or not selectors) and not storage_dir.is_dir():
+        # pytest-benchmark's storage would create it: say what is wrong instead.
+        what = f"RUN: {looked_up[0]!r} is not a run file, and --storage" if looked_up else "--storage:"
         raise ReportError(
-            f"--storage: {str(storage_dir)!r} is not a directory of saved runs; run "
-            "`pytest benchmarks --benchmark-autosave` first, or pass --storage DIR"
+            f"{what} {str(storage_dir)!r} is not a directory of saved runs; run "
+            "`pytest benchmarks --benchmark-autosave` first, pass --storage DIR, or give the runs as files"
         )
-    paths: dict[Path, None] = {}
+    if not selectors:
+        return [list_runs(storage_dir)]
+    selected = []
     for selector in selectors:
-        found = _query(storage_dir, selector)
+        found = [Path(selector)] if Path(selector).is_file() else _query(storage_dir, selector)
         if not found:
             raise ReportError(
                 f"RUN: {selector!r} matches no saved run in {str(storage_dir)!r}; give a run number "
                 "(e.g. 0003), a glob or a run file"
             )
-        paths.update(dict.fromkeys(found))
+        selected.append(found)
+    return selected
+
+
+def _load(paths: Iterable[Path]) -> list[SavedRun]:
+    """The runs of ``paths`` (each once), oldest first; an unreadable file is a :class:`ReportError` naming it."""
     try:
-        runs = [load_run(path) for path in (paths or list_runs(storage_dir))]
+        runs = [load_run(path) for path in dict.fromkeys(paths)]
     except RunError as error:
         raise ReportError(f"cannot read a saved run: {error}") from None
     return sorted(runs, key=lambda run: (run.datetime, str(run.path)))
+
+
+def load_runs(storage_dir: Path, selectors: Sequence[str] = ()) -> list[SavedRun]:
+    """The runs matching ``selectors`` (run files, or run numbers such as ``0003`` and globs looked up in
+    ``storage_dir``), all saved runs of ``storage_dir`` without selectors, oldest first. ``storage_dir`` is
+    read (and must exist) only for selectors that are not files. A selector that matches nothing is a
+    :class:`ReportError`; an unreadable file too (naming it)."""
+    return _load(path for found in _selected(storage_dir, selectors) for path in found)
 
 
 def select_runs(
