@@ -39,6 +39,7 @@ __all__ = [
     "MemoryReading",
     "MpsMemoryProbe",
     "MpsMemoryReading",
+    "PeakSampler",
     "peak_rss_reset_unsupported",
 ]
 
@@ -61,6 +62,11 @@ class MemoryReading(ABC):
     def added_bytes(self) -> int:
         """What the block left behind (e.g. the memory added by loading a model)."""
         return self.after_bytes() - self.before_bytes()
+
+    def has_peak(self) -> bool:
+        """Whether :meth:`peak_bytes` is a measured figure (False: a probe that could not read, e.g. the
+        GPU driver's where NVML is missing; its metrics are then n/a with the reason)."""
+        return True
 
     @abstractmethod
     def metrics(self) -> list[Metric]:
@@ -133,8 +139,9 @@ def peak_rss_reset_unsupported() -> str | None:
     return None
 
 
-class _PeakSampler:
-    """A daemon thread keeping the largest value of ``read()`` seen, sampled about every millisecond."""
+class PeakSampler:
+    """A daemon thread keeping the largest value of ``read()`` seen, sampled every ``interval_s`` (1 ms by
+    default); :meth:`stop` reads once more and returns the peak."""
 
     def __init__(self, read: Callable[[], int], interval_s: float = _SAMPLE_INTERVAL_S) -> None:
         self._read = read
@@ -223,7 +230,7 @@ class CpuMemoryProbe(MemoryProbe):
             rss_before=_rss(),
             method=f"largest RSS sampled every {_SAMPLE_INTERVAL_S * 1e3:g} ms, because {reason}",
         )
-        sampler = _PeakSampler(_rss)
+        sampler = PeakSampler(_rss)
         try:
             yield reading
         finally:
@@ -259,7 +266,11 @@ class CudaMemoryReading(MemoryReading):
         return self._done()[2]
 
     def metrics(self) -> list[Metric]:
+        """The allocator's figures; none where torch's allocator held nothing at all (a llama.cpp process,
+        whose memory only the driver sees: ``peak_gpu_process_bytes``)."""
         allocated, reserved, _ = self._done()
+        if reserved == 0 and self.reserved_before == 0:
+            return []
         note = "torch.cuda max_memory_{allocated,reserved} after reset_peak_memory_stats"
         return [
             Metric.of("peak_cuda_allocated_bytes", float(allocated), note=note),
@@ -348,8 +359,8 @@ class MpsMemoryProbe(MemoryProbe):
         mps = self._runtime
         mps.synchronize()
         reading = MpsMemoryReading(allocated_before=int(mps.current_allocated_memory()))
-        allocated = _PeakSampler(lambda: int(mps.current_allocated_memory()))
-        driver = _PeakSampler(lambda: int(mps.driver_allocated_memory()))
+        allocated = PeakSampler(lambda: int(mps.current_allocated_memory()))
+        driver = PeakSampler(lambda: int(mps.driver_allocated_memory()))
         try:
             yield reading
         finally:

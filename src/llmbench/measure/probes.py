@@ -13,9 +13,9 @@ interfaces::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
+from llmbench.gpu_driver import LazyGpuDriver
 from llmbench.measure.bandwidth import (
     BandwidthMeter,
     BandwidthReading,
@@ -23,6 +23,8 @@ from llmbench.measure.bandwidth import (
     CudaBandwidthMeter,
     MpsBandwidthMeter,
 )
+from llmbench.measure.driver_memory import CombinedMemoryProbe, GpuProcessMemoryProbe
+from llmbench.measure.energy import EnergyMeter, NoEnergyMeter, NvmlEnergyMeter, RaplEnergyMeter
 from llmbench.measure.memory import (
     CpuMemoryProbe,
     CpuMemoryReading,
@@ -36,13 +38,11 @@ from llmbench.measure.memory import (
 )
 from llmbench.measure.timers import CpuTimer, CudaTimer, MpsTimer, Timer, TimeReading
 
-if TYPE_CHECKING:  # torch is imported where it is used: a llama.cpp worker never needs it
-    pass
-
 # The tools are importable from here too: callers need one import for a device's probes and readings.
 __all__ = [
     "BandwidthMeter",
     "BandwidthReading",
+    "CombinedMemoryProbe",
     "CpuBandwidthMeter",
     "CpuMemoryProbe",
     "CpuMemoryReading",
@@ -51,6 +51,8 @@ __all__ = [
     "CudaMemoryProbe",
     "CudaMemoryReading",
     "CudaTimer",
+    "EnergyMeter",
+    "GpuProcessMemoryProbe",
     "MemoryProbe",
     "MemoryReading",
     "MpsBandwidthMeter",
@@ -70,12 +72,18 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Probes:
-    """The measuring tools of one device."""
+    """The measuring tools of one device.
+
+    ``energy`` finds the device's energy counter on first use (RAPL on a CPU, NVML on CUDA); ``gpu`` is
+    the CUDA device's driver (NVML, opened on first use) for the clock event reasons, None elsewhere.
+    """
 
     device: str
     timer: Timer
     memory: MemoryProbe
     bandwidth: BandwidthMeter
+    energy: EnergyMeter = field(default_factory=lambda: NoEnergyMeter("no energy counter for this device"))
+    gpu: LazyGpuDriver | None = None
 
 
 def mps_unavailable_reason() -> str | None:
@@ -103,19 +111,24 @@ def probes_for(device: str) -> Probes:
     """
     kind, _, index = device.partition(":")
     if kind == "cpu" and not index:
-        return Probes(device, CpuTimer(), CpuMemoryProbe(), CpuBandwidthMeter())
+        return Probes(device, CpuTimer(), CpuMemoryProbe(), CpuBandwidthMeter(), RaplEnergyMeter())
     if kind == "cuda" and (not index or index.isdigit()):
         import torch
 
         if not torch.cuda.is_available():
             raise RuntimeError(f"device {device!r}: torch.cuda.is_available() is False on this machine")
         cuda = torch.device(device)
-        return Probes(device, CudaTimer(cuda), CudaMemoryProbe(cuda), CudaBandwidthMeter(cuda))
+        # The driver's view of this process first (every engine's memory), then torch's allocator (where
+        # torch allocates), then the host RSS: docs/gpu.md.
+        driver = LazyGpuDriver(int(index or 0))
+        memory = CombinedMemoryProbe([GpuProcessMemoryProbe(driver), CudaMemoryProbe(cuda), CpuMemoryProbe()])
+        return Probes(device, CudaTimer(cuda), memory, CudaBandwidthMeter(cuda), NvmlEnergyMeter(driver), driver)
     if kind == "mps" and not index:
         reason = mps_unavailable_reason()
         if reason is not None:
             raise RuntimeError(f"device {device!r}: {reason}")
-        return Probes(device, MpsTimer(), MpsMemoryProbe(), MpsBandwidthMeter())
+        no_counter = NoEnergyMeter("no energy counter is read on MPS (macOS has no RAPL or NVML)")
+        return Probes(device, MpsTimer(), MpsMemoryProbe(), MpsBandwidthMeter(), no_counter)
     raise ValueError(f"device {device!r} has no probes; allowed: 'cpu', 'cuda', 'cuda:<index>', 'mps'")
 
 

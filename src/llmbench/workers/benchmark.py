@@ -17,6 +17,7 @@ from llmbench.backends import Generation, LoadedModel
 from llmbench.benchmark_storage import fixture_timer, round_times, set_fixture_timer
 from llmbench.measure.generate import GenerateBenchmark
 from llmbench.workers.client import WorkerModel
+from llmbench.workers.protocol import TimedRound
 
 R = TypeVar("R")
 
@@ -69,14 +70,19 @@ class WorkerGenerateBenchmark(GenerateBenchmark):
     def run(self, llm: LoadedModel, prompts: Sequence[str], max_new_tokens: int) -> Generation:
         if not isinstance(llm, WorkerModel):
             return super().run(llm, prompts, max_new_tokens)
+        sent = {"n": 0}
+
+        def measure() -> TimedRound:
+            if sent["n"] == self.warmup_rounds:
+                self.start_device_window()  # device-wide readings (energy, clocks): the parent takes them
+            sent["n"] += 1
+            return llm.timed_generate(prompts, max_new_tokens)
+
         rounds = pedantic_in_worker(
-            self.benchmark,
-            lambda: llm.timed_generate(prompts, max_new_tokens),
-            lambda timed: timed.seconds,
-            self.rounds,
-            self.warmup_rounds,
+            self.benchmark, measure, lambda timed: timed.seconds, self.rounds, self.warmup_rounds
         )
         timed = rounds[self.warmup_rounds :]  # the warm-up rounds come first, as in the base class
+        self.finish_device_window(llm, prompts, max_new_tokens, [r.generation for r in timed])
         latencies = round_times(self.benchmark)
         self.record(llm, [r.generation for r in timed], latencies, [r.memory for r in timed], max_new_tokens)
         return rounds[-1].generation
