@@ -291,6 +291,22 @@ def test_plan_refuses_bad_variables(env: dict[str, str], message: str) -> None:
     assert message in result.stderr
 
 
+def test_an_empty_shard_passes_and_saves_no_run(tmp_path: Path) -> None:
+    # More shards than the matrix can fill: pytest-benchmark warns "Not saving anything", which the
+    # project's filterwarnings = error (pyproject.toml) would make a failure of the shard's job.
+    for name in ("pyproject.toml", "benchmarks/matrix.toml"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, tmp_path / name)
+    (tmp_path / "benchmarks" / "test_plain.py").write_text("def test_plain(benchmark):\n    benchmark(sum, [1])\n")
+    script = REPO / "scripts" / "ci" / "bench-shard.sh"
+    env = {"PATH": os.environ["PATH"], "PYTHON": sys.executable}
+    # A benchmark outside the matrix goes to shard 1; shard 2 of 2 has nothing to run.
+    result = subprocess.run([script, "2", "2"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "bench-shard: shard 2/2 has no tests (more shards than the matrix can fill)" in result.stdout
+    assert not (tmp_path / "results" / "shard-2-of-2.json").exists()
+
+
 # --- the workflow's steps, run here ----------------------------------------------------------------
 
 FAKE_GH = r"""#!{python}

@@ -21,7 +21,10 @@ run=$out/shard-$k-of-$n.json
 read -ra extra <<<"${LLMBENCH_ARGS:-}"
 
 status=0
+# A shard with no benchmark (more shards than the matrix can fill) exits 5, no tests ran; pytest-benchmark's
+# warning "Not saving anything" would otherwise turn that into a failure under filterwarnings = error.
 "$PY" -m pytest "${LLMBENCH_SUITE:-benchmarks}" -p no:cacheprovider -rs \
+  -W "ignore:Not saving anything:pytest_benchmark.logger.PytestBenchmarkWarning" \
   "--llmbench-shard=$k/$n" "--benchmark-json=$run" "${extra[@]}" "$@" || status=$?
 if [[ $status -eq 5 ]]; then
   echo "bench-shard: shard $k/$n has no tests (more shards than the matrix can fill)"
