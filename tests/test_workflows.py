@@ -307,6 +307,20 @@ def test_an_empty_shard_passes_and_saves_no_run(tmp_path: Path) -> None:
     assert not (tmp_path / "results" / "shard-2-of-2.json").exists()
 
 
+#: The extras (pyproject.toml) a step's script needs beyond the core dependencies: the plots of `llmbench
+#: report`, the change points of `llmbench history` (Apache Otava). The step-by-step test runs each job
+#: with only what it installs (tests/support/runner.py).
+SCRIPT_EXTRAS = {"report.sh": {"report"}, "history.sh": {"history"}}
+
+
+def test_each_job_installs_the_extras_its_steps_need() -> None:
+    for name, job in load("benchmarks.yml")["jobs"].items():
+        extras = set(job.get("env", {}).get("LLMBENCH_EXTRAS", "all").split(","))
+        for step in job.get("steps", []):
+            for script in re.findall(r"scripts/ci/([\w.-]+\.sh)", step.get("run", "")):
+                assert "all" in extras or SCRIPT_EXTRAS.get(script, set()) <= extras, (name, script, extras)
+
+
 # --- the workflow's steps, run here ----------------------------------------------------------------
 
 FAKE_GH = r"""#!{python}
