@@ -16,6 +16,7 @@ from typing import Any
 from llmbench.gate.decision import ROUND_TIME
 from llmbench.gate.rules import Rule, SampleKind, rule_for
 from llmbench.gate.statistics import busy_rounds, finite, finite_samples
+from llmbench.gpu_driver import THROTTLE_INFO_KEY, throttle_note
 from llmbench.metrics import Metric, metrics_of
 from llmbench.runs import SavedRun
 from llmbench.units import format_number
@@ -59,13 +60,19 @@ def _stats_latency(bench: Mapping[str, Any]) -> tuple[Metric | None, str]:
 
 
 def benchmark_metrics(bench: Mapping[str, Any]) -> tuple[dict[str, Metric], list[str]]:
-    """The metrics of one benchmark entry and notes on what was missing.
+    """The metrics of one benchmark entry and notes on what was missing or disturbed it.
 
     ``extra_info["metrics"]`` where present; ``latency_s`` from pytest-benchmark's stats where the
-    metrics lack it (older runs, plain pytest-benchmark tests).
+    metrics lack it (older runs, plain pytest-benchmark tests). A GPU that throttled during the timed
+    rounds (``extra_info["gpu_clock_events"]``, :mod:`llmbench.measure.throttle`) is a note: the verdict
+    warns of it.
     """
     notes = []
     metrics = metrics_of(bench)
+    extra = bench.get("extra_info")
+    throttled = throttle_note(extra.get(THROTTLE_INFO_KEY)) if isinstance(extra, Mapping) else None
+    if throttled:
+        notes.append(throttled)
     if "latency_s" not in metrics:
         latency, note = _stats_latency(bench)
         if latency is not None:

@@ -135,6 +135,15 @@ _RSS = (
     "and the allocator left behind moves it between runs of unchanged code (docs/gate-validation.md)"
 )
 _SIZE = "deterministic: any change is a change of quantization or storage; 1% allows metadata"
+_GPU_PROCESS = (
+    "10% and 16 MiB, beyond the saved runs' range too, like RSS: the driver's figure is the whole process's on "
+    "the GPU (CUDA context, every allocator's reserve, libraries); not yet checked by A/A runs on a GPU (docs/gpu.md)"
+)
+_ENERGY = (
+    "10%, beyond the saved runs' range too, like memory: the counter's readings are stale by up to one update "
+    "period, at most 5% of the window (docs/metrics.md); the A/A spread on a GPU is still to be measured "
+    "(docs/gpu.md)"
+)
 
 _RULES: tuple[Rule, ...] = (
     _speed("latency_s", "lower", 0.05, _TIMING),
@@ -151,6 +160,11 @@ _RULES: tuple[Rule, ...] = (
     _memory("peak_cuda_reserved_bytes", "the caching allocator's reserve: gate on allocated", gate=False),
     _memory("rss_before_bytes", "what the process held before the call: context", gate=False),
     _memory("cuda_allocated_before_bytes", "what PyTorch held before the call: context", gate=False),
+    _memory("peak_gpu_process_bytes", _GPU_PROCESS, relative=0.10),
+    _memory("gpu_process_before_bytes", "what the process held on the GPU before the call: context", gate=False),
+    _memory("peak_gpu_used_bytes", "every process on the GPU: context (the process's own is gated)", gate=False),
+    Rule("energy_per_token_j", "lower", relative=0.10, reason=_ENERGY),
+    Rule("mean_power_w", "none", gate=False, reason="describes the draw, not the code: energy per token is gated"),
     Rule("weight_bytes", "lower", relative=0.01, reason=_SIZE),
     Rule("file_bytes", "lower", relative=0.01, reason=_SIZE),
     Rule(
