@@ -229,6 +229,25 @@ def test_a_label_other_than_benchmark_never_cancels_a_benchmark() -> None:
     assert concurrency_group(push) == "benchmarks-refs/heads/main"
 
 
+def test_pushes_nightly_runs_and_manual_runs_of_the_default_branch_are_recorded() -> None:
+    condition = load("benchmarks.yml")["jobs"]["record"]["if"]
+    merged = {"gate": {"outputs": {"merged": "true"}}}
+
+    def recorded(event_name: str, ref: str, event: dict[str, Any]) -> bool:
+        github = {"event_name": event_name, "ref": ref, "event": event}
+        return bool(evaluate(condition, {"github": github, "needs": merged}))
+
+    repository = {"repository": {"default_branch": "main"}}
+    assert recorded("push", "refs/heads/main", repository)
+    # A scheduled run checks out the default branch; its event has no repository (so no default_branch).
+    assert recorded("schedule", "refs/heads/main", {"schedule": "17 3 * * *"})
+    assert recorded("workflow_dispatch", "refs/heads/main", repository)
+    assert not recorded("workflow_dispatch", "refs/heads/feature", repository)
+    assert not recorded("pull_request", "refs/pull/42/merge", {**repository, "pull_request": {"number": 42}})
+    assert not evaluate(condition, {"github": {"event_name": "schedule", "ref": "refs/heads/main", "event": {}},
+                                    "needs": {"gate": {"outputs": {"merged": "false"}}}})  # fmt: skip
+
+
 def test_ci_runs_lint_typecheck_and_tests_on_two_pythons() -> None:
     job = load("ci.yml")["jobs"]["test"]
     assert job["strategy"]["matrix"]["python"] == ["3.11", "3.12"]
