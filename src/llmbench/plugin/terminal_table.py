@@ -5,9 +5,11 @@ Human units (ms, tok/s, MiB/GiB, %), n/a where a figure could not be measured, f
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from llmbench.gpu_driver import THROTTLE_INFO_KEY, throttle_note
 from llmbench.metrics import Metric, metrics_of
 from llmbench.tables import Column, text_table
 from llmbench.units import format_compact
@@ -37,14 +39,33 @@ DISTRIBUTION_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("TTFT p90", "ttft_p90_s", 8),
     ("p99", "ttft_p99_s", 7),
 )
-#: The memory column shows CUDA's allocated peak where the run was on a GPU.
-GPU_MEMORY = "peak_cuda_allocated_bytes"
+#: The third table, where a run has any of its figures: energy and the GPU memory figures side by side, each
+#: named for where it comes from (docs/gpu.md).
+DEVICE_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("J/token", "energy_per_token_j", 8),
+    ("mean W", "mean_power_w", 7),
+    ("GPU proc", "peak_gpu_process_bytes", 9),
+    ("CUDA alloc", "peak_cuda_allocated_bytes", 10),
+    ("CUDA resv", "peak_cuda_reserved_bytes", 9),
+    ("GPU used", "peak_gpu_used_bytes", 9),
+    ("host RSS", "peak_rss_bytes", 9),
+)
+#: On a GPU, the memory column shows the process's GPU memory as the driver sees it, else CUDA's allocated
+#: peak (the driver's figure n/a: no nvidia-ml-py), else n/a; never the host RSS (the third table has it).
+GPU_MEMORY = ("peak_gpu_process_bytes", "peak_cuda_allocated_bytes")
 
 
-def cell(metrics: Mapping[str, Metric], name: str) -> str:
+def _measured(metrics: Mapping[str, Metric], name: str) -> bool:
     metric = metrics.get(name)
-    if name == "peak_rss_bytes" and GPU_MEMORY in metrics:
-        metric = metrics[GPU_MEMORY]
+    return metric is not None and metric.value is not None
+
+
+def cell(metrics: Mapping[str, Metric], name: str, headline: bool = True) -> str:
+    """One figure for a column; in the headline table, the memory column is the GPU's where there is one."""
+    metric = metrics.get(name)
+    on_gpu = [metrics[gpu] for gpu in GPU_MEMORY if gpu in metrics]
+    if name == "peak_rss_bytes" and headline and on_gpu:  # a GPU's row: its GPU memory, n/a where unmeasured
+        metric = next((m for m in on_gpu if m.value is not None), on_gpu[0])
     if metric is None:
         return "n/a"
     return format_compact(metric.value, metric.unit)
@@ -62,7 +83,8 @@ def _table(benchmarks: Iterable[Mapping[str, Any]], columns: tuple[tuple[str, st
         metrics = metrics_of(bench)
         if "model" not in extra or "latency_s" not in metrics:
             continue
-        rows.append([combination_label(extra)] + [cell(metrics, name) for _, name, _ in columns])
+        headline = columns is not DEVICE_COLUMNS
+        rows.append([combination_label(extra)] + [cell(metrics, name, headline) for _, name, _ in columns])
     if not rows:
         return []
     header = [Column("combination"), *(Column(title, "right", width) for title, _, width in columns)]
@@ -71,7 +93,8 @@ def _table(benchmarks: Iterable[Mapping[str, Any]], columns: tuple[tuple[str, st
 
 def render(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
     """The table's lines for benchmarks shaped like pytest-benchmark's JSON (``extra_info`` with ``metrics``),
-    then, where any benchmark has them, the engine's decode figure and the latency distribution."""
+    then, where any benchmark has them, the engine's decode figure and the latency distribution, the energy
+    and GPU memory figures, and a warning for each combination whose GPU throttled."""
     benchmarks = list(benchmarks)
     out = _table(benchmarks, COLUMNS)
     if not out:
@@ -84,4 +107,16 @@ def render(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
         out.extend(_table(benchmarks, DISTRIBUTION_COLUMNS))
         out.append("decode/s above is end-to-end; engine/s: the engine's own decode steps (docs/metrics.md);")
         out.append("TPOT per sequence, ITL per token, over all timed rounds (n/a: too few samples for the percentile)")
+    device = {name for _, name, _ in DEVICE_COLUMNS[:3]}
+    if any(_measured(metrics_of(bench), name) for bench in benchmarks for name in device):
+        out.append("")
+        out.extend(_table(benchmarks, DEVICE_COLUMNS))
+        out.append("J/token: energy per generated token over the timed rounds (NVML on CUDA, RAPL on a CPU);")
+        out.append("GPU proc: the process's GPU memory from the driver; CUDA alloc/resv: torch's allocator;")
+        out.append("GPU used: every process on the GPU (docs/gpu.md)")
+    for bench in benchmarks:
+        extra = bench.get("extra_info") or {}
+        note = throttle_note(extra.get(THROTTLE_INFO_KEY))
+        if note:
+            out.extend(textwrap.wrap(f"warning: {combination_label(extra)}: {note}", 120, subsequent_indent="  "))
     return out
