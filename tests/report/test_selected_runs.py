@@ -36,3 +36,18 @@ def test_a_run_looked_up_in_an_absent_storage_says_what_to_give(tmp_path: Path) 
     with pytest.raises(ReportError, match=r"^--storage: '.*\.benchmarks' is not a directory of saved runs"):
         select_runs(absent)
     assert not absent.exists()
+
+
+def test_the_run_given_last_is_the_headline_whatever_its_date(tmp_path: Path) -> None:
+    # report.sh gives the history's newest runs, then the run: a run of the default branch recorded while a
+    # pull request's shards ran is newer than the pull request's run, and must not become its headline.
+    current, history = select_runs(tmp_path, [run_file("0001"), run_file("0003"), run_file("0002")])
+    assert current.name == "0002"
+    assert [run.name for run in history] == ["0001", "0003", "0002"]
+    current, history = select_runs(tmp_path, [run_file("0001"), run_file("0003"), run_file("0002")], history=2)
+    assert (current.name, [run.name for run in history]) == ("0002", ["0003", "0002"])
+    current, history = select_runs(tmp_path, [run_file("0003"), run_file("0002")], history=1)
+    assert (current.name, [run.name for run in history]) == ("0002", ["0002"])
+    # A glob given last: the newest of its matches.
+    current, history = select_runs(MACHINE.parent, [run_file("0003"), "000[12]"])
+    assert (current.name, [run.name for run in history]) == ("0002", ["0001", "0003", "0002"])

@@ -130,16 +130,21 @@ def select_runs(
     """The report's run and its history (oldest first, ending with the run itself).
 
     Without selectors: the latest saved run and the ``history - 1`` runs saved before it in the same
-    machine directory. With selectors: the last of them, and all of them as the history.
+    machine directory. With selectors: the run the last selector names (the newest of its matches, for a
+    glob), whatever its date (a run of the default branch saved while a pull request's run was measured
+    is newer, and is history, not the headline), after the ``history - 1`` newest of the others.
     """
     if history < 1:
         raise ReportError(f"--history: {history} is not positive; expected the number of runs to show (1 or more)")
-    runs = load_runs(storage_dir, selectors)
+    selected = _selected(storage_dir, selectors)
+    if selectors:
+        current = _load(selected[-1])[-1]
+        others = [run for run in _load(p for found in selected for p in found) if run.path != current.path]
+        return current, [*others[len(others) - (history - 1) :], current] if history > 1 else [current]
+    runs = _load(selected[0])
     if not runs:
         raise ReportError(f"no saved run in {str(storage_dir)!r}; run `pytest benchmarks --benchmark-autosave` first")
     current = runs[-1]
-    if selectors:
-        return current, runs[-history:]
     return current, history_of(current, runs, history)
 
 
