@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmbench.config.precisions import precision_rank
+from llmbench.fingerprint import describe_gpu_state
 from llmbench.gate import Verdict, decision_cells
 from llmbench.gate.verdict import TABLE_COLUMNS
 from llmbench.history.detect import DetectorMissing
@@ -259,6 +260,8 @@ def _fingerprint_html(run: SavedRun) -> str:
             items["libraries"] = ", ".join(f"{k} {v}" for k, v in libraries.items() if v)
         if isinstance(items.get("memory_bytes"), int | float):
             items["memory_bytes"] = format_bytes(float(items["memory_bytes"]))
+        if isinstance(items.get("gpu_state"), list):
+            items["gpu_state"] = "; ".join(describe_gpu_state(s) for s in items["gpu_state"] if isinstance(s, Mapping))
         body = "".join(
             f"<dt>{_esc(k)}</dt><dd>{_esc(v if v not in (None, []) else 'n/a')}</dd>" for k, v in items.items()
         )
