@@ -138,10 +138,10 @@ class GpuState:
     enforced_power_limit_w: float | None
     persistence_mode: bool | None
 
-    #: The fields that change what is measured: two runs whose GPUs differ in these are not comparable.
+    #: The settings that change what is measured: two runs whose GPUs differ in these are not comparable. (The
+    #: model and the driver version are identity fields of the fingerprint already: ``gpus``, ``cuda_driver``.)
     IDENTITY = (
-        "name", "driver_version", "cuda_driver_version", "memory_total_bytes", "max_sm_clock_mhz",
-        "max_memory_clock_mhz", "enforced_power_limit_w", "persistence_mode",
+        "memory_total_bytes", "max_sm_clock_mhz", "max_memory_clock_mhz", "enforced_power_limit_w", "persistence_mode",
     )  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
