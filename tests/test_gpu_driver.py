@@ -140,3 +140,17 @@ def test_the_throttle_note() -> None:
     assert throttle_note({"throttling": [], "samples": 20}) is None
     assert throttle_note(None) is None
     assert throttle_note("garbage") is None
+
+
+def test_the_real_nvidia_ml_py_where_it_is_installed() -> None:
+    """The real binding: on a machine without a GPU its failure is a reason; on a GPU the state reads."""
+    pytest.importorskip("pynvml")
+    lazy = LazyGpuDriver(0)
+    reason = lazy.unavailable_reason()
+    if reason is not None:
+        assert reason.startswith("NVML cannot read CUDA device 0: ")  # here: NVML Shared Library Not Found
+        return
+    state = lazy.get().state()
+    assert state.name
+    assert state.driver_version
+    assert lazy.get().memory_used_bytes() > 0

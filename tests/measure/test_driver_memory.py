@@ -7,8 +7,10 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
+import torch
 
 from llmbench.gpu_driver import LazyGpuDriver
 from llmbench.measure.driver_memory import (
@@ -17,7 +19,7 @@ from llmbench.measure.driver_memory import (
     GpuProcessMemoryProbe,
     GpuProcessMemoryReading,
 )
-from llmbench.measure.memory import CpuMemoryProbe, CudaMemoryReading, MemoryProbe, MemoryReading
+from llmbench.measure.memory import CpuMemoryProbe, CudaMemoryProbe, CudaMemoryReading, MemoryProbe, MemoryReading
 from llmbench.testing.fake_nvml import FakeGpu, FakeNvml
 from llmbench.units import MiB
 
@@ -154,3 +156,26 @@ def test_an_allocator_that_never_held_anything_reports_no_figures() -> None:
 def test_the_combined_probe_needs_a_probe() -> None:
     with pytest.raises(ValueError, match="at least one probe"):
         CombinedMemoryProbe([])
+
+
+class UninitialisedTorchCuda:
+    """Stands in for ``torch.cuda`` in a process where torch never initialised CUDA (a llama.cpp worker)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def is_initialized(self) -> bool:
+        self.calls.append("is_initialized")
+        return False
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"torch.cuda.{name} called: it would create a torch CUDA context")
+
+
+def test_the_allocator_probe_leaves_a_process_without_torch_cuda_alone() -> None:
+    runtime = UninitialisedTorchCuda()
+    with CudaMemoryProbe(torch.device("cuda:0"), runtime, only_where_initialized=True).measure() as memory:
+        pass
+    assert runtime.calls == ["is_initialized"]
+    assert memory.metrics() == []
+    assert memory.peak_bytes() == 0

@@ -282,11 +282,15 @@ class CudaMemoryReading(MemoryReading):
 class CudaMemoryProbe(MemoryProbe):
     """Peak CUDA memory of a block: synchronize, reset the peak, run, synchronize, read.
 
-    ``runtime`` is ``torch.cuda`` (tests pass a fake with the same few functions).
+    ``runtime`` is ``torch.cuda`` (tests pass a fake with the same few functions). With
+    ``only_where_initialized``, a process where torch has not initialised CUDA (a llama.cpp worker: ggml
+    has its own) is left alone: no synchronize, which would create a torch CUDA context of some hundred
+    MiB in it, and no figures (the driver's ``peak_gpu_process_bytes`` is that process's figure).
     """
 
-    def __init__(self, device: torch.device, runtime: Any = None) -> None:
+    def __init__(self, device: torch.device, runtime: Any = None, only_where_initialized: bool = False) -> None:
         self.device = device
+        self.only_where_initialized = only_where_initialized
         import torch
 
         self._runtime = torch.cuda if runtime is None else runtime
@@ -294,6 +298,13 @@ class CudaMemoryProbe(MemoryProbe):
     @contextmanager
     def measure(self) -> Iterator[MemoryReading]:
         cuda, device = self._runtime, self.device
+        if self.only_where_initialized and not cuda.is_initialized():
+            unused = CudaMemoryReading(0, 0)
+            try:
+                yield unused
+            finally:
+                unused.allocated_peak = unused.reserved_peak = unused.allocated_after = 0
+            return
         cuda.synchronize(device)
         cuda.reset_peak_memory_stats(device)
         reading = CudaMemoryReading(

@@ -121,7 +121,9 @@ def probes_for(device: str) -> Probes:
         # The driver's view of this process first (every engine's memory), then torch's allocator (where
         # torch allocates), then the host RSS: docs/gpu.md.
         driver = LazyGpuDriver(int(index or 0))
-        memory = CombinedMemoryProbe([GpuProcessMemoryProbe(driver), CudaMemoryProbe(cuda), CpuMemoryProbe()])
+        memory = CombinedMemoryProbe(
+            [GpuProcessMemoryProbe(driver), CudaMemoryProbe(cuda, only_where_initialized=True), CpuMemoryProbe()]
+        )
         return Probes(device, CudaTimer(cuda), memory, CudaBandwidthMeter(cuda), NvmlEnergyMeter(driver), driver)
     if kind == "mps" and not index:
         reason = mps_unavailable_reason()
