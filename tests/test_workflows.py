@@ -577,18 +577,18 @@ def test_a_pull_request_pairs_base_and_head_in_each_shard() -> None:
 
 
 def test_ab_gate_fails_when_any_shard_failed(tmp_path: Path) -> None:
-    for k, status in ((1, "0"), (2, "1"), (10, "0")):
+    for k in range(1, 11):
         shard = tmp_path / "shards" / f"llmbench-shard-{k}" / f"ab-shard-{k}-of-10"
         shard.mkdir(parents=True)
-        (shard / "status").write_text(status + "\n")
+        (shard / "status").write_text(("1" if k == 2 else "0") + "\n")
         (shard / "verdict.md").write_text(f"## llmbench regression gate: title\n\nverdict of shard {k}\n")
     summary = tmp_path / "summary.md"
     summary.write_text("before\n")
     verdict = tmp_path / "results" / "verdict.md"
 
-    def gate() -> subprocess.CompletedProcess[str]:
+    def gate(*count: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [REPO / "scripts" / "ci" / "ab-gate.sh", tmp_path / "shards", verdict],
+            [REPO / "scripts" / "ci" / "ab-gate.sh", tmp_path / "shards", verdict, *count],
             env={"PATH": os.environ["PATH"], "GITHUB_STEP_SUMMARY": str(summary)}, capture_output=True, text=True,
         )  # fmt: skip
 
@@ -596,23 +596,46 @@ def test_ab_gate_fails_when_any_shard_failed(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     text = verdict.read_text()
     assert [line for line in text.splitlines() if line.startswith("verdict of")] == [
-        "verdict of shard 1", "verdict of shard 2", "verdict of shard 10"
-    ]  # fmt: skip
+        f"verdict of shard {k}" for k in range(1, 11)
+    ]
     assert "### Shard 10/10: llmbench regression gate: title" in text
     assert "## llmbench regression gate" not in text.replace("### Shard", "")
     assert "**FAILED** in shard 2/10 (status 1)." in text
     assert summary.read_text() == "before\n" + text
     (tmp_path / "shards" / "llmbench-shard-2" / "ab-shard-2-of-10" / "status").write_text("0\n")
     assert gate().returncode == 0
+    assert gate("10").returncode == 0
     (tmp_path / "shards" / "llmbench-shard-2" / "ab-shard-2-of-10" / "status").unlink()  # a shard that died
     result = gate()
     assert result.returncode == 1
     assert "**FAILED** in shard 2/10 (status missing)." in verdict.read_text()
+    # A shard whose job uploaded nothing (it failed or was cancelled before its upload step) is named.
+    shutil.rmtree(tmp_path / "shards" / "llmbench-shard-7")
+    result = gate("10")
+    assert result.returncode == 1
+    text = verdict.read_text()
+    assert "### Shard 7/10\n\nNo paired run: this shard's job uploaded nothing" in text
+    assert "**FAILED** in shard 2/10 (status missing), 7/10 (uploaded nothing)." in text
+    assert "ab-gate: 9 of 10 shards uploaded, 2 failed" in result.stdout
+    # The plan's count tells that the last shards, or all, are missing; the folders' names alone cannot.
+    for k in range(1, 11):
+        shutil.rmtree(tmp_path / "shards" / f"llmbench-shard-{k}", ignore_errors=True)
+    (tmp_path / "shards" / "llmbench-shard-1" / "ab-shard-1-of-2").mkdir(parents=True)
+    (tmp_path / "shards" / "llmbench-shard-1" / "ab-shard-1-of-2" / "status").write_text("0\n")
+    result = gate()
+    assert result.returncode == 1
+    assert "**FAILED** in shard 2/2 (uploaded nothing)." in verdict.read_text()
+    result = gate("3")
+    assert result.returncode == 2
+    assert "is not one of the 3 shards of this run" in result.stderr
     shutil.rmtree(tmp_path / "shards")
     (tmp_path / "shards").mkdir()
     result = gate()
     assert result.returncode == 1
     assert "No shard left a paired run" in verdict.read_text()
+    result = gate("2")
+    assert result.returncode == 1
+    assert "**FAILED** in shard 1/2 (uploaded nothing), 2/2 (uploaded nothing)." in verdict.read_text()
 
 
 def test_a_failed_step_other_than_the_gates_is_said_in_the_verdict_and_the_summary(tmp_path: Path) -> None:
@@ -647,6 +670,41 @@ def test_a_failed_step_other_than_the_gates_is_said_in_the_verdict_and_the_summa
     assert result.returncode == 0, result.stderr
     assert verdict.read_text() == "## llmbench verdict\n\nno regression\n"
     assert summary.read_text() == ""
+
+
+#: A stand-in for `llmbench ab` (named by $LLMBENCH): writes a verdict that names the pair's run files by
+#: absolute paths, as the real one does, to --llmbench-verdict and to $GITHUB_STEP_SUMMARY where set.
+FAKE_LLMBENCH_AB = r"""#!/usr/bin/env bash
+for arg; do [[ $arg == --llmbench-verdict=* ]] && verdict=${arg#*=}; done
+mkdir -p "$(dirname "$verdict")"
+text="## llmbench regression gate: no regression
+
+Baseline: 0001 ($PWD/results/ab-shard-1-of-2/runs/m/0001_ab-base.json), base side: abc
+Current: 0002 ($(pwd -P)/results/ab-shard-1-of-2/runs/m/0002_ab-head.json), head side: HEAD"
+printf '%s\n' "$text" >"$verdict"
+if [[ -n ${GITHUB_STEP_SUMMARY:-} ]]; then printf '%s\n' "$text" >>"$GITHUB_STEP_SUMMARY"; fi
+"""
+
+
+def test_a_paired_shards_verdict_names_its_runs_relative_to_the_checkout(tmp_path: Path) -> None:
+    # The verdict reaches the gate job's summary and the pull-request comment: no runner's absolute paths.
+    fake = tmp_path / "fake-llmbench"
+    fake.write_text(FAKE_LLMBENCH_AB)
+    fake.chmod(0o755)
+    checkout = tmp_path / "work" / "repo"
+    checkout.mkdir(parents=True)
+    summary = tmp_path / "summary.md"
+    summary.touch()
+    result = subprocess.run(
+        [REPO / "scripts" / "ci" / "ab-shard.sh", "abc", "1", "2"], cwd=checkout, capture_output=True, text=True,
+        env={"PATH": os.environ["PATH"], "LLMBENCH": str(fake), "GITHUB_STEP_SUMMARY": str(summary)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    verdict = (checkout / "results" / "ab-shard-1-of-2" / "verdict.md").read_text()
+    assert "Baseline: 0001 (results/ab-shard-1-of-2/runs/m/0001_ab-base.json), base side: abc" in verdict
+    assert "Current: 0002 (results/ab-shard-1-of-2/runs/m/0002_ab-head.json), head side: HEAD" in verdict
+    assert str(tmp_path) not in verdict
+    assert summary.read_text() == verdict
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")

@@ -28,8 +28,9 @@ trap 'rm -f "$errors"' EXIT
 
 status=0
 # stdout as it is; stderr (progress, errors) shown and kept in $errors; the status is ab's (pipefail).
+# The job summary gets the verdict below, with the checkout's paths made relative.
 {
-  "$LLMBENCH" ab "$base" HEAD "${ab_args[@]}" -- "${LLMBENCH_SUITE:-benchmarks}" -p no:cacheprovider \
+  GITHUB_STEP_SUMMARY='' "$LLMBENCH" ab "$base" HEAD "${ab_args[@]}" -- "${LLMBENCH_SUITE:-benchmarks}" -p no:cacheprovider \
     "--llmbench-shard=$k/$n" "--benchmark-storage=$out/runs" "--llmbench-verdict=$out/verdict.md" \
     "${extra[@]}" "$@" 2>&1 >&3 3>&- | tee "$errors" >&2 3>&-
 } 3>&1 || status=$?
@@ -41,6 +42,16 @@ fi
 echo "$status" >"$out/status"
 if [[ ! -s $out/verdict.md ]]; then
   printf '### Shard %s/%s\n\n`llmbench ab` exited with status %s and wrote no verdict.\n' "$k" "$n" "$status" >"$out/verdict.md"
+fi
+# The verdict names the pair's run files: relative to the checkout, not the runner's absolute paths
+# (the gate job's summary and the pull-request comment show it).
+verdict=$(<"$out/verdict.md")
+for root in "$(pwd -P)/" "$PWD/"; do
+  verdict=${verdict//"$root"/}
+done
+printf '%s\n' "$verdict" >"$out/verdict.md"
+if [[ -n ${GITHUB_STEP_SUMMARY:-} ]]; then
+  cat "$out/verdict.md" >>"$GITHUB_STEP_SUMMARY"
 fi
 echo "ab-shard: shard $k/$n: $base against HEAD, exit status $status, verdict in $out/verdict.md"
 if [[ $status -eq 1 ]]; then
