@@ -3,7 +3,9 @@ the peak (or starts sampling), runs the block and reads the peak.
 
 CPU: peak RSS of the process, from the kernel's high-water mark reset through ``/proc/self/clear_refs``
 where that works, else sampled every millisecond. CUDA: PyTorch's allocator peaks
-(``max_memory_allocated``/``reserved``) after ``reset_peak_memory_stats``. MPS: no peak statistics
+(``max_memory_allocated``/``reserved``) after ``reset_peak_memory_stats``; on a CUDA device the probe is
+:class:`~llmbench.measure.driver_memory.CombinedMemoryProbe` of the driver's per-process figure, these and
+the host RSS (:func:`~llmbench.measure.probes.probes_for`). MPS: no peak statistics
 exist, so ``torch.mps.current_allocated_memory`` and ``driver_allocated_memory`` are sampled every
 millisecond. Limits of each method: docs/metrics.md.
 """
