@@ -8,6 +8,7 @@ history repository, then the gate again with that baseline.
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import re
@@ -275,6 +276,44 @@ def test_every_script_a_workflow_runs_exists() -> None:
         for _, step in steps(load(name)):
             for script in re.findall(r"scripts/ci/[\w.-]+\.sh", step.get("run", "")):
                 assert (REPO / script).exists(), script
+
+
+def test_every_file_a_cache_key_hashes_exists() -> None:
+    # hashFiles() of files that do not exist is an empty string: the key never changes with the code.
+    for name in ("benchmarks.yml", "ci.yml"):
+        for job_name, step in steps(load(name)):
+            key = step.get("with", {}).get("key", "")
+            for call in re.findall(r"hashFiles\(([^)]*)\)", key):
+                paths = re.findall(r"'([^']+)'", call)
+                assert paths, (name, job_name, key)
+                for path in paths:
+                    assert list(REPO.glob(path)), f"{name}: {job_name}: hashFiles('{path}'): no such file"
+
+
+def test_every_page_and_section_a_workflow_cites_exists() -> None:
+    headings = {
+        page: {line.lstrip("#").strip() for line in (REPO / page).read_text().splitlines() if line.startswith("#")}
+        for page in ["README.md", *(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))]
+    }  # fmt: skip
+    cited = 0
+    for path in workflow_files():
+        for page, section in re.findall(r"\b(README|docs/[\w.-]+\.md)(?:, \"([^\"]+)\")?", path.read_text()):
+            page = "README.md" if page == "README" else page
+            assert page in headings, f"{path.name} cites {page}, which does not exist"
+            assert not section or section in headings[page], f"{path.name} cites {page}, section {section!r}"
+            cited += 1
+    assert cited
+
+
+def test_tox_bench_saves_what_make_bench_saves() -> None:
+    # --benchmark-save-data keeps every round's time: the gate's rank test needs them (docs/gate.md).
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile[makefile.index("\nbench: ") :].split("\n\n")[0]
+    make_flags = set(re.findall(r"--benchmark-(?:autosave|save-data)\b", recipe))
+    assert make_flags == {"--benchmark-autosave", "--benchmark-save-data"}
+    tox = configparser.ConfigParser()
+    tox.read(REPO / "tox.ini")
+    assert make_flags <= set(tox["testenv:bench"]["commands"].split())
 
 
 @pytest.mark.parametrize(
