@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_HISTORY",
     "IDENTITY_COLUMNS",
+    "PEAK_MEMORY_METRICS",
     "TIDY_COLUMNS",
     "ReportError",
     "Row",
@@ -41,6 +42,10 @@ __all__ = [
     "select_runs",
     "session_run",
 ]
+
+#: A row's "peak memory", the first of these it measured: the driver's figure of the process on a GPU
+#: (every engine's memory, docs/gpu.md), torch's allocated peak where the driver's is n/a, RSS on the CPU.
+PEAK_MEMORY_METRICS: tuple[str, ...] = ("peak_gpu_process_bytes", "peak_cuda_allocated_bytes", "peak_rss_bytes")
 
 #: Saved runs shown in the history, the report's own run included.
 DEFAULT_HISTORY = 20
@@ -211,8 +216,10 @@ class Row:
 
     @property
     def peak_memory_name(self) -> str:
-        """The memory figure the gate uses: allocated CUDA memory on a GPU, RSS on the CPU."""
-        return "peak_cuda_allocated_bytes" if "peak_cuda_allocated_bytes" in self.metrics else "peak_rss_bytes"
+        """The memory figure of the row's device (:data:`PEAK_MEMORY_METRICS`, the first measured one): on a
+        GPU the process's GPU memory from the driver, else torch's allocated peak; RSS on the CPU."""
+        measured = (name for name in PEAK_MEMORY_METRICS if self.value(name) is not None)
+        return next(measured, next((name for name in PEAK_MEMORY_METRICS if name in self.metrics), "peak_rss_bytes"))
 
     @property
     def peak_memory(self) -> float | None:

@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from llmbench.history.marks import ChangeMark
 from llmbench.metrics import METRIC_FACTS
 from llmbench.report.figures import REGRESSION_COLOR, Plot, PlotSeries, nan_values, new_figure, plot_color
-from llmbench.report.frame import Row, Table, combination_sort_key
+from llmbench.report.frame import PEAK_MEMORY_METRICS, Row, Table, combination_sort_key
 from llmbench.runs import SavedRun
 from llmbench.units import byte_axis_scale
 
@@ -24,11 +24,13 @@ HISTORY_METRICS: tuple[str, ...] = (
 
 
 def _history_frame(table: Table, runs: Sequence[SavedRun]) -> pd.DataFrame:
-    """The tidy frame's generate rows, ``peak_memory`` added (the memory figure the gate uses: CUDA
-    allocated on a GPU, RSS on the CPU) and ``position``: the run's place in ``runs``."""
+    """The tidy frame's generate rows, ``peak_memory`` added (each row's :attr:`Row.peak_memory_name
+    <llmbench.report.frame.Row.peak_memory_name>`: the driver's figure on a GPU, RSS on the CPU) and
+    ``position``: the run's place in ``runs``."""
     frame = table.frame[table.frame["batch_size"].notna()]
-    memory = frame[frame["metric"].isin(("peak_cuda_allocated_bytes", "peak_rss_bytes"))]
-    memory = memory.sort_values("metric").drop_duplicates("row").assign(metric="peak_memory")
+    chosen = {index: row.peak_memory_name for index, row in enumerate(table.rows)}
+    memory = frame[[chosen.get(row) == metric for row, metric in zip(frame["row"], frame["metric"], strict=True)]]
+    memory = memory.drop_duplicates("row").assign(metric="peak_memory")
     positions = {id(run): index for index, run in enumerate(runs)}
     position = [positions.get(id(row.run), -1) for row in table.rows]
     frame = pd.concat([frame, memory], ignore_index=True)
@@ -73,7 +75,7 @@ def history_plots(
                     "a change point in the history (llmbench history) and its commit.")  # fmt: skip
         crosses_x: list[str] = []
         crosses_y: list[float | None] = []
-        names = ("peak_rss_bytes", "peak_cuda_allocated_bytes") if metric == "peak_memory" else (metric,)
+        names = PEAK_MEMORY_METRICS if metric == "peak_memory" else (metric,)
         for combination, values_row in grid.iterrows():
             sample = samples[str(combination)]
             values = tuple(None if pd.isna(v) else float(v) / factor for v in values_row)

@@ -39,7 +39,7 @@ MARKDOWN_BUDGET = 60_000
 #: Characters of report.md given to the gate's verdict (the report's own tables need the rest).
 VERDICT_MARKDOWN_LIMIT = 20_000
 
-#: (column title, metric) of the key table; ``peak_memory`` is CUDA allocated on a GPU, RSS on the CPU.
+#: (column title, metric) of the key table; ``peak_memory`` is the process's GPU memory (driver) on a GPU, RSS on CPU.
 KEY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("latency", "latency_s"),
     ("TTFT", "ttft_s"),
