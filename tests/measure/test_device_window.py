@@ -191,3 +191,21 @@ def test_cuda_without_nvidia_ml_py_records_na_with_the_reason(monkeypatch: pytes
         assert "nvidia-ml-py is not installed" in metrics[name]["note"]
     assert metrics["peak_rss_bytes"]["value"] > 0
     assert "nvidia-ml-py is not installed" in benchmark.extra_info[THROTTLE_INFO_KEY]["unavailable"]
+
+
+def test_with_benchmark_disable_nothing_is_read_or_repeated(tmp_path: Path) -> None:
+    clock = FixedClock()
+    _rapl(tmp_path, 1_000)
+    model = FakeModel(clock, lambda seconds: None)
+    benchmark = FakeBenchmark(clock)
+    benchmark.disabled = True  # type: ignore[attr-defined]
+    probes = Probes("cpu", CpuTimer(), CpuMemoryProbe(), CpuBandwidthMeter(), RaplEnergyMeter(tmp_path))
+    measured = GenerateBenchmark(
+        benchmark=benchmark, combination=_combination("cpu"), probes=probes, peak_bandwidth=None, load_s=None,
+        rounds=3, warmup_rounds=0, clock=clock,
+    )  # fmt: skip
+    measured.run(model, ["prompt"], TOKENS)
+    assert model.calls == 3  # the fake runs its rounds; no extra call extends an energy window
+    assert benchmark.extra_info[METRICS_KEY]["energy_per_token_j"]["note"] == (
+        "n/a: the timed rounds did not run (--benchmark-disable?)"
+    )

@@ -120,7 +120,10 @@ class GenerateBenchmark:
     clock: Callable[[], float] = time.perf_counter
 
     def start_device_window(self) -> None:
-        """Start the energy window and the clock event sampling: just before the first timed round."""
+        """Start the energy window and the clock event sampling: just before the first timed round. Not with
+        ``--benchmark-disable`` (one untimed call, no rounds: the figures are n/a)."""
+        if getattr(self.benchmark, "disabled", False):
+            return
         self.device_window = DeviceWindow(self.probes, self.clock)
         self.device_window.start()
 
