@@ -5,11 +5,16 @@ from __future__ import annotations
 import itertools
 import random
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmbench.config.combination import Combination
+from llmbench.config.models import BUILTIN_MODELS
+from llmbench.plugin import skip_reason
+from llmbench.shards.costs import Candidate, cost_work
 from llmbench.shards.plan import Shard, Work, assign_shards, expected_cost, parse_shard
 
 MODELS = ("gemma3-270m", "t5-small", "gemma3-1b-it")
@@ -70,6 +75,27 @@ def test_shards_partition_the_matrix_deterministically(
     # As many shards are used as there are pieces to give them (a piece: one device and batch size).
     units = {(w.model, w.precision, w.device, w.batch_size) for w in work if w.batch_size is not None}
     assert len(set(shard_of.values())) == min(n, len(units))
+
+
+@settings(max_examples=200, deadline=None)
+@given(matrix=matrices, n=st.integers(min_value=1, max_value=12), seed=st.integers(0, 2**16))
+def test_tests_that_cost_nothing_are_placed_and_leave_the_split_to_the_others(
+    matrix: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[int, ...], bool], n: int, seed: int
+) -> None:
+    """CUDA skipped here: its tests cost nothing; the shards that cost anything are as many as the CPU
+    pieces allow, and a group is split only while fewer groups than shards cost anything."""
+    work = [replace(w, cost=0.0) if w.device == "cuda" else w for w in matrix_work(*matrix)]
+    shard_of = assign_shards(work, n)
+    assert sorted(shard_of) == sorted(w.name for w in work)
+    shuffled = list(work)
+    random.Random(seed).shuffle(shuffled)
+    assert assign_shards(shuffled, n) == shard_of
+    costing = {(w.model, w.precision) for w in work if w.cost > 0}
+    if n <= len(costing):
+        for group in costing:
+            assert len({shard_of[w.name] for w in work if (w.model, w.precision) == group}) == 1
+    units = {(w.model, w.precision, w.batch_size) for w in work if w.batch_size is not None and w.cost > 0}
+    assert len({shard_of[w.name] for w in work if w.cost > 0}) == min(n, len(units))
 
 
 @settings(max_examples=100, deadline=None)
@@ -184,19 +210,22 @@ def test_shard_option_partitions_the_collected_tests(pytester: pytest.Pytester, 
 def test_shard_lists_exactly_that_shards_ids(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_suite=SUITE)
     result = pytester.runpytest("--collect-only", "-q", "--llmbench-shard=2/3", *MATRIX_ARGS)
-    # bf16 and fp32 of gemma3-270m (fp32 and bf16 cost the same; names break ties), see the cost model.
     models, precisions, devices = ("gemma3-270m", "t5-small"), ("fp32", "bf16", "q4_k_m"), ("cpu", "cuda")
 
-    def tokens(model: str) -> int:
-        return 32 if model == "gemma3-270m" else 48  # each model's own max_new_tokens
+    def candidate(name: str, model: str, precision: str, device: str, batch: int | None) -> Candidate:
+        # Each model's own max_new_tokens; a combination that cannot run here is skipped (costs nothing).
+        combination = Combination(BUILTIN_MODELS[model], precision, device, batch or 1)  # type: ignore[arg-type]
+        tokens = BUILTIN_MODELS[model].max_new_tokens
+        return Candidate(name, model, precision, device, batch, tokens, skip_reason(combination) is not None)
 
-    work = [
-        Work(f"test_suite.py::test_generate[{m}-{p}-{d}-bs{b}]", m, p, d, b, expected_cost(p, b, tokens(m)))
+    tests = [
+        candidate(f"test_suite.py::test_generate[{m}-{p}-{d}-bs{b}]", m, p, d, b)
         for m, p, d, b in itertools.product(models, precisions, devices, (1, 4))
     ] + [
-        Work(f"test_suite.py::test_load[{m}-{p}-{d}]", m, p, d, None, expected_cost(p, None, tokens(m)))
+        candidate(f"test_suite.py::test_load[{m}-{p}-{d}]", m, p, d, None)
         for m, p, d in itertools.product(models, precisions, devices)
     ]
+    work = cost_work(tests, None)[0]
     shard_of = assign_shards(work, 3)
     expected = sorted(w.name.split("::", 1)[1] for w in work if shard_of[w.name] == 2)
     assert sorted(collected(result)) == expected
@@ -206,6 +235,9 @@ def test_shard_lists_exactly_that_shards_ids(pytester: pytest.Pytester) -> None:
     assert all(shard_of[w.name] == 2 for w in work if (w.model, w.precision) in mine)
     result.stdout.fnmatch_lines([f"llmbench shard 2/3: {len(expected)} of 36 combinations"])
     result.stdout.fnmatch_lines([f"{len(expected)}/37 tests collected ({37 - len(expected)} deselected)*"])
+    skipped = sum(1 for t in tests if t.skipped)
+    counts = f"0 tests measured, {36 - skipped} estimated, {skipped} skipped"
+    result.stdout.fnmatch_lines([f"llmbench shard 2/3 costs: *% of the matrix's ({counts})"])
 
 
 def test_deselected_tests_are_reported(pytester: pytest.Pytester) -> None:

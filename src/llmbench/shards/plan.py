@@ -1,32 +1,58 @@
 """Splitting the matrix across machines (``--llmbench-shard=K/N``): which shard runs which test.
 
 The unit that loads once is a (model, precision) pair: its tests go to one shard whenever there are at
-least as many pairs as shards. Pairs are balanced by expected cost, largest first, each onto the
-least-loaded shard (ties: the lower shard number; equal costs in name order), so the same matrix gives
-the same shards on every machine. With more shards than pairs, the largest pieces are split in two, by
-device first and then by batch size. The cost (relative, unitless) is
-``cost_factor(precision) * batch_size * max_new_tokens`` (:func:`llmbench.config.precisions.cost_factor`;
-a load test counts as batch size 1); it must not depend on the machine. See docs/ci-and-security.md.
+least as many such groups with a cost as shards. Groups are balanced by cost, largest first, each onto
+the least-loaded shard (ties: the lower shard number; equal costs in name order), so the same tests and
+costs give the same shards on every machine. With fewer groups that cost anything than shards, the
+largest pieces are split in two, by device first and then by batch size. Each test's cost comes from
+:mod:`llmbench.shards.costs`: its measured seconds in saved runs, else :func:`expected_cost`, and 0 for a
+test skipped at collection. See docs/ci-and-security.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from llmbench.config.options import SettingError
 from llmbench.config.precisions import cost_factor
 
-__all__ = ["SHARD_INFO_KEY", "Shard", "Work", "assign_shards", "expected_cost", "parse_shard"]
+__all__ = [
+    "REFERENCE_MODEL_BYTES",
+    "SHARD_INFO_KEY",
+    "Shard",
+    "Work",
+    "assign_shards",
+    "expected_cost",
+    "parse_shard",
+    "plan_digest",
+    "shard_loads",
+]
 
 #: The machine_info key of a run that says which shard made it (written by ``llmbench.plugin.shard_hooks``).
 SHARD_INFO_KEY = "llmbench_shard"
 
 
-def expected_cost(precision: str, batch_size: int | None, max_new_tokens: int) -> float:
-    """The cost model above: precision factor x batch size x new tokens."""
-    return cost_factor(precision) * (batch_size or 1) * max_new_tokens
+#: fp32 weight bytes of the model an estimate is relative to: Gemma 3 270M's (1.07 GB, the shipped default).
+REFERENCE_MODEL_BYTES = 1.07e9
+
+
+def expected_cost(
+    precision: str, batch_size: int | None, max_new_tokens: int, model_bytes: float | None = None
+) -> float:
+    """A test's estimated cost (relative, unitless) where no saved run measured it:
+    ``cost_factor(precision) x model size x batch size x max_new_tokens``.
+
+    The factor is the time per generated token relative to fp32 (:func:`llmbench.config.precisions.cost_factor`);
+    the model size is its fp32 weight bytes relative to :data:`REFERENCE_MODEL_BYTES` (decoding reads every
+    weight once per token: docs/metrics.md, ``mbu``), 1 where unknown; a load test counts as batch size 1.
+    It depends on nothing of the machine, so every shard estimates the same.
+    """
+    size = model_bytes / REFERENCE_MODEL_BYTES if model_bytes is not None and model_bytes > 0 else 1.0
+    return cost_factor(precision) * size * (batch_size or 1) * max_new_tokens
 
 
 @dataclass(frozen=True)
@@ -72,7 +98,8 @@ def _halves(piece: _Piece) -> tuple[_Piece, _Piece] | None:
         sides: tuple[list[Any], list[Any]] = ([], [])
         loads = [0.0, 0.0]
         for value in sorted(values, key=lambda v: (-costs[v], str(v))):
-            side = 0 if loads[0] <= loads[1] else 1
+            # Equal loads (tests that cost nothing too): the side with fewer values, so neither stays empty.
+            side = min((0, 1), key=lambda index: (loads[index], len(sides[index]), index))
             sides[side].append(value)
             loads[side] += costs[value]
         halves = tuple(
@@ -89,8 +116,9 @@ def _halves(piece: _Piece) -> tuple[_Piece, _Piece] | None:
 def assign_shards(work: Iterable[Work], n: int) -> dict[str, int]:
     """Each work name -> its shard (1..n); deterministic, every name in exactly one shard.
 
-    Groups by (model, precision); with more shards than groups, splits the largest groups by device,
-    then batch size; places groups largest first onto the least-loaded shard (ties: lower shard).
+    Groups by (model, precision); with more shards than groups that cost anything, splits the largest
+    groups by device, then batch size; places groups largest first onto the least-loaded shard (ties:
+    lower shard). Groups that cost nothing (every test skipped) go last, onto the least-loaded shard.
     """
     if n < 1:
         raise ValueError(f"shard count must be positive, got {n}")
@@ -103,7 +131,7 @@ def assign_shards(work: Iterable[Work], n: int) -> dict[str, int]:
     for w in sorted(items, key=lambda w: w.name):
         groups.setdefault((w.model, w.precision), []).append(w)
     pieces = [_Piece(f"{model}-{precision}", tuple(ws)) for (model, precision), ws in groups.items()]
-    while len(pieces) < n:
+    while sum(1 for piece in pieces if piece.cost > 0) < n:
         for piece in sorted(pieces, key=lambda p: (-p.cost, p.name)):
             halves = _halves(piece)
             if halves is not None:
@@ -120,6 +148,20 @@ def assign_shards(work: Iterable[Work], n: int) -> dict[str, int]:
         for w in piece.work:
             shard_of[w.name] = shard + 1
     return shard_of
+
+
+def shard_loads(work: Iterable[Work], shard_of: Mapping[str, int], n: int) -> list[float]:
+    """Each shard's cost (shard 1 first): the sum of its tests' costs."""
+    loads = [0.0] * n
+    for w in sorted(work, key=lambda w: w.name):
+        loads[shard_of[w.name] - 1] += w.cost
+    return loads
+
+
+def plan_digest(shard_of: Mapping[str, int]) -> str:
+    """A short fingerprint of a split (which test goes to which shard): equal on every shard of one plan."""
+    text = json.dumps(sorted(shard_of.items()), separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
