@@ -98,6 +98,15 @@ def test_shards_merge_into_one_pytest_benchmark_run(
     assert {b["extra_info"]["shard"] for b in merged["benchmarks"]} == {str(p) for p in shard_runs}
     assert "llmbench_shard" not in merged["machine_info"]
     first = json.loads(runs["shard1"].read_text())
+    second = json.loads(runs["shard2"].read_text())
+    # Each shard records the split (the same in both) and how many tests each shard runs.
+    records = [data["machine_info"]["llmbench_shard"] for data in (first, second)]
+    assert [(r["index"], r["count"], r["runnable"]) for r in records] == [(1, 2, [2, 2]), (2, 2, [2, 2])]
+    assert records[0]["plan"] == records[1]["plan"]
+    # Every test's duration travels with the merged run (later shards balance by them).
+    durations = {**first["machine_info"]["llmbench_durations"], **second["machine_info"]["llmbench_durations"]}
+    assert sorted(durations) == sorted(b["fullname"] for b in whole["benchmarks"])
+    assert merged["machine_info"]["llmbench_durations"] == dict(sorted(durations.items()))
     assert merged["commit_info"] == first["commit_info"]
     assert merged["version"] == first["version"]
 
@@ -177,6 +186,14 @@ def _set_count(data: dict[str, Any]) -> None:
     data["machine_info"]["llmbench_shard"] = {"index": 2, "count": 3}
 
 
+def _set_plan(data: dict[str, Any]) -> None:
+    data["machine_info"]["llmbench_shard"]["plan"] = "0123456789abcdef"
+
+
+def _set_side(data: dict[str, Any]) -> None:
+    data["machine_info"]["llmbench_ab"] = {"pair": "P", "side": "head", "rounds": 3}
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
@@ -187,6 +204,12 @@ def _set_count(data: dict[str, Any]) -> None:
         (_set_stats("rounds", 10), "rounds of test_merge_suite.py::test_generate: 3 in {shard1} but 10 in {other}"),
         (_set_shard, "shard 1: in {shard1} and in {other}"),
         (_set_count, "shard count: 2 in {shard1} but 3 in {other}"),
+        (
+            _set_plan,
+            "the split of the tests (differs where shards read other saved runs for their costs or skip "
+            "other combinations): ",
+        ),
+        (_set_side, 'saved by: "pytest" in {shard1} but "llmbench ab (head side)" in {other}'),
     ],
 )
 def test_runs_with_different_settings_are_refused(
@@ -212,6 +235,79 @@ def test_a_missing_shard_is_a_warning(
     captured = capsys.readouterr()
     assert "warning: no run of shard(s) 2: their combinations are missing from the merged run" in captured.err
     assert f"-> {output}" in captured.out
+
+
+def _shards_of_three(runnable: list[int]) -> Callable[[dict[str, Any]], None]:
+    def edit(data: dict[str, Any]) -> None:
+        data["machine_info"]["llmbench_shard"].update(count=3, runnable=runnable)
+
+    return edit
+
+
+def test_a_shard_with_nothing_to_run_is_not_missing(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Shard 3 of 3 had no test to run (more shards than pieces), so it saved no run: nothing is missing."""
+    empty_third = _shards_of_three([2, 2, 0])
+    one, two = (edited(runs[k], tmp_path / f"{k}.json", empty_third) for k in ("shard1", "shard2"))
+    assert merge_cli(str(one), str(two), "-o", str(tmp_path / "merged.json")) == 0
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err
+    assert "llmbench merge: 4 benchmarks from 2 runs" in captured.out
+    # Shard 2 ran tests and left no run: that one is missing, shard 3 still is not.
+    assert merge_cli(str(one), "-o", str(tmp_path / "merged.json")) == 0
+    assert "warning: no run of shard(s) 2: their combinations" in capsys.readouterr().err
+    # A run from before shards recorded what each runs: every shard without a run is named, as before.
+    old = edited(runs["shard1"], tmp_path / "old.json", _shards_of_three([2, 2, 0]))
+    data = json.loads(old.read_text())
+    del data["machine_info"]["llmbench_shard"]["runnable"]
+    old.write_text(json.dumps(data))
+    assert merge_cli(str(old), "-o", str(tmp_path / "merged.json")) == 0
+    assert "warning: no run of shard(s) 2, 3: their combinations" in capsys.readouterr().err
+
+
+def _head_side(loads: dict[str, int], rounds_per_load: int = 3) -> Callable[[dict[str, Any]], None]:
+    """The run as `llmbench ab` saves a head side: each benchmark's rounds from its own load pairs
+    (``loads``: benchmark name -> load pairs; the others one), ``rounds_per_load`` rounds in each."""
+
+    def edit(data: dict[str, Any]) -> None:
+        data["machine_info"]["llmbench_ab"] = {
+            "pair": "20261201T000000Z", "side": "head", "ref": "HEAD", "rounds": 3, "warmup_rounds": 1,
+            "loads": 1, "max_loads": 4,
+        }  # fmt: skip
+        for bench in data["benchmarks"]:
+            count = loads.get(bench["name"], 1)
+            round_loads = [load for load in range(count) for _ in range(rounds_per_load)]
+            bench["extra_info"]["llmbench_ab"] = {"pair": "20261201T000000Z", "side": "head",
+                                                  "round_loads": round_loads, "loads": [{}] * count}  # fmt: skip
+            bench["stats"]["rounds"] = len(round_loads)
+            bench["stats"]["data"] = [0.001] * len(round_loads)
+
+    return edit
+
+
+def test_ab_head_sides_with_different_load_pairs_merge(runs: dict[str, Path], tmp_path: Path) -> None:
+    """`llmbench ab --max-loads` adds load pairs where a verdict is noisy: the shards' head sides then hold
+    6 rounds (two load pairs) in one benchmark and 3 in the others. Each keeps its own."""
+    second = json.loads(runs["shard2"].read_text())
+    noisy = second["benchmarks"][0]["name"]
+    one = edited(runs["shard1"], tmp_path / "0001_ab-head.json", _head_side({}))
+    two = edited(runs["shard2"], tmp_path / "0002_ab-head.json", _head_side({noisy: 2}))
+    merged = merge_runs([one, two])
+    rounds = {
+        b["name"]: (b["stats"]["rounds"], len(b["extra_info"]["llmbench_ab"]["loads"])) for b in merged["benchmarks"]
+    }
+    assert rounds.pop(noisy) == (6, 2)
+    assert set(rounds.values()) == {(3, 1)}
+    assert len(rounds) == 3
+
+
+def test_ab_head_sides_with_other_rounds_per_load_pair_are_refused(runs: dict[str, Path], tmp_path: Path) -> None:
+    one = edited(runs["shard1"], tmp_path / "0001_ab-head.json", _head_side({}))
+    two = edited(runs["shard2"], tmp_path / "0002_ab-head.json", _head_side({}, rounds_per_load=5))
+    with pytest.raises(MergeError) as error:
+        merge_runs([one, two])
+    assert f"rounds per load pair of test_merge_suite.py::test_generate: 3 in {one} but 5 in {two}" in str(error.value)
 
 
 @pytest.mark.parametrize(

@@ -2,18 +2,24 @@
 :mod:`llmbench.commands.merge`).
 
 The merged run has the same top-level keys (``machine_info``, ``commit_info``, ``benchmarks``,
-``datetime``, ``version``); a benchmark present in two shards, or shards made with different settings,
-are refused with the files named. The command writes the merged run atomically (:mod:`llmbench.runs`).
+``datetime``, ``version``); a benchmark present in two shards, or shards made with different settings
+(or split differently: :func:`llmbench.shards.plan.plan_digest`), are refused with the files named. The
+head sides of ``llmbench ab`` pairs merge too: each benchmark keeps its own load pairs (``--max-loads``
+adds pairs where a verdict is noisy, so shards run different numbers), and the rounds that must agree are
+those of one load pair. The command writes the merged run atomically (:mod:`llmbench.runs`).
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from llmbench.gate.baseline import AB_MARK
 from llmbench.runs import FINGERPRINT_KEY, RunError, read_json, run_from_json
+from llmbench.shards.costs import DURATIONS_KEY, durations_of
 from llmbench.shards.plan import SHARD_INFO_KEY
 
 __all__ = ["SHARDS_INFO_KEY", "TOP_LEVEL_KEYS", "MergeError", "merge_runs", "missing_shards"]
@@ -63,6 +69,15 @@ def _settings_of(data: Mapping[str, Any]) -> dict[str, frozenset[Any]]:
     shard = data["machine_info"].get(SHARD_INFO_KEY)
     if isinstance(shard, Mapping):
         add("shard count", shard.get("count"))
+        if "plan" in shard:
+            add("the split of the tests (differs where shards read other saved runs for their costs or skip "
+                "other combinations)", shard["plan"])  # fmt: skip
+    pair = data["machine_info"].get(AB_MARK)
+    pair = pair if isinstance(pair, Mapping) else {}
+    add("saved by", f"llmbench ab ({pair.get('side')} side)" if pair else "pytest")
+    for key in ("rounds", "warmup_rounds", "loads", "max_loads"):
+        if key in pair:
+            add(f"llmbench ab {key}", pair[key])
     fingerprint = data["machine_info"].get(FINGERPRINT_KEY)
     if isinstance(fingerprint, Mapping) and isinstance(fingerprint.get("settings"), Mapping):
         for name, value in fingerprint["settings"].items():
@@ -75,9 +90,16 @@ def _settings_of(data: Mapping[str, Any]) -> dict[str, frozenset[Any]]:
             add(f"max_new_tokens of {info['model']}", info["max_new_tokens"])
         if "quality_items" in info:
             add("quality items", info["quality_items"])
+        function = str(bench.get("fullname", bench.get("name", ""))).split("[", 1)[0]
+        marks = info.get(AB_MARK)
+        round_loads = marks.get("round_loads") if isinstance(marks, Mapping) else None
+        if isinstance(round_loads, list):
+            # An A/B side: as many load pairs as its verdicts needed, each with the same rounds.
+            for per_load in set(Counter(map(str, round_loads)).values()):
+                add(f"rounds per load pair of {function}", per_load)
+            continue
         rounds = (bench.get("stats") or {}).get("rounds")
         if rounds is not None:
-            function = str(bench.get("fullname", bench.get("name", ""))).split("[", 1)[0]
             add(f"rounds of {function}", rounds)
     return {name: frozenset(values) for name, values in settings.items()}
 
@@ -145,6 +167,12 @@ def merge_runs(paths: Sequence[Path | str]) -> dict[str, Any]:
     first = runs[files[0]]
     machine_info = {key: value for key, value in first["machine_info"].items() if key != SHARD_INFO_KEY}
     machine_info[SHARDS_INFO_KEY] = {name: _fingerprint(data) for name, data in runs.items()}
+    durations = {
+        name: seconds for data in runs.values() for name, seconds in durations_of(data["machine_info"]).items()
+    }
+    machine_info.pop(DURATIONS_KEY, None)
+    if durations:
+        machine_info[DURATIONS_KEY] = dict(sorted(durations.items()))
     benchmarks = []
     for name, data in runs.items():
         for bench in data["benchmarks"]:
@@ -161,12 +189,22 @@ def merge_runs(paths: Sequence[Path | str]) -> dict[str, Any]:
 
 
 def missing_shards(paths: Sequence[Path | str]) -> list[int]:
-    """Shard numbers that none of the runs carries (from their ``llmbench_shard`` record), for a warning."""
+    """Shard numbers that none of the runs carries (from their ``llmbench_shard`` record), for a warning;
+    not those that had nothing to run (the record's ``runnable``: each shard's tests not skipped at
+    collection, the same in every shard's run), which save no run."""
     count = None
     present = set()
+    runnable: list[int] | None = None
     for path in paths:
         shard = _load(Path(path))["machine_info"].get(SHARD_INFO_KEY)
         if isinstance(shard, Mapping) and isinstance(shard.get("count"), int):
             count = shard["count"]
             present.add(shard.get("index"))
-    return [] if count is None else [index for index in range(1, count + 1) if index not in present]
+            planned = shard.get("runnable")
+            if isinstance(planned, list) and len(planned) == count and all(isinstance(n, int) for n in planned):
+                runnable = planned
+    if count is None:
+        return []
+    return [
+        index for index in range(1, count + 1) if index not in present and (runnable is None or runnable[index - 1] > 0)
+    ]
