@@ -236,7 +236,7 @@ def test_shard_lists_exactly_that_shards_ids(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines([f"llmbench shard 2/3: {len(expected)} of 36 combinations"])
     result.stdout.fnmatch_lines([f"{len(expected)}/37 tests collected ({37 - len(expected)} deselected)*"])
     skipped = sum(1 for t in tests if t.skipped)
-    counts = f"0 tests measured, {36 - skipped} estimated, {skipped} skipped"
+    counts = f"no saved runs given (--llmbench-shard-costs), {36 - skipped} estimated, {skipped} skipped"
     result.stdout.fnmatch_lines([f"llmbench shard 2/3 costs: *% of the matrix's ({counts})"])
 
 

@@ -174,7 +174,8 @@ def shard_line(config: pytest.Config) -> str | None:
 
 def cost_line(config: pytest.Config) -> str | None:
     """``llmbench shard 2/3 costs: 34% of the matrix's (12 tests measured in 5 saved runs of history, 6
-    estimated, 6 skipped)``, or None when not sharding."""
+    estimated, 6 skipped)``, or None when not sharding. The share is of the costs: seconds where measured
+    (and estimates scaled to them), relative units where nothing was."""
     shard = config.stash.get(SHARD_KEY, None)
     selection = config.stash.get(SELECTION_KEY, None)
     if shard is None or selection is None:
@@ -182,9 +183,9 @@ def cost_line(config: pytest.Config) -> str | None:
     total = sum(selection.loads)
     share = f"{selection.loads[shard.index - 1] / total:.0%} of the matrix's" if total > 0 else "nothing"
     kinds = selection.kinds
-    measured = f"{kinds.get('measured', 0)} tests measured"
-    if selection.source:
-        measured += f" in {selection.runs} saved runs of {selection.source}"
+    measured = f"{kinds.get('measured', 0)} tests measured in {selection.runs} saved runs of {selection.source}"
+    if not selection.source:
+        measured = f"no saved runs given ({COSTS_FLAG})"
     parts = [measured, f"{kinds.get('estimated', 0)} estimated", f"{kinds.get('skipped', 0)} skipped"]
     return f"llmbench shard {shard} costs: {share} ({', '.join(parts)})"
 
