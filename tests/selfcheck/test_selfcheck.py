@@ -65,6 +65,27 @@ def test_check_status_two_sided_one_sided_and_skipped() -> None:
     assert "x: why" in lines
 
 
+def test_check_status_at_least_and_range_and_the_fix_printed() -> None:
+    # at_least: a reading that can only be above its reference (the driver's GPU memory above the allocator's).
+    assert Check("d", 1500.0, 1000.0, "bytes", 0.0, bound="at_least").status == "ok"
+    assert Check("d", 999.0, 1000.0, "bytes", 0.0, bound="at_least").status == "DISAGREES"
+    assert Check("d", 990.0, 1000.0, "bytes", 0.02, bound="at_least").status == "ok"
+    # range: a plausibility range of measured / reference - 1 (mean power against the power limit).
+    power = {w: Check("p", w, 700.0, "W", 0.0, bound="range", allowed=(-0.95, 0.10)) for w in (0.0, 35.0, 300.0, 800.0)}
+    assert {w: c.status for w, c in power.items()} == {0.0: "DISAGREES", 35.0: "ok", 300.0: "ok", 800.0: "DISAGREES"}
+    assert power[0.0].limit() == "-95%..+10%"
+    assert Check("d", 1.0, 1.0, "bytes", 0.0, bound="at_least").limit() == ">= 0%"
+    # An interval that reaches into the range is noisy, one beyond it is not.
+    assert (
+        Check("p", 800.0, 700.0, "W", 0.0, bound="range", allowed=(-0.95, 0.10), interval=(750, 850)).status == "noisy"
+    )
+    assert Check("p", 800.0, 700.0, "W", 0.0, bound="range", allowed=(-0.95, 0.10), interval=(790, 850)).status == (
+        "DISAGREES"
+    )
+    lines = render_checks([Check("a", 1.0, 2.0, "s", 0.01, fix="do this"), Check("b", 2.0, 2.0, "s", 0.01)])
+    assert lines[lines.index("what to fix:") + 1 :] == ["- a: do this"]
+
+
 def test_forward_clock_times_one_forward_per_step_inside_the_step_clock(tiny: TransformersModel) -> None:
     generation = tiny.generate(PROMPTS * 2, 12)
     assert generation.generated_tokens == (12, 12)

@@ -1,8 +1,10 @@
 """``llmbench selfcheck``: run every cross-check on this machine and print the agreement table.
 
-Exit status 0 where every check that ran agrees within its tolerance, 1 where one disagrees, 2 for a
-usage error. The models are loaded in this process (one process: no drift between the sides); the
-checks are :func:`llmbench.selfcheck.run.run_selfcheck`. See docs/metrics.md.
+Exit status 0 where every check that ran agrees within its tolerance, 1 where one disagrees (what to fix
+is printed under the table), 2 for a usage error. ``--device cpu`` loads the models in this process (one
+process: no drift between the sides); ``--device cuda`` checks the GPU's timer, driver memory, energy
+counter and fingerprint. The checks are :func:`llmbench.selfcheck.run.run_selfcheck`. See
+docs/metrics.md and docs/gpu.md.
 """
 
 from __future__ import annotations
@@ -14,13 +16,30 @@ from pathlib import Path
 from llmbench.commands.arguments import positive_int
 from llmbench.config.models import BUILTIN_MODELS
 from llmbench.selfcheck.checks import render_checks
+from llmbench.selfcheck.cuda_device import cuda_unavailable_reason
 from llmbench.selfcheck.run import run_selfcheck
 
 __all__ = ["add_selfcheck_arguments", "selfcheck_main"]
 
 
+def selfcheck_device(text: str) -> str:
+    """``--device``: ``cpu``, ``cuda`` or ``cuda:<index>``."""
+    kind, colon, index = text.partition(":")
+    if text == "cpu" or (kind == "cuda" and (not colon or index.isdigit())):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not a device; allowed: 'cpu', 'cuda', 'cuda:<index>'")
+
+
 def add_selfcheck_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``llmbench selfcheck``."""
+    parser.add_argument(
+        "--device", type=selfcheck_device, default="cpu", metavar="DEVICE",
+        help=(
+            "where to check: 'cpu' (the models' figures, bandwidth, peak RSS), 'cuda' or 'cuda:<index>' (the "
+            "GPU's timer, driver memory, energy counter and fingerprint; the model options do not apply). "
+            "Default: %(default)r"
+        ),
+    )  # fmt: skip
     parser.add_argument("--model", default="gemma3-270m", metavar="NAME", help="a built-in model. Default: %(default)r")
     parser.add_argument(
         "--gguf-precision", default="q4_k_m", metavar="PRECISION",
@@ -53,11 +72,21 @@ def add_selfcheck_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def selfcheck_main(args: argparse.Namespace) -> int:
-    """``llmbench selfcheck``: 0 every check agrees, 1 one disagrees, 2 an unknown model."""
+    """``llmbench selfcheck``: 0 every check agrees, 1 one disagrees, 2 an unknown model or a device that is
+    not here."""
     if args.model not in BUILTIN_MODELS:
         known = ", ".join(sorted(BUILTIN_MODELS))
         print(f"llmbench selfcheck: --model {args.model!r} is not a built-in model; known: {known}", file=sys.stderr)
         return 2
+    if args.device != "cpu":
+        reason = cuda_unavailable_reason(args.device)
+        if reason is not None:
+            print(
+                f"llmbench selfcheck: --device {args.device!r}: {reason}; run it where torch's CUDA build sees the "
+                "GPU (docs/gpu.md), or use --device cpu",
+                file=sys.stderr,
+            )
+            return 2
     checks = run_selfcheck(args, lambda line: print(line, file=sys.stderr, flush=True))
     for line in render_checks(checks):
         print(line)

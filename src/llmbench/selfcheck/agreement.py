@@ -17,6 +17,7 @@ import torch
 from llmbench.backends.base import Generation
 from llmbench.measure.memory import MemoryProbe
 from llmbench.measure.speed import engine_decode_metric, round_speed, speed_metrics
+from llmbench.metrics import Unit
 from llmbench.selfcheck.checks import Check
 from llmbench.selfcheck.hf_bare import PrefilledPrompt
 from llmbench.stats import bootstrap_ci
@@ -35,6 +36,7 @@ __all__ = [
     "bare_transformers",
     "harness_overhead",
     "llama_cpp_checks",
+    "paired_check",
     "transformers_checks",
 ]
 
@@ -187,14 +189,14 @@ def transformers_checks(
         f"reference's median times the median over rounds of harness / reference in the same round"
     )
     return [
-        _paired(
+        paired_check(
             names[0], found["harness"], bare,
             how=(
                 f"harness: decode steps/s from the step clock; reference: bare model.generate from the prompt's "
                 f"cached KV, (g - 1) / (T(g) - T(1)); {how}"
             ),
         ),
-        _paired(
+        paired_check(
             names[1], found["engine"], forwards,
             how=(
                 f"harness: engine_decode_tok_s (forward hooks inside generate); reference: the model's forward "
@@ -204,15 +206,19 @@ def transformers_checks(
     ]  # fmt: skip
 
 
-def _paired(name: str, harness: Sequence[float], reference: Sequence[float], how: str) -> Check:
-    """A rate against its reference, round by round: a busy moment slows both calls of a round alike,
-    so the ratio within a round is steadier than either side over the rounds."""
+def paired_check(
+    name: str, harness: Sequence[float], reference: Sequence[float], how: str, unit: Unit = "tok/s",
+    tolerance: float = BARE_LOOP_TOLERANCE, fix: str = "",
+) -> Check:  # fmt: skip
+    """A figure against its reference, round by round: a busy moment slows both calls of a round alike,
+    so the ratio within a round is steadier than either side over the rounds. The check's harness figure
+    is the reference's median times the median of the ratios."""
     pairs = [(h, r) for h, r in zip(harness, reference, strict=True) if math.isfinite(h) and math.isfinite(r)]
     if not pairs:
-        return Check(name, None, None, "tok/s", BARE_LOOP_TOLERANCE, how=how)
+        return Check(name, None, None, unit, tolerance, how=how, fix=fix)
     middle = statistics.median(r for _, r in pairs)
     ratio = statistics.median(h / r for h, r in pairs)
-    return Check(name, middle * ratio, middle, "tok/s", BARE_LOOP_TOLERANCE, how=how)
+    return Check(name, middle * ratio, middle, unit, tolerance, how=how, fix=fix)
 
 
 class Overhead:

@@ -1,7 +1,9 @@
 """Every cross-check of ``llmbench selfcheck`` on this machine, in order (:func:`run_selfcheck`).
 
-The models are loaded in this process (one process: no drift between the sides). The command, its
-options and the agreement table it prints are :mod:`llmbench.commands.selfcheck`.
+On the CPU (``--device cpu``) the models are loaded in this process (one process: no drift between the
+sides); on a GPU (``--device cuda``) the rows are :mod:`llmbench.selfcheck.gpu_checks`, on matmuls and a
+known allocation (no model). The command, its options and the agreement table it prints are
+:mod:`llmbench.commands.selfcheck`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from llmbench.selfcheck.agreement import (
     transformers_checks,
 )
 from llmbench.selfcheck.checks import Check
+from llmbench.selfcheck.cuda_device import open_cuda_device
+from llmbench.selfcheck.gpu_checks import cuda_checks
 from llmbench.selfcheck.machine import cpu_bandwidth_check, cpu_memory_checks
 
 if TYPE_CHECKING:
@@ -57,7 +61,10 @@ def _with_model(
 
 
 def run_selfcheck(args: argparse.Namespace, say: Callable[[str], None]) -> list[Check]:
-    """Every check, in order: llama.cpp counters and overhead, transformers bare loop and overhead, machine."""
+    """Every check, in order: on the CPU llama.cpp counters and overhead, transformers bare loop and
+    overhead, machine; on a CUDA device (``args.device``, checked available first) its rows."""
+    if args.device != "cpu":
+        return cuda_checks(open_cuda_device(args.device), args.rounds, say)
     spec = BUILTIN_MODELS[args.model]
     cache_dir = args.cache_dir or default_cache_dir()
     prompts = [spec.format_prompt(load_items(SHIPPED_DATA)[0].text)]
