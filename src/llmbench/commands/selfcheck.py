@@ -51,7 +51,10 @@ def add_selfcheck_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--rounds", type=positive_int, default=9, metavar="N",
-        help="interleaved rounds of each speed check (the median over rounds). Default: %(default)r",
+        help=(
+            "interleaved rounds of each speed check (the median over rounds); with --device cuda, the timer "
+            "row's pairs. Default: %(default)r"
+        ),
     )  # fmt: skip
     parser.add_argument(
         "--pairs", type=positive_int, default=10, metavar="N",
