@@ -19,8 +19,10 @@ bench: $(STAMP)
 	@if ls .benchmarks/*/*.json >/dev/null 2>&1; then compare=--benchmark-compare; fi; \
 	set -x; $(PY) -m pytest benchmarks --benchmark-autosave --benchmark-save-data $$compare $(ARGS)
 
+# One pytest-xdist worker per core (at most 4: each imports torch), whole modules to a worker so that a
+# module's shared models and sessions are made once (docs/testing.md, "Running the suite").
 test: $(STAMP)
-	$(PY) -m pytest tests $(ARGS)
+	$(PY) -m pytest tests -n auto --maxprocesses=4 --dist loadscope $(ARGS)
 
 # ruff, and the layer contracts of docs/design.md (import-linter, [tool.importlinter] in pyproject.toml).
 lint: $(STAMP)

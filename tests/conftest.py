@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,17 @@ except ImportError:  # the llama-cpp extra is optional
 
 pytest_plugins = ["pytester"]
 
+#: What pytest-xdist tells its worker processes (``make test`` runs this suite on one per core).
+XDIST_VARIABLES = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sessions_under_test_are_not_xdist_workers() -> Iterator[None]:
+    """The pytest sessions the tests start (pytester, subprocesses) are not xdist workers, even when this
+    suite runs on several: pytest-benchmark reads ``PYTEST_XDIST_WORKER`` and would disable their benchmarks."""
+    saved = {name: os.environ.pop(name) for name in XDIST_VARIABLES if name in os.environ}
+    yield
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

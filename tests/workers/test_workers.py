@@ -88,17 +88,13 @@ def test_a_worker_measures_in_its_own_process_and_returns_plain_data(
     assert loaded.generate(PROMPTS, 2).texts
 
 
-def test_pytest_benchmark_rounds_are_the_latencies_measured_in_the_worker(loaded: WorkerModel, benchmark: Any) -> None:
-    measured = WorkerGenerateBenchmark(
-        benchmark=benchmark,
-        combination=tiny(Path("unused")),
-        probes=probes_for("cpu"),
-        peak_bandwidth=None,
-        load_s=loaded.load_s,
-        rounds=3,
-        warmup_rounds=1,
-    )
+def test_pytest_benchmark_rounds_are_the_latencies_measured_in_the_worker(
+    loaded: WorkerModel, pytester: pytest.Pytester
+) -> None:
+    """The rounds are taken in a pytest session of their own (pytester, in process): pytest-benchmark
+    disables the ``benchmark`` fixture of an xdist worker, and ``make test`` runs this suite on xdist workers."""
     seen: list[float] = []
+    found: dict[str, Any] = {}
     timed_generate = loaded.timed_generate
 
     def spy(prompts: Sequence[str], max_new_tokens: int) -> TimedRound:
@@ -107,21 +103,40 @@ def test_pytest_benchmark_rounds_are_the_latencies_measured_in_the_worker(loaded
         time.sleep(0.05)  # a slow round trip must not count
         return timed
 
-    loaded.timed_generate = spy  # type: ignore[method-assign]
-    try:
-        result = measured.run(loaded, PROMPTS, 3)
-    finally:
-        del loaded.timed_generate
-    assert len(result.texts) == 2
+    class MeasuredInTheWorker:
+        @pytest.fixture
+        def measured(self, benchmark: Any) -> None:
+            measured = WorkerGenerateBenchmark(
+                benchmark=benchmark,
+                combination=tiny(Path("unused")),
+                probes=probes_for("cpu"),
+                peak_bandwidth=None,
+                load_s=loaded.load_s,
+                rounds=3,
+                warmup_rounds=1,
+            )
+            loaded.timed_generate = spy  # type: ignore[method-assign]
+            try:
+                found["texts"] = measured.run(loaded, PROMPTS, 3).texts
+            finally:
+                del loaded.timed_generate
+            found["rounds"] = list(benchmark.stats.stats.data)
+            found["metrics"] = benchmark.extra_info[METRICS_KEY]
+            found["model"] = benchmark.extra_info["model"]
+            found["timer_after"] = benchmark._timer
+
+    pytester.makepyfile("def test_rounds(measured):\n    pass\n")
+    pytester.runpytest_inprocess("-p", "no:cacheprovider", plugins=[MeasuredInTheWorker()]).assert_outcomes(passed=1)
+    assert len(found["texts"]) == 2
     assert len(seen) == 4
-    assert benchmark.stats.stats.data == seen[1:]  # exactly the worker's seconds, warm-up left out
-    metrics = benchmark.extra_info[METRICS_KEY]
+    assert found["rounds"] == seen[1:]  # exactly the worker's seconds, warm-up left out
+    metrics = found["metrics"]
     assert metrics["latency_s"]["samples"] == seen[1:]
     assert metrics["peak_rss_bytes"]["value"] > 0
     assert metrics["load_s"]["value"] == loaded.load_s
-    assert benchmark.extra_info["model"] == "tiny"
+    assert found["model"] == "tiny"
     # The fixture's own timer is back for whatever else uses it.
-    assert not isinstance(benchmark._timer, WorkerClock)
+    assert not isinstance(found["timer_after"], WorkerClock)
 
 
 def test_a_closed_worker_ends_and_answers_no_more(tmp_path: Path) -> None:
