@@ -298,6 +298,24 @@ class LlamaCppModel:
         """The tokens :meth:`generate` evaluates for ``prompt``."""
         return self._prompt_tokens(prompt)
 
+    def text_tokens(self, text: str) -> list[int]:
+        """The token ids of plain ``text``: no BOS, no special tokens (for prompts of a given length)."""
+        tokens: list[int] = self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        return tokens
+
+    def text_of(self, tokens: Sequence[int]) -> str:
+        """The text of ``tokens`` (a UTF-8 sequence cut in the middle loses its partial character)."""
+        return bytes(self.llama.detokenize(list(tokens))).decode("utf-8", errors="ignore")
+
+    def prompt_token_count(self, prompt: str) -> int:
+        """How many tokens :meth:`generate` evaluates for ``prompt`` (BOS or the chat template included)."""
+        return len(self._prompt_tokens(prompt))
+
+    def context_tokens(self) -> int | None:
+        """The context the model was trained for (the GGUF file's ``n_ctx_train``)."""
+        value = int(self._lib.llama_model_n_ctx_train(self.llama.model))
+        return value if value > 0 else None
+
     def _make_chat_formatter(self) -> Any:
         """A formatter for the GGUF file's own chat template (``tokenizer.chat_template``)."""
         template = self._llm.metadata.get("tokenizer.chat_template")

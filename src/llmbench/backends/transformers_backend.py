@@ -222,6 +222,25 @@ class TransformersModel:
         )
         return encoded["input_ids"].to(self._device), encoded["attention_mask"].to(self._device)
 
+    def text_tokens(self, text: str) -> list[int]:
+        """The token ids of plain ``text``, no special tokens (for prompts of a given length)."""
+        ids: list[int] = self._tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def text_of(self, tokens: Sequence[int]) -> str:
+        """The text of ``tokens``, special tokens dropped."""
+        text: str = self._tokenizer.decode(list(tokens), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return text
+
+    def prompt_token_count(self, prompt: str) -> int:
+        """The tokens :meth:`generate` feeds for ``prompt`` (BOS or the chat template included)."""
+        return len(self._tokenizer(self._format(prompt), add_special_tokens=not self._spec.chat)["input_ids"])
+
+    def context_tokens(self) -> int | None:
+        """The trained context: the (text or decoder) config's ``max_position_embeddings`` (None where the
+        config has none, e.g. T5's relative positions)."""
+        return context_from_config(self.model.config)
+
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> Generation:
         """Greedy generation of up to ``max_new_tokens`` tokens for a batch of formatted prompts.
 
@@ -414,13 +433,28 @@ def _kv_element_bytes(model: PreTrainedModel) -> int:
     return 2
 
 
-def kv_layout_from_config(config: Any, bytes_per_element: int) -> KVLayout | None:
-    """Layers, KV heads, head size and sliding windows of a decoder from its (text or decoder) config."""
+def _decoder_config(config: Any) -> Any:
+    """The text or decoder config of a multimodal or encoder-decoder config, else ``config`` itself."""
     for name in ("text_config", "decoder"):
         nested = getattr(config, name, None)
         if nested is not None and not isinstance(nested, (bool, int, str)):
-            config = nested
-            break
+            return nested
+    return config
+
+
+def context_from_config(config: Any) -> int | None:
+    """``max_position_embeddings`` (or ``n_positions``) of a (text or decoder) config, or None."""
+    config = _decoder_config(config)
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def kv_layout_from_config(config: Any, bytes_per_element: int) -> KVLayout | None:
+    """Layers, KV heads, head size and sliding windows of a decoder from its (text or decoder) config."""
+    config = _decoder_config(config)
     layers = getattr(config, "num_decoder_layers", None) or getattr(config, "num_hidden_layers", None)
     heads = getattr(config, "num_attention_heads", None) or getattr(config, "num_heads", None)
     kv_heads = getattr(config, "num_key_value_heads", None) or heads

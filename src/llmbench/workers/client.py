@@ -27,8 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from llmbench.config.combination import Combination
+from llmbench.data.long_prompts import BuiltPrompt, PromptLengthError
 from llmbench.engine_types import Generation, KVLayout
 from llmbench.workers.protocol import (
+    BuildPrompts,
     Close,
     Failed,
     Generate,
@@ -38,11 +40,13 @@ from llmbench.workers.protocol import (
     LoadMeasured,
     MeasureLoad,
     Prepare,
+    PromptsBuilt,
     Ready,
     Reply,
     Request,
     TimedGenerate,
     TimedRound,
+    Unavailable,
     WorkerSetup,
 )
 from llmbench.workers.serve import run_worker
@@ -307,6 +311,18 @@ class WorkerModel:
         reply = self.worker.request(MeasureLoad())
         assert isinstance(reply, LoadMeasured), reply
         return reply
+
+    def build_prompts(
+        self, texts: Sequence[str], length: int, count: int, template: str, max_new_tokens: int
+    ) -> tuple[BuiltPrompt, ...]:
+        """Prompts of ``length`` tokens built in the worker with the model's tokenizer
+        (:func:`llmbench.data.long_prompts.prompts_for_model`); :class:`PromptLengthError` with the reason
+        where they cannot be."""
+        reply = self.worker.request(BuildPrompts(tuple(texts), length, count, template, max_new_tokens))
+        if isinstance(reply, Unavailable):
+            raise PromptLengthError(reply.reason)
+        assert isinstance(reply, PromptsBuilt), reply
+        return reply.prompts
 
     def weight_bytes(self) -> int:
         return self.facts.weight_bytes

@@ -3,8 +3,8 @@
 The parent sends one request at a time over a ``multiprocessing`` Pipe and waits for its reply;
 every request gets exactly one reply, or a :class:`Failed` when it raised in the worker. The worker
 first sends :class:`Ready` unasked, once it has started. The
-order is ``Prepare`` (optional), ``Load``, then any number of ``TimedGenerate``, ``Generate`` and
-``MeasureLoad``, then ``Close``. See docs/isolation.md.
+order is ``Prepare`` (optional), ``Load``, then any number of ``TimedGenerate``, ``Generate``,
+``MeasureLoad`` and ``BuildPrompts``, then ``Close``. See docs/isolation.md.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from llmbench.config.combination import Combination
+from llmbench.data.long_prompts import BuiltPrompt
 from llmbench.engine_types import Generation, KVLayout
 from llmbench.measure.memory import MemoryReading
 from llmbench.metrics import Metric
@@ -78,13 +79,28 @@ class MeasureLoad:
 
 
 @dataclass(frozen=True)
+class BuildPrompts:
+    """Prompts of ``length`` tokens of the loaded model's tokenizer (:mod:`llmbench.data.long_prompts`).
+
+    Replies :class:`PromptsBuilt`, or :class:`Unavailable` with the reason where they cannot be built
+    (beyond the model's trained context, no tokenizer)."""
+
+    texts: tuple[str, ...]
+    length: int
+    count: int
+    template: str
+    max_new_tokens: int
+    kind: ClassVar[str] = "build_prompts"
+
+
+@dataclass(frozen=True)
 class Close:
     """Free the model and end the worker. Replies :class:`Closed`."""
 
     kind: ClassVar[str] = "close"
 
 
-Request = Prepare | Load | TimedGenerate | Generate | MeasureLoad | Close
+Request = Prepare | Load | TimedGenerate | Generate | MeasureLoad | BuildPrompts | Close
 
 # --------------------------------------------------------------------------------------- replies
 
@@ -176,6 +192,11 @@ class LoadMeasured:
 
 
 @dataclass(frozen=True)
+class PromptsBuilt:
+    prompts: tuple[BuiltPrompt, ...]
+
+
+@dataclass(frozen=True)
 class Closed:
     pass
 
@@ -189,4 +210,4 @@ class Failed:
     traceback: str
 
 
-Reply = Ready | Prepared | Loaded | Unavailable | TimedRound | Generated | LoadMeasured | Closed | Failed
+Reply = Ready | Prepared | Loaded | Unavailable | TimedRound | Generated | LoadMeasured | PromptsBuilt | Closed | Failed

@@ -20,8 +20,10 @@ from multiprocessing.connection import Connection
 
 from llmbench.backends import Backend, BackendUnavailable, LoadedModel, get_backend
 from llmbench.backends.loaded_models import return_freed_memory
+from llmbench.data.long_prompts import PromptLengthError, prompts_for_model
 from llmbench.measure.probes import probes_for
 from llmbench.workers.protocol import (
+    BuildPrompts,
     Close,
     Closed,
     Failed,
@@ -35,6 +37,7 @@ from llmbench.workers.protocol import (
     ModelFacts,
     Prepare,
     Prepared,
+    PromptsBuilt,
     Ready,
     Reply,
     Request,
@@ -154,6 +157,15 @@ class ModelServer:
             del extra
             return_freed_memory()
             return LoadMeasured(seconds, MemoryFigures.of(reading))
+        if isinstance(request, BuildPrompts):
+            try:
+                built = prompts_for_model(
+                    self._loaded(), request.texts, request.length, request.count, request.template,
+                    request.max_new_tokens, combination.model.name,
+                )  # fmt: skip
+            except PromptLengthError as error:
+                return Unavailable(str(error))
+            return PromptsBuilt(built)
         if isinstance(request, Close):
             self.close()
             return Closed()
