@@ -184,6 +184,11 @@ _RULES: tuple[Rule, ...] = (
         "a drop of more than 0.01 that the per-item scores (paired) or the intervals say is real",
     ),
     _items(
+        "accuracy", 0.01,
+        "gated like ROUGE: a drop of more than 0.01 (on the shipped 48 items, any lost answer) that the per-item "
+        "0/1 scores (paired) or the intervals say is real",
+    ),
+    _items(
         "drift_identical_share", 0.05,
         "greedy outputs are deterministic per build: a significant drop of more than 5 points of agreement "
         "with the reference precision; no fixed floor by default, since quantized precisions legitimately "
