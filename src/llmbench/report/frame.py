@@ -199,9 +199,16 @@ class Row:
 
     @property
     def combination(self) -> str:
-        """``model-precision-device-bsN``, the id of the parametrized benchmark."""
+        """``model-precision-device-bsN``, the id of the parametrized benchmark (``-promptN`` after it on the
+        prompt-length axis)."""
         base = f"{self.model}-{self.precision}-{self.device}"
-        return base if self.batch_size is None else f"{base}-bs{self.batch_size}"
+        base = base if self.batch_size is None else f"{base}-bs{self.batch_size}"
+        return base if self.prompt_length is None else f"{base}-prompt{self.prompt_length}"
+
+    @property
+    def prompt_length(self) -> int | None:
+        """Tokens in each prompt on the prompt-length axis (``extra_info["prompt_length"]``); None without it."""
+        return _int_or_none(self.info.get("prompt_length"))
 
     @property
     def load_key(self) -> tuple[str, str, str]:

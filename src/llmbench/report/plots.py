@@ -29,6 +29,7 @@ __all__ = [
     "itl_cdf_plot",
     "latency_ttft_plot",
     "memory_breakdown_plot",
+    "prompt_length_plot",
     "rouge_plot",
     "run_plots",
     "tokens_vs_time_plot",
@@ -356,6 +357,56 @@ def itl_cdf_plot(rows: Sequence[Row]) -> Plot:
     return plot
 
 
+#: The figures drawn against prompt length: (plot name, metric, what it is, the caption's definition).
+LENGTH_PLOTS: dict[str, tuple[str, str, str]] = {
+    "prefill_vs_length": ("prefill_tok_s", "Prefill speed against prompt length",
+                          "prompt tokens / time to first token"),
+    "decode_vs_length": ("decode_tok_s_per_seq", "Decode speed against prompt length",
+                         "tokens after the first / time after the first, per sequence, at that depth"),
+}  # fmt: skip
+
+
+def _length_label(row: Row, rows: Sequence[Row]) -> str:
+    """A combination without its prompt length: ``bf16 bs1`` where every row shares model and device."""
+    return f"{_group_label(row, rows)} bs{row.batch_size}"
+
+
+def prompt_length_plot(rows: Sequence[Row], name: str) -> Plot:
+    """One figure against the prompt-length axis (``name``: a key of :data:`LENGTH_PLOTS`), one line per
+    combination (model, precision, device, batch size). Series: ``<combination>``, x the prompt lengths
+    (tokens, ascending), y the figure's median over the timed rounds."""
+    metric, title, definition = LENGTH_PLOTS[name]
+    chosen = [r for r in _with_batch(rows) if r.prompt_length is not None]
+    figure, (axes,) = new_figure(0)
+    plot = Plot(name, title, figure, xlabel="prompt tokens", ylabel="tok/s",
+                caption=f"Median over the timed rounds of {metric} ({definition}) for each prompt length of "
+                "the prompt_tokens axis; one line per combination.")  # fmt: skip
+    groups: dict[str, list[Row]] = {}
+    for row in chosen:
+        groups.setdefault(_length_label(row, chosen), []).append(row)
+    for label, group in groups.items():
+        group.sort(key=lambda r: r.prompt_length or 0)
+        xs = tuple(float(r.prompt_length or 0) for r in group)
+        values = tuple(r.value(metric) for r in group)
+        color = plot_color(group[0].precision)
+        plot.series.append(PlotSeries(label, xs, values, color=color))
+        style = "-" if group[0].batch_size == min(r.batch_size or 0 for r in chosen) else "--"
+        axes.plot(xs, nan_values(values), marker="o", linestyle=style, color=color, label=label)
+    if not chosen:
+        no_data(axes, "prompt-length axis")
+        return plot
+    axes.set_xscale("log", base=2)
+    lengths = sorted({float(r.prompt_length or 0) for r in chosen})
+    axes.set_xticks(lengths, [f"{x:g}" for x in lengths])
+    axes.set_xlabel("prompt length (tokens)")
+    axes.set_ylabel(f"{metric} (tok/s)")
+    axes.set_ylim(bottom=0)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    axes.set_title(plot.title)
+    return plot
+
+
 RUN_PLOTS: tuple[Callable[[Sequence[Row]], Plot], ...] = (
     latency_ttft_plot,
     decode_throughput_plot,
@@ -368,4 +419,8 @@ RUN_PLOTS: tuple[Callable[[Sequence[Row]], Plot], ...] = (
 
 
 def run_plots(rows: Sequence[Row]) -> list[Plot]:
-    return [make(rows) for make in RUN_PLOTS]
+    """Every plot of :data:`RUN_PLOTS`, then the prompt-length plots where a row is on that axis."""
+    plots = [make(rows) for make in RUN_PLOTS]
+    if any(row.prompt_length is not None for row in rows):
+        plots.extend(prompt_length_plot(rows, name) for name in LENGTH_PLOTS)
+    return plots
