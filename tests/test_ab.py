@@ -256,7 +256,7 @@ def test_interleaved_pair_saved_and_decided(
     assert "load 3 of 3: loaded" in stream.getvalue()
     assert "4 rounds per side done" in stream.getvalue()
     # The same draw again (quality, untimed, draws nothing: left out of the repeat).
-    unscored = replace(plan, quality_items=())
+    unscored = replace(plan, quality_items={})
     again = measure_pair(unscored, (base, head), schedule, start, Progress(io.StringIO()))  # type: ignore[arg-type]
     assert again.orders == measured.orders  # seeded
 

@@ -43,12 +43,43 @@ def test_good_jsonl_loads(tmp_path: Path) -> None:
     assert load_items(path) == [Item("a", "A fox jumps.", "A fox."), Item("7", "B", "b")]
 
 
-def test_missing_field(tmp_path: Path) -> None:
+def test_missing_text(tmp_path: Path) -> None:
+    path = write(tmp_path, "data.jsonl", jsonl(GOOD, {"id": "b", "reference": "A summary."}))
+
+    with pytest.raises(
+        DataError, match=where(path, 2) + r"missing field 'text' \(required: text; optional: id, reference\)"
+    ):
+        load_items(path)
+
+
+def test_a_reference_missing_where_others_have_one(tmp_path: Path) -> None:
     path = write(tmp_path, "data.jsonl", jsonl(GOOD, {"id": "b", "text": "Some text."}))
 
     with pytest.raises(
-        DataError, match=where(path, 2) + r"missing field 'reference' \(required: id, text, reference\)"
+        DataError,
+        match=where(path, 2) + r"has no reference, but line 1 has one: give every item a reference \(or an "
+        r"accuracy check\), or none \(a set of prompts\)",
     ):
+        load_items(path)
+
+
+def test_a_reference_after_items_without_one(tmp_path: Path) -> None:
+    path = write(tmp_path, "data.jsonl", jsonl({"text": "One."}, {"text": "Two."}, GOOD))
+
+    with pytest.raises(DataError, match=where(path, 3) + "has a reference, but line 1 has none"):
+        load_items(path)
+
+
+def test_prompts_without_id_or_reference(tmp_path: Path) -> None:
+    path = write(tmp_path, "data.jsonl", jsonl({"text": "One."}, {"text": "Two.", "id": "x"}, {"text": "Three."}))
+
+    assert load_items(path) == [Item("1", "One.", ""), Item("x", "Two.", ""), Item("3", "Three.", "")]
+
+
+def test_a_default_id_that_clashes_with_a_given_one(tmp_path: Path) -> None:
+    path = write(tmp_path, "data.jsonl", jsonl({"text": "One.", "id": "2"}, {"text": "Two."}))
+
+    with pytest.raises(DataError, match=where(path, 2) + r"duplicate id '2' \(first on line 1\)"):
         load_items(path)
 
 
@@ -71,9 +102,7 @@ def test_empty_text(tmp_path: Path, text: str) -> None:
         load_items(path)
 
 
-@pytest.mark.parametrize(
-    ("value", "kind"), [(1.5, "float"), (True, "bool"), (["x"], "list"), ({"a": 1}, "dict")]
-)
+@pytest.mark.parametrize(("value", "kind"), [(1.5, "float"), (True, "bool"), (["x"], "list"), ({"a": 1}, "dict")])
 def test_field_of_the_wrong_type(tmp_path: Path, value: object, kind: str) -> None:
     path = write(tmp_path, "data.jsonl", jsonl({**GOOD, "reference": value}))
 
@@ -84,9 +113,7 @@ def test_field_of_the_wrong_type(tmp_path: Path, value: object, kind: str) -> No
 def test_line_that_is_not_an_object(tmp_path: Path) -> None:
     path = write(tmp_path, "data.jsonl", jsonl(GOOD) + "[1, 2]\n")
 
-    with pytest.raises(
-        DataError, match=where(path, 2) + "expected an object with fields id, text, reference"
-    ):
+    with pytest.raises(DataError, match=where(path, 2) + "expected an object with a field 'text'"):
         load_items(path)
 
 
@@ -96,9 +123,7 @@ def test_non_utf8_byte(tmp_path: Path) -> None:
     path = write(tmp_path, "data.jsonl", first + second)
     offset = len(first) + second.index(b"\xe9")
 
-    with pytest.raises(
-        DataError, match=where(path, 2) + re.escape(f"not UTF-8 (byte 0xe9 at offset {offset})")
-    ):
+    with pytest.raises(DataError, match=where(path, 2) + re.escape(f"not UTF-8 (byte 0xe9 at offset {offset})")):
         load_items(path)
 
 
@@ -136,8 +161,13 @@ def test_file_without_items(tmp_path: Path) -> None:
 def test_missing_file_and_unknown_format(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'nope.jsonl'}: data file not found")):
         load_items(tmp_path / "nope.jsonl")
-    path = write(tmp_path, "data.txt", jsonl(GOOD))
-    with pytest.raises(DataError, match=re.escape(f"{path}: unknown data format '.txt'; use .jsonl or .csv")):
+    path = write(tmp_path, "data.xml", jsonl(GOOD))
+    with pytest.raises(
+        DataError,
+        match=re.escape(f"{path}: unknown data format '.xml'; use .jsonl (JSON lines), ")
+        + ".*"
+        + re.escape(".txt (prompts, one a line or separated by blank lines), or a shipped set's name (summaries"),
+    ):
         load_items(path)
 
 
@@ -157,19 +187,23 @@ def test_good_csv_loads(tmp_path: Path) -> None:
     ]
 
 
-def test_csv_missing_a_column(tmp_path: Path) -> None:
-    path = write(tmp_path, "data.csv", "id,text\na,Some text.\n")
+def test_csv_missing_the_text_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "data.csv", "id,prompt\na,Some text.\n")
 
-    with pytest.raises(
-        DataError, match=where(path, 1) + r"the CSV header lacks reference \(has \['id', 'text'\]\)"
-    ):
+    with pytest.raises(DataError, match=where(path, 1) + r"the CSV header lacks text \(has \['id', 'prompt'\]\)"):
         load_items(path)
+
+
+def test_csv_of_prompts_alone(tmp_path: Path) -> None:
+    path = write(tmp_path, "data.csv", 'text,reference\n"One, two.",\nThree.,\n')
+
+    assert load_items(path) == [Item("1", "One, two.", ""), Item("2", "Three.", "")]
 
 
 def test_csv_row_with_too_few_fields(tmp_path: Path) -> None:
     path = write(tmp_path, "data.csv", "id,text,reference\na,x,r\nb,only text\n")
 
-    with pytest.raises(DataError, match=where(path, 3) + "missing field 'reference'"):
+    with pytest.raises(DataError, match=where(path, 3) + "has no reference, but line 2 has one"):
         load_items(path)
 
 
@@ -182,7 +216,7 @@ def test_csv_newline_inside_quotes_keeps_later_line_numbers(tmp_path: Path) -> N
     )
     path = write(tmp_path, "data.csv", content)
 
-    with pytest.raises(DataError, match=where(path, 6) + "field 'reference' is empty"):
+    with pytest.raises(DataError, match=where(path, 6) + "has no reference, but line 2 has one"):
         load_items(path)
 
 
@@ -203,9 +237,7 @@ def test_non_utf8_byte_after_a_byte_order_mark(tmp_path: Path) -> None:
     path = write(tmp_path, "data.jsonl", first + second)
     offset = len(first) + second.index(b"\xe9")
 
-    with pytest.raises(
-        DataError, match=where(path, 2) + re.escape(f"not UTF-8 (byte 0xe9 at offset {offset})")
-    ):
+    with pytest.raises(DataError, match=where(path, 2) + re.escape(f"not UTF-8 (byte 0xe9 at offset {offset})")):
         load_items(path)
 
 
@@ -225,9 +257,9 @@ def test_csv_field_over_the_csv_module_limit(tmp_path: Path) -> None:
 
 
 def test_csv_bad_multiline_row_points_at_its_first_line(tmp_path: Path) -> None:
-    path = write(tmp_path, "data.csv", 'id,text,reference\na,"one\ntwo\nthree",\n')
+    path = write(tmp_path, "data.csv", 'id,text,reference\nz,x,r\na,"one\ntwo\nthree",\n')
 
-    with pytest.raises(DataError, match=re.escape(f"{path}, line") + r"s? 2\b"):
+    with pytest.raises(DataError, match=re.escape(f"{path}, line") + r"s? 3\b"):
         load_items(path)
 
 

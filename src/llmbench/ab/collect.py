@@ -20,7 +20,7 @@ import pytest
 from llmbench import benchmark_storage
 from llmbench.config.combination import COMBINATION_ARG, Combination
 from llmbench.config.settings import SETTINGS_KEY, Settings
-from llmbench.data import SHIPPED_DATA, DataError, Item, load_items
+from llmbench.data import DataError, Item, load_dataset
 from llmbench.gate.rules import Rule
 from llmbench.gate.settings import gate_settings
 from llmbench.runs import machine_id_here
@@ -54,7 +54,8 @@ class Plan:
     #: machine_info as the plugin saves it (pytest-benchmark's, with the llmbench fingerprint).
     machine_info: Mapping[str, Any]
     verdict_path: Path | None
-    quality_items: tuple[Item, ...]
+    #: The quality items of each data set (none with --llmbench-quality-items=0).
+    quality_items: Mapping[str, tuple[Item, ...]]
     skipped: tuple[str, ...] = ()
 
     def groups(self) -> list[list[Benchmark]]:
@@ -80,7 +81,7 @@ class _Collector:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         config = session.config
         settings = config.stash[SETTINGS_KEY]
-        items = _data_items(settings)
+        datasets = _datasets(settings)
         benchmarks, skipped = [], []
         for item in session.items:
             callspec = getattr(item, "callspec", None)
@@ -91,9 +92,10 @@ class _Collector:
             if skip is not None:
                 skipped.append(str(skip.kwargs.get("reason", skip.args[0] if skip.args else item.name)))
                 continue
+            items = datasets[combination.dataset_name]
             if combination.batch_size > len(items):
-                skipped.append(f"{combination.id}: batch size {combination.batch_size} exceeds the data set's "
-                               f"{len(items)} items")  # fmt: skip
+                skipped.append(f"{combination.id}: batch size {combination.batch_size} exceeds the {len(items)} "
+                               f"items of the data set {combination.dataset_name}")  # fmt: skip
                 continue
             prompts = tuple(combination.model.format_prompt(i.text) for i in items[: combination.batch_size])
             benchmarks.append(
@@ -102,19 +104,21 @@ class _Collector:
         gate = gate_settings(config)
         machine_info = benchmark_storage.machine_info(config)
         count = settings.quality_items
+        quality = {name: tuple(items if count is None else items[:count]) for name, items in datasets.items()}
         self.plan = Plan(
             benchmarks=tuple(benchmarks), settings=settings, rules=gate.paired_rules,
             storage=_storage(config, self.invocation_dir), machine_id=machine_id_here(), machine_info=machine_info,
-            verdict_path=gate.verdict_path, quality_items=tuple(items if count is None else items[:count]),
+            verdict_path=gate.verdict_path, quality_items=quality if count != 0 else {},
             skipped=tuple(skipped),
         )  # fmt: skip
 
 
-def _data_items(settings: Settings) -> list[Item]:
+def _datasets(settings: Settings) -> dict[str, list[Item]]:
+    axis = settings.matrix.datasets
     try:
-        return load_items(settings.data_path or SHIPPED_DATA)
+        return {entry.name: load_dataset(entry.name, entry.path) for entry in axis.values}
     except DataError as error:
-        raise pytest.UsageError(f"--llmbench-data: {error}") from None
+        raise pytest.UsageError(f"data set (from {axis.origin}): {error}") from None
 
 
 def _storage(config: pytest.Config, invocation_dir: Path) -> Path:

@@ -143,11 +143,15 @@ def measure_pair(
     by_name = {side.name: side for side in sides}
     measured: Measured = Measured({"base": {}, "head": {}})
     settings = plan.settings
+    named = settings.matrix.names_datasets
     quality = {
-        side.name: QualityRuns(
-            plan.quality_items, settings.quality_batch_size, settings.max_new_tokens.value,
-            settings.quality_target, settings.outputs_dir / side.name,
-        ) if plan.quality_items else None
+        side.name: {
+            dataset: QualityRuns(
+                items, settings.quality_batch_size, settings.max_new_tokens.value, settings.quality_target,
+                settings.outputs_dir / side.name / dataset if named else settings.outputs_dir / side.name, dataset,
+            )
+            for dataset, items in plan.quality_items.items()
+        } or None
         for side in sides
     }  # fmt: skip
     groups = plan.groups()
@@ -180,7 +184,7 @@ class _LoadPair:
 
     group: Sequence[Benchmark]
     by_name: dict[SideName, Side]
-    quality: dict[SideName, QualityRuns | None]
+    quality: dict[SideName, dict[str, QualityRuns] | None]
     start: Starter
     rng: random.Random
     schedule: Schedule
@@ -239,7 +243,7 @@ class _LoadPair:
         self.progress.line(f"{self.what}: quality of {self.by_name[name].label} (greedy, untimed)")
         for bench in self.group:
             record = self.measured.records[name][bench.fullname]
-            record.quality = runs.get(bench.combination, model, bench.max_new_tokens)
+            record.quality = runs[bench.combination.dataset_name].get(bench.combination, model, bench.max_new_tokens)
 
 
 def _loaded(measured: Measured, name: SideName, bench: Benchmark, model: ModelHandle) -> SideRecord:

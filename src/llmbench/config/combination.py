@@ -1,4 +1,4 @@
-"""What a benchmark combination is: a model entry, a precision, a device and a batch size.
+"""What a benchmark combination is: a model entry, a precision, a device, a batch size and a data set.
 
 These are plain frozen values; loading and running belong to :mod:`llmbench.backends`.
 """
@@ -18,6 +18,10 @@ LOAD_COMBINATION_ARG = "llm_load_combination"
 
 Family = Literal["causal", "seq2seq"]
 KNOWN_DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")
+#: The data set of a matrix without a ``datasets`` axis: the shipped summarization set. A combination
+#: of it alone keeps the test id of a matrix without the axis (``dataset`` None), as runs saved before
+#: the axis existed do (no ``dataset`` field: this set).
+DEFAULT_DATASET = "summaries"
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,14 @@ class Combination:
     precision: Precision
     device: str
     batch_size: int
+    #: The data set's name (a shipped set's, or a file's stem); None: :data:`DEFAULT_DATASET`, not named in
+    #: the test id (the matrix names it there when it has several data sets or another one).
+    dataset: str | None = None
+
+    @property
+    def dataset_name(self) -> str:
+        """The data set's name, :data:`DEFAULT_DATASET` where the combination does not name one."""
+        return self.dataset or DEFAULT_DATASET
 
     @property
     def backend(self) -> BackendName:
@@ -79,7 +91,8 @@ class Combination:
 
     @property
     def id(self) -> str:
-        return f"{self.model.name}-{self.precision}-{self.device}-bs{self.batch_size}"
+        base = f"{self.model.name}-{self.precision}-{self.device}-bs{self.batch_size}"
+        return base if self.dataset is None else f"{base}-{self.dataset}"
 
     @property
     def load_key(self) -> tuple[str, str, str]:
@@ -95,4 +108,5 @@ class Combination:
             "batch_size": self.batch_size,
             "backend": self.backend,
             "family": self.model.family,
+            **({"dataset": self.dataset} if self.dataset is not None else {}),
         }

@@ -7,6 +7,8 @@ The matrix file (TOML, ``benchmarks/matrix.toml`` by default)::
     precisions = ["fp32", "bf16", "int8", "nf4", "q4_k_m"]
     devices = ["cpu", "cuda"]
     batch_sizes = [1, 4]
+    # datasets = ["summaries", "prompts.txt"]  # optional: shipped sets by name, or files (relative to this
+    #                                          # file); default: the shipped summaries set
     # max_new_tokens = 32          # optional: overrides every model's own setting
     exclude = [                    # optional: combinations left out (GitHub Actions' matrix exclude)
         { precision = "int8", device = "cpu" },
@@ -21,13 +23,14 @@ The matrix file (TOML, ``benchmarks/matrix.toml`` by default)::
 from __future__ import annotations
 
 import itertools
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from llmbench.config.combination import KNOWN_DEVICES, Combination, ModelSpec
+from llmbench.config.combination import DEFAULT_DATASET, KNOWN_DEVICES, Combination, ModelSpec
 from llmbench.config.models import BUILTIN_MODELS
 from llmbench.config.options import SettingError
 from llmbench.config.precisions import KNOWN_PRECISIONS
@@ -42,8 +45,39 @@ DEFAULT_MATRIX: dict[str, list[Any]] = {
 }
 AXES = ("models", "precisions", "devices", "batch_sizes")
 #: The keys of an ``exclude`` entry: one per axis, each matching one value.
-EXCLUDE_KEYS = {"model": str, "precision": str, "device": str, "batch_size": int}
+EXCLUDE_KEYS = {"model": str, "precision": str, "device": str, "batch_size": int, "dataset": str}
 MODEL_FIELDS = {f.name for f in fields(ModelSpec)} - {"name"}
+#: A data-set value of these characters alone is the name of a shipped set; any other is a file's path.
+SHIPPED_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One data set of the matrix: a shipped set by name (``path`` None) or a file.
+
+    ``name`` is what test ids, saved runs and tables show: the shipped set's name, else the file's stem
+    (or the ``name`` of a ``{ name = ..., path = ... }`` entry).
+    """
+
+    name: str
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.path is None else f"{self.name} ({self.path})"
+
+
+def dataset_entry(value: str, base: Path) -> DatasetEntry:
+    """A data-set value as written: a shipped set's name (letters, digits, ``-``, ``_``), else a path,
+    ``~`` expanded and relative to ``base``."""
+    if SHIPPED_NAME.fullmatch(value):
+        return DatasetEntry(value)
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else base / path
+    return DatasetEntry(path.stem, path)
+
+
+#: The datasets axis of a matrix that does not set it.
+DEFAULT_DATASETS = (DatasetEntry(DEFAULT_DATASET),)
 
 
 @dataclass(frozen=True)
@@ -66,22 +100,37 @@ class Matrix:
     notes: tuple[str, ...] = field(default=())
     #: ``[matrix] exclude`` entries: a combination matching every key of one entry is left out.
     exclude: tuple[Mapping[str, str | int], ...] = ()
+    #: :class:`DatasetEntry` values: the data sets each combination runs on.
+    datasets: Axis = Axis(DEFAULT_DATASETS, "the built-in default matrix")
+
+    @property
+    def names_datasets(self) -> bool:
+        """Whether test ids name the data set: several data sets, or another than the default."""
+        return self.datasets.values != DEFAULT_DATASETS
+
+    def dataset(self, name: str) -> DatasetEntry:
+        """The entry of the data set ``name`` (a combination's ``dataset_name``)."""
+        entries: tuple[DatasetEntry, ...] = self.datasets.values
+        return next(entry for entry in entries if entry.name == name)
 
     def _product(self) -> list[Combination]:
+        named = self.names_datasets
         return [
-            Combination(self.registry[model], precision, device, batch_size)
-            for model, precision, device, batch_size in itertools.product(
-                self.models.values, self.precisions.values, self.devices.values, self.batch_sizes.values
+            Combination(self.registry[model], precision, device, batch_size, dataset.name if named else None)
+            for model, precision, device, batch_size, dataset in itertools.product(
+                self.models.values, self.precisions.values, self.devices.values, self.batch_sizes.values,
+                self.datasets.values,
             )
-        ]
+        ]  # fmt: skip
 
     def is_excluded(self, combination: Combination) -> bool:
         values = {"model": combination.model.name, "precision": combination.precision,
-                  "device": combination.device, "batch_size": combination.batch_size}  # fmt: skip
+                  "device": combination.device, "batch_size": combination.batch_size,
+                  "dataset": combination.dataset_name}  # fmt: skip
         return any(all(values[key] == value for key, value in entry.items()) for entry in self.exclude)
 
     def combinations(self) -> list[Combination]:
-        """Every combination not excluded, in matrix order (model, precision, device, batch size)."""
+        """Every combination not excluded, in matrix order (model, precision, device, batch size, data set)."""
         return [c for c in self._product() if not self.is_excluded(c)]
 
     def excluded(self) -> list[Combination]:
@@ -124,6 +173,31 @@ def _axis_values(path: Path, table: Mapping[str, Any], axis: str) -> Axis:
     return Axis(tuple(values), origin)
 
 
+def _datasets(path: Path, table: Mapping[str, Any]) -> Axis:
+    """``[matrix] datasets``: names of shipped sets, paths relative to the matrix file, or
+    ``{ name = "...", path = "..." }`` tables."""
+    if "datasets" not in table:
+        return Axis(DEFAULT_DATASETS, "the built-in default matrix")
+    values = table["datasets"]
+    where = "[matrix] datasets"
+    if not isinstance(values, list) or not values:
+        raise _error(path, f"{where} must be a non-empty list of shipped set names or paths, got {values!r}")
+    entries = []
+    for number, value in enumerate(values, 1):
+        table_form = isinstance(value, dict) and set(value) == {"name", "path"}
+        if table_form and all(isinstance(v, str) for v in value.values()):
+            if not SHIPPED_NAME.fullmatch(value["name"]):
+                raise _error(path, f"{where} entry {number}: name {value['name']!r} may only have letters, digits, "
+                                   "'-' and '_'")  # fmt: skip
+            entries.append(DatasetEntry(value["name"], dataset_entry(value["path"], path.parent).path))
+        elif isinstance(value, str) and value.strip():
+            entries.append(dataset_entry(value.strip(), path.parent))
+        else:
+            raise _error(path, f"{where} entry {number} must be a shipped set's name, a path or a table "
+                               f"{{ name = \"...\", path = \"...\" }}, got {value!r}")  # fmt: skip
+    return Axis(tuple(entries), f"{where} in {path}")
+
+
 def _exclude(path: Path, entries: Any) -> tuple[dict[str, str | int], ...]:
     where = "[matrix] exclude"
     if not isinstance(entries, list):
@@ -163,7 +237,7 @@ def load_matrix(path: Path, required: bool) -> Matrix:
     if unknown:
         raise _error(path, f"unknown table(s) {', '.join(unknown)}; allowed: [matrix], [models.<name>]")
     table = data.get("matrix", {})
-    allowed = (*AXES, "max_new_tokens", "exclude")
+    allowed = (*AXES, "datasets", "max_new_tokens", "exclude")
     unknown = sorted(set(table) - set(allowed))
     if unknown:
         raise _error(path, f"[matrix] has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
@@ -182,6 +256,7 @@ def load_matrix(path: Path, required: bool) -> Matrix:
         max_new_tokens=max_new_tokens,
         source=str(path),
         exclude=_exclude(path, table.get("exclude", [])),
+        datasets=_datasets(path, table),
     )
     validate(matrix)
     return matrix
@@ -206,7 +281,9 @@ def validate(matrix: Matrix) -> None:
         duplicates = sorted({str(v) for v in values if values.count(v) > 1})
         if duplicates:
             raise SettingError(f"{axis} lists {', '.join(duplicates)} twice (from {getattr(matrix, axis).origin})")
-    known = {"model": sorted(matrix.registry), "precision": KNOWN_PRECISIONS, "device": KNOWN_DEVICES}
+    _check_datasets(matrix.datasets)
+    known = {"model": sorted(matrix.registry), "precision": KNOWN_PRECISIONS, "device": KNOWN_DEVICES,
+             "dataset": [entry.name for entry in matrix.datasets.values]}  # fmt: skip
     for number, entry in enumerate(matrix.exclude, 1):
         for key, value in entry.items():
             if key in known and value not in known[key]:
@@ -219,6 +296,19 @@ def validate(matrix: Matrix) -> None:
                            f"({shown}): remove the entry there to run them")  # fmt: skip
 
 
+def _check_datasets(axis: Axis) -> None:
+    """Each data set's name once: it tells their combinations apart."""
+    seen: dict[str, DatasetEntry] = {}
+    for entry in axis.values:
+        first = seen.setdefault(entry.name, entry)
+        if first is not entry:
+            what = "lists it twice" if first == entry else f"has two data sets named {entry.name!r} ({first}, {entry})"
+            raise SettingError(f"datasets {what} (from {axis.origin}); each data set needs a name of its own: "
+                               'rename a file, or give { name = "...", path = "..." } in the matrix file')  # fmt: skip
+
+
 def describe(combination: Combination) -> str:
-    """``gemma3-270m int8 cpu bs1``: a combination as the terminal tables name it."""
-    return f"{' '.join(combination.load_key)} bs{combination.batch_size}"
+    """``gemma3-270m int8 cpu bs1``: a combination as the terminal tables name it (and its data set, where
+    the test id names it)."""
+    words = f"{' '.join(combination.load_key)} bs{combination.batch_size}"
+    return words if combination.dataset is None else f"{words} {combination.dataset}"

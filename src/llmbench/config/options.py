@@ -236,9 +236,11 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "--llmbench-data",
-        "PATH",
-        "Summarization data set (JSONL or CSV with fields id, text, reference). "
-        "Default: the shipped data set (llmbench/data/summaries.jsonl)",
+        "NAMES-OR-PATHS",
+        "Comma list of data sets instead of the matrix file's datasets: a shipped set's name (summaries) or a "
+        "file (.jsonl, .csv, .parquet or .txt; text, optional id and reference; docs/datasets.md). "
+        "Default: the matrix file's list, else the shipped summaries set",
+        parse=parse_names,
     ),
     Option(
         "--llmbench-quality-items",

@@ -17,8 +17,8 @@ from typing import Any, Generic, Literal, TypeVar
 import pytest
 
 from llmbench.config.combination import Combination
-from llmbench.config.matrix import Axis, Matrix, load_matrix, validate
-from llmbench.config.options import Parse, SettingError, default_cache_dir, option_named
+from llmbench.config.matrix import Axis, Matrix, dataset_entry, load_matrix, validate
+from llmbench.config.options import Parse, SettingError, default_cache_dir, option_named, parse_names
 
 __all__ = [
     "Origin",
@@ -117,7 +117,6 @@ class Settings:
     max_new_tokens: Setting[int | None]
     rounds: Setting[int]
     warmup_rounds: Setting[int]
-    data_path: Path | None
     cache_dir: Path
     peak_bandwidth: Setting[float | None]
     quality_items: int | None
@@ -156,7 +155,7 @@ _AXES = {
 #: Options that :func:`resolve_settings` reads (the others belong to the gate, report and shard hooks).
 _SESSION_OPTIONS = (
     "--llmbench-matrix", *_AXES.values(), "--llmbench-max-new-tokens", "--llmbench-rounds",
-    "--llmbench-warmup-rounds", "--llmbench-peak-bandwidth", "--llmbench-data", "--llmbench-quality-items",
+    "--llmbench-warmup-rounds", "--llmbench-peak-bandwidth", "--llmbench-quality-items",
     "--llmbench-quality-batch-size", "--llmbench-quality-target", "--llmbench-outputs-dir",
     "--llmbench-threads", "--llmbench-cache-dir", "--llmbench-isolation", "--llmbench-worker-timeout",
 )  # fmt: skip
@@ -181,9 +180,21 @@ def _matrix(config: pytest.Config) -> Matrix:
         precisions=axis("--llmbench-precision", matrix.precisions),
         devices=axis("--llmbench-device", matrix.devices),
         batch_sizes=axis("--llmbench-batch-size", matrix.batch_sizes),
+        datasets=_datasets(config, matrix.datasets),
     )
     validate(matrix)
     return matrix
+
+
+def _datasets(config: pytest.Config, current: Axis) -> Axis:
+    """``--llmbench-data``: the data sets instead of the matrix file's, each a shipped set's name or a path
+    (relative to the ini file's folder for an ini value, else to the directory pytest was invoked from)."""
+    raw = raw_value(config, "--llmbench-data")
+    if raw is None:
+        return current
+    values = parse_names(raw.value, "--llmbench-data", raw.origin)
+    base = config.inipath.parent if raw.kind == "ini" and config.inipath else config.invocation_params.dir
+    return Axis(tuple(dataset_entry(value, base) for value in values), raw.origin)
 
 
 def resolve_settings(config: pytest.Config) -> Settings:
@@ -205,12 +216,12 @@ def resolve_settings(config: pytest.Config) -> Settings:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     origins = {flag: setting.origin for flag, setting in value.items()}
     origins.update({flag: getattr(matrix, field).origin for field, flag in _AXES.items()})
+    origins["--llmbench-data"] = matrix.datasets.origin
     return Settings(
         matrix=matrix,
         max_new_tokens=value["--llmbench-max-new-tokens"],
         rounds=value["--llmbench-rounds"],
         warmup_rounds=value["--llmbench-warmup-rounds"],
-        data_path=path("--llmbench-data"),
         cache_dir=path("--llmbench-cache-dir") or default_cache_dir(),
         peak_bandwidth=value["--llmbench-peak-bandwidth"],
         quality_items=value["--llmbench-quality-items"].value,

@@ -1,23 +1,30 @@
-"""The summarization data set: items with a source text and a reference summary.
+"""Data sets: items with a text (the prompt's), an optional reference and an optional accuracy check.
 
-A data file is JSONL (one object a line) or CSV (a header row), with the fields ``id``, ``text`` and
-``reference`` (other fields are kept as they are). An item may carry an accuracy check instead of a
-reference (``answer``, ``match``, ``tolerance``, ``options``: :mod:`llmbench.data.checks`). Every problem
-is reported with the file, the line and what is wrong.
+A data file is JSONL, JSON, CSV, Parquet or plain text (:mod:`llmbench.data.formats`, docs/datasets.md).
+An item has the fields ``text`` (required), ``id`` (default: its position in the file, 1 for the first)
+and ``reference`` (the reference summary ROUGE scores against); other fields are ignored. An item may
+carry an accuracy check instead of a reference (``answer``, ``match``, ``tolerance``, ``options``:
+:mod:`llmbench.data.checks`). A set whose items have no reference (a file of prompts) runs speed and
+memory; its reference-based quality figures are n/a with the reason. Every item without a check has a
+reference, or none has. Every problem is reported with the file, the line and what is wrong.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from llmbench.data.checks import AnswerCheck, CheckError, parse_check
+from llmbench.data.formats import FORMATS, DataError, Record, read_records
 
-REQUIRED_FIELDS = ("id", "text", "reference")
+__all__ = [
+    "ACCURACY_DATA", "FORMATS", "REQUIRED_FIELDS", "SHIPPED_DATA", "SHIPPED_SETS", "DataError", "Item",
+    "load_dataset", "load_items", "shipped_or_given",
+]  # fmt: skip
+
+REQUIRED_FIELDS = ("text",)
+#: The fields an item may leave out (a CSV cell left empty counts as left out).
+OPTIONAL_FIELDS = ("id", "reference")
 
 #: The shipped data set: original texts written for this project (fables, parables, invented local news).
 SHIPPED_DATA = Path(__file__).with_name("summaries.jsonl")
@@ -28,89 +35,49 @@ ACCURACY_DATA = Path(__file__).with_name("accuracy.jsonl")
 SHIPPED_SETS: dict[str, Path] = {"summaries": SHIPPED_DATA, "accuracy": ACCURACY_DATA}
 
 
-class DataError(ValueError):
-    """A data file that cannot be used: the message names the file, the line and the problem."""
-
-
 @dataclass(frozen=True)
 class Item:
     id: str
     text: str
+    #: The reference text; empty where the item has none (a set of prompts, an accuracy item).
     reference: str
     #: The item's accuracy check (expected answer and how to match it); None where it has none.
     check: AnswerCheck | None = None
 
 
-def _item(path: Path, line: int, record: object) -> Item:
-    where = f"{path}, line {line}"
-    if not isinstance(record, dict):
-        raise DataError(f"{where}: expected an object with fields {', '.join(REQUIRED_FIELDS)}, got {record!r:.60}")
+def _fields(path: Path, record: Record) -> dict[str, object]:
+    fields = record.fields
+    if not isinstance(fields, dict):
+        raise DataError(f"{record.where(path)}: expected an object with a field 'text' (and optionally "
+                        f"{', '.join(OPTIONAL_FIELDS)}), got {fields!r:.60}")  # fmt: skip
+    # An empty CSV cell (or a blank text anywhere) of an optional field counts as left out.
+    return {k: v for k, v in fields.items() if not (k in OPTIONAL_FIELDS and isinstance(v, str) and not v.strip())}
+
+
+def _item(path: Path, record: Record, position: int) -> Item:
+    where = record.where(path)
+    fields = _fields(path, record)
     try:
-        check = parse_check(record)
+        check = parse_check(fields)
     except CheckError as error:
         raise DataError(f"{where}: {error}") from None
-    if check is not None and record.get("reference") is None:
-        # An accuracy item: the check stands in for the reference.
-        record = {**record, "reference": ""}
-    for name in REQUIRED_FIELDS:
-        if name not in record or record[name] is None:
-            raise DataError(f"{where}: missing field {name!r} (required: {', '.join(REQUIRED_FIELDS)})")
-        if not isinstance(record[name], str | int) or isinstance(record[name], bool):
-            raise DataError(f"{where}: field {name!r} must be text, got {type(record[name]).__name__}")
-        if not str(record[name]).strip() and not (name == "reference" and check is not None):
+    for name in (*REQUIRED_FIELDS, *OPTIONAL_FIELDS):
+        if name not in fields or fields[name] is None:
+            if name in REQUIRED_FIELDS:
+                raise DataError(f"{where}: missing field {name!r} (required: {', '.join(REQUIRED_FIELDS)}; "
+                                f"optional: {', '.join(OPTIONAL_FIELDS)})")  # fmt: skip
+            continue
+        if not isinstance(fields[name], str | int) or isinstance(fields[name], bool):
+            raise DataError(f"{where}: field {name!r} must be text, got {type(fields[name]).__name__}")
+        if not str(fields[name]).strip():
             raise DataError(f"{where}: field {name!r} is empty")
+    reference = fields.get("reference")
     return Item(
-        id=str(record["id"]).strip(),
-        text=str(record["text"]).strip(),
-        reference=str(record["reference"]).strip(),
+        id=str(fields.get("id") if fields.get("id") is not None else position).strip(),
+        text=str(fields["text"]).strip(),
+        reference="" if reference is None else str(reference).strip(),
         check=check,
     )
-
-
-def _csv_records(path: Path, content: str) -> list[tuple[int, object]]:
-    reader = csv.reader(io.StringIO(content, newline=""))
-    out: list[tuple[int, object]] = []
-    start = 1
-    try:
-        header = next(reader, None)
-        # An accuracy set's checks stand in for the reference column.
-        optional = ("reference",) if "answer" in (header or []) else ()
-        missing = [name for name in REQUIRED_FIELDS if name not in (header or []) and name not in optional]
-        if header is None or missing:
-            raise DataError(f"{path}, line 1: the CSV header lacks {', '.join(missing)} (has {header})")
-        while True:
-            # A quoted text may span several physical lines: report a row at its first line.
-            start = reader.line_num + 1
-            row = next(reader, None)
-            if row is None:
-                break
-            if not row:
-                continue
-            out.append((start, dict(zip(header, row, strict=False))))
-    except csv.Error as error:
-        raise DataError(f"{path}, line {start}: not valid CSV ({error})") from None
-    return out
-
-
-def _records(path: Path, content: str) -> list[tuple[int, object]]:
-    if path.suffix.lower() == ".csv":
-        return _csv_records(path, content)
-    if path.suffix.lower() not in (".jsonl", ".json", ".ndjson"):
-        raise DataError(
-            f"{path}: unknown data format {path.suffix!r}; use .jsonl or .csv, or a shipped set's name "
-            f"({', '.join(SHIPPED_SETS)})"
-        )
-    records: list[tuple[int, object]] = []
-    # Split at newlines only: str.splitlines() also breaks at U+2028, U+2029 and U+0085, which are
-    # legal raw inside JSON strings.
-    for number, line in enumerate(content.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append((number, json.loads(line)))
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}, line {number}: not valid JSON ({error.msg}, column {error.colno})") from None
-    return records
 
 
 def shipped_or_given(path: Path) -> Path:
@@ -124,25 +91,44 @@ def shipped_or_given(path: Path) -> Path:
 def load_items(path: Path) -> list[Item]:
     """Read and check a data file (or a shipped set by name); raise :class:`DataError` on the first problem."""
     path = shipped_or_given(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: data file not found") from None
-    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
-    try:
-        content = raw[bom:].decode("utf-8")
-    except UnicodeDecodeError as error:
-        offset = bom + error.start
-        line = raw[:offset].count(b"\n") + 1
-        raise DataError(f"{path}, line {line}: not UTF-8 (byte 0x{raw[offset]:02x} at offset {offset})") from None
+    if path.suffix.lower() not in FORMATS:
+        known = ", ".join(f"{suffix} ({what})" for suffix, what in FORMATS.items())
+        raise DataError(f"{path}: unknown data format {path.suffix!r}; use {known}, or a shipped set's name "
+                        f"({', '.join(SHIPPED_SETS)})")  # fmt: skip
     items: list[Item] = []
-    seen: dict[str, int] = {}
-    for line, record in _records(path, content):
-        item = _item(path, line, record)
+    seen: dict[str, Record] = {}
+    with_reference: Record | None = None
+    without: Record | None = None
+    for record in read_records(path):
+        item = _item(path, record, len(items) + 1)
         if item.id in seen:
-            raise DataError(f"{path}, line {line}: duplicate id {item.id!r} (first on line {seen[item.id]})")
-        seen[item.id] = line
+            first = seen[item.id]
+            raise DataError(f"{record.where(path)}: duplicate id {item.id!r} (first on {first.unit} {first.number})")
+        seen[item.id] = record
+        if item.reference:
+            with_reference = with_reference or record
+        elif item.check is None:
+            without = without or record
+        if with_reference is not None and without is not None:
+            # The later of the two is the one to blame: the earlier set the pattern.
+            other, has, other_has = (
+                (with_reference, "has no reference", "has one") if without is record
+                else (without, "has a reference", "has none")
+            )  # fmt: skip
+            raise DataError(f"{record.where(path)}: {has}, but {other.unit} {other.number} {other_has}: give every "
+                            "item a reference (or an accuracy check), or none (a set of prompts)")  # fmt: skip
         items.append(item)
     if not items:
         raise DataError(f"{path}: no items")
     return items
+
+
+def load_dataset(name: str, path: Path | None) -> list[Item]:
+    """The items of a matrix's data set: the file ``path``, or the shipped set ``name`` where ``path`` is
+    None; raise :class:`DataError` for an unknown shipped set or a bad file."""
+    if path is None:
+        if name not in SHIPPED_SETS:
+            raise DataError(f"{name!r} is not a shipped data set (shipped: {', '.join(SHIPPED_SETS)}); give a "
+                            f"file's path instead, with its suffix ({', '.join(FORMATS)})")  # fmt: skip
+        path = SHIPPED_SETS[name]
+    return load_items(path)

@@ -1,5 +1,6 @@
 """The per-item outputs of one combination (id, reference, output, ROUGE, identical to the reference
-precision's), saved next to the run as JSON lines, atomically. See docs/quality.md.
+precision's), saved next to the run as JSON lines, atomically. See docs/quality.md. An item of a data set
+without references has an empty reference and null ROUGE.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ class QualityRecord:
     """One item's output of one combination, as saved next to the run."""
 
     id: str
+    #: The reference text; empty for a data set without references.
     reference: str
     output: str
-    rouge1: float
-    rouge2: float
-    rougeLsum: float  # the metric's name, as in the saved runs
+    #: ROUGE F1 against the reference; None without a reference.
+    rouge1: float | None
+    rouge2: float | None
+    rougeLsum: float | None  # the metric's name, as in the saved runs
     #: Whether the output equals the reference precision's; None where that output is not known.
     identical_to_reference_precision: bool | None = None
 
@@ -47,23 +50,29 @@ class QualityRecord:
             id=str(data["id"]),
             reference=str(data["reference"]),
             output=str(data["output"]),
-            rouge1=float(data["rouge1"]),
-            rouge2=float(data["rouge2"]),
-            rougeLsum=float(data["rougeLsum"]),
+            rouge1=_score(data["rouge1"]),
+            rouge2=_score(data["rouge2"]),
+            rougeLsum=_score(data["rougeLsum"]),
             identical_to_reference_precision=None if identical is None else bool(identical),
         )
+
+
+def _score(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def quality_records(
     ids: Sequence[str],
     references: Sequence[str],
     outputs: Sequence[str],
-    scores: Mapping[str, Sequence[float]],
+    scores: Mapping[str, Sequence[float]] | None,
     reference_outputs: Sequence[str] | None = None,
 ) -> list[QualityRecord]:
-    """The per-item records of one combination (``reference_outputs``: the reference precision's texts)."""
+    """The per-item records of one combination (``reference_outputs``: the reference precision's texts;
+    ``scores`` None: a data set without references, the ROUGE fields null)."""
     lengths: dict[str, Sequence[Any]] = {"ids": ids, "references": references, "outputs": outputs}
-    lengths.update({f"scores[{name!r}]": scores[name] for name in ROUGE_TYPES})
+    if scores is not None:
+        lengths.update({f"scores[{name!r}]": scores[name] for name in ROUGE_TYPES})
     if reference_outputs is not None:
         lengths["reference_outputs"] = reference_outputs
     n = check_lengths(**lengths)
@@ -72,9 +81,9 @@ def quality_records(
             id=ids[i],
             reference=references[i],
             output=outputs[i],
-            rouge1=float(scores["rouge1"][i]),
-            rouge2=float(scores["rouge2"][i]),
-            rougeLsum=float(scores["rougeLsum"][i]),
+            rouge1=None if scores is None else float(scores["rouge1"][i]),
+            rouge2=None if scores is None else float(scores["rouge2"][i]),
+            rougeLsum=None if scores is None else float(scores["rougeLsum"][i]),
             identical_to_reference_precision=None if reference_outputs is None else outputs[i] == reference_outputs[i],
         )
         for i in range(n)
