@@ -156,12 +156,13 @@ def parse_check(record: Mapping[str, object]) -> AnswerCheck | None:
     for name, kind in (("tolerance", "numeric"), ("options", "choice")):
         if name in given and match != kind:
             raise CheckError(f"field {name!r} applies to match {kind} only, but match is {match}")
-    answer = _text("answer", given["answer"])
     if match == "numeric":
+        value = _number("answer", given["answer"], match)
         tolerance = _number("tolerance", given.get("tolerance", 0.0), match)
         if tolerance < 0:
             raise CheckError(f"field 'tolerance' must be 0 or more, got {given['tolerance']!r}")
-        return AnswerCheck("numeric", answer, value=_number("answer", given["answer"], match), tolerance=tolerance)
+        return AnswerCheck("numeric", _text("answer", given["answer"]), value=value, tolerance=tolerance)
+    answer = _text("answer", given["answer"])
     if match == "regex":
         try:
             re.compile(answer)

@@ -14,6 +14,8 @@ from llmbench.metrics import Metric, metrics_of
 from llmbench.tables import Column, text_table
 from llmbench.units import format_compact
 
+#: The column of a metric's bootstrap interval rather than its value.
+ACCURACY_CI = "accuracy ci"
 #: (header, metric name, width); values are formatted by :func:`llmbench.units.format_compact`.
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("latency", "latency_s", 8),
@@ -50,6 +52,15 @@ DEVICE_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("GPU used", "peak_gpu_used_bytes", 9),
     ("host RSS", "peak_rss_bytes", 9),
 )
+#: The fourth table, where a run has accuracy checks: the share correct with its bootstrap interval, its share of
+#: the reference precision's, and the outputs identical to it (docs/quality.md, "Accuracy checks").
+QUALITY_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("accuracy", "accuracy", 8),
+    ("95% CI", ACCURACY_CI, 13),
+    ("of ref.", "accuracy_share", 7),
+    ("ROUGE-L", "rougeLsum", 7),
+    ("same", "drift_identical_share", 6),
+)
 #: On a GPU, the memory column shows the process's GPU memory as the driver sees it, else CUDA's allocated
 #: peak (the driver's figure n/a: no nvidia-ml-py), else n/a; never the host RSS (the third table has it).
 GPU_MEMORY = ("peak_gpu_process_bytes", "peak_cuda_allocated_bytes")
@@ -62,6 +73,11 @@ def _measured(metrics: Mapping[str, Metric], name: str) -> bool:
 
 def cell(metrics: Mapping[str, Metric], name: str, headline: bool = True) -> str:
     """One figure for a column; in the headline table, the memory column is the GPU's where there is one."""
+    if name == ACCURACY_CI:
+        found = metrics.get("accuracy")
+        if found is None or found.ci is None:
+            return "n/a"
+        return f"{format_compact(found.ci[0], found.unit)}-{format_compact(found.ci[1], found.unit)}"
     metric = metrics.get(name)
     on_gpu = [metrics[gpu] for gpu in GPU_MEMORY if gpu in metrics]
     if name == "peak_rss_bytes" and headline and on_gpu:  # a GPU's row: its GPU memory, n/a where unmeasured
@@ -72,7 +88,9 @@ def cell(metrics: Mapping[str, Metric], name: str, headline: bool = True) -> str
 
 
 def combination_label(extra: Mapping[str, Any]) -> str:
-    return f"{extra.get('model')} {extra.get('precision')} {extra.get('device')} bs{extra.get('batch_size')}"
+    """``gemma3-270m q4_k_m cpu bs1``, and the data set where the test id names it."""
+    label = f"{extra.get('model')} {extra.get('precision')} {extra.get('device')} bs{extra.get('batch_size')}"
+    return f"{label} {extra['dataset']}" if extra.get("dataset") else label
 
 
 def _table(benchmarks: Iterable[Mapping[str, Any]], columns: tuple[tuple[str, str, int], ...]) -> list[str]:
@@ -94,7 +112,7 @@ def _table(benchmarks: Iterable[Mapping[str, Any]], columns: tuple[tuple[str, st
 def render(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
     """The table's lines for benchmarks shaped like pytest-benchmark's JSON (``extra_info`` with ``metrics``),
     then, where any benchmark has them, the engine's decode figure and the latency distribution, the energy
-    and GPU memory figures, and a warning for each combination whose GPU throttled."""
+    and GPU memory figures, the accuracy figures, and a warning for each combination whose GPU throttled."""
     benchmarks = list(benchmarks)
     out = _table(benchmarks, COLUMNS)
     if not out:
@@ -114,6 +132,11 @@ def render(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
         out.append("J/token: energy per generated token over the timed rounds (NVML on CUDA, RAPL on a CPU);")
         out.append("GPU proc: the process's GPU memory from the driver; CUDA alloc/resv: torch's allocator;")
         out.append("GPU used: every process on the GPU (docs/gpu.md)")
+    if any("accuracy" in metrics_of(bench) for bench in benchmarks):
+        out.append("")
+        out.extend(_table(benchmarks, QUALITY_COLUMNS))
+        out.append("accuracy: share of the items answered correctly under their checks, 95% bootstrap interval;")
+        out.append("of ref.: accuracy as a share of the reference precision's (docs/quality.md)")
     for bench in benchmarks:
         extra = bench.get("extra_info") or {}
         note = throttle_note(extra.get(THROTTLE_INFO_KEY))

@@ -49,6 +49,7 @@ KEY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("peak memory", "peak_memory"),
     ("weights", "weight_bytes"),
     ("ROUGE-Lsum", "rougeLsum"),
+    ("accuracy", "accuracy"),
     ("identical to ref.", "drift_identical_share"),
 )
 
