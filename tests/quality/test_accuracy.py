@@ -6,19 +6,24 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from llmbench.config.combination import Combination, ModelSpec
 from llmbench.data import ACCURACY_DATA, SHIPPED_SETS, DataError, Item, load_items
 from llmbench.data.checks import AnswerCheck, normalise, parse_check
+from llmbench.engine_types import Generation
 from llmbench.gate import compare_runs
 from llmbench.gate.baseline import Baseline
 from llmbench.gate.rules import DEFAULT_RULES
 from llmbench.metrics import Metric
 from llmbench.quality.accuracy import accuracy_metric, accuracy_scores, answer_line, first_number, is_correct
 from llmbench.quality.drift import share_metrics
+from llmbench.quality.outputs import read_outputs
+from llmbench.quality.runs import QualityRuns
 from llmbench.runs import run_from_json
 
 
@@ -274,12 +279,11 @@ def test_checks_in_a_csv_file_with_blank_cells_for_items_without_some_fields(tmp
     assert [item.reference for item in items] == ["", "", ""]
 
 
-def test_an_item_without_a_check_still_needs_its_reference(tmp_path: Path) -> None:
-    path = write(tmp_path, GOOD, {"id": "summary", "text": "A long text."})
-    with pytest.raises(DataError, match=re.escape(f"{path}, line 2: missing field 'reference'")):
-        load_items(path)
+def test_items_with_checks_and_items_with_references_load_together(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD, {"id": "summary", "text": "A long text.", "reference": "Short."})
-    assert [item.check is None for item in load_items(path)] == [False, True]
+    items = load_items(path)
+    assert [item.check is None for item in items] == [False, True]
+    assert [item.reference for item in items] == ["", "Short."]
 
 
 def test_the_shipped_accuracy_set_loads_by_name_and_every_kind_is_used() -> None:
@@ -410,3 +414,54 @@ def test_accuracy_is_in_the_report_markdown_and_the_export(tmp_path: Path) -> No
         (row,) = list(csv.DictReader(handle))
     assert float(row["accuracy"]) == pytest.approx(0.75)
     assert float(row["accuracy_ci_low"]) < 0.75 < float(row["accuracy_ci_high"])
+
+
+# ----------------------------------------------------------------------------- the quality pass
+
+
+class FakeAnsweringModel:
+    """A FAKE loaded model: answers each prompt from a table (no engine), and records the prompts it got."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+        self.prompts: list[str] = []
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> Generation:
+        self.prompts.extend(prompts)
+        texts = tuple(self.answers[prompt] for prompt in prompts)
+        return Generation(
+            texts=texts,
+            prompt_tokens=tuple(len(p.split()) for p in prompts),
+            generated_tokens=tuple(len(t.split()) for t in texts),
+            token_ids=tuple(tuple(ord(c) for c in t) for t in texts),
+        )
+
+
+def test_the_quality_pass_scores_accuracy_against_the_reference_precision(tmp_path: Path) -> None:
+    items = load_items(ACCURACY_DATA)[:12]
+    spec = ModelSpec("fake", "causal", "path:/nowhere", prompt_template="Article: {text}\n\nSummary:")
+    right = {item.text: _right_answer(item) for item in items}
+    worse = {**right, **{item.text: " no idea" for item in items[:3]}}
+    quality = QualityRuns(items, batch_size=5, max_new_tokens=8, target_share=0.99, outputs_dir=tmp_path,
+                          dataset="accuracy")  # fmt: skip
+    full, quantized = FakeAnsweringModel(right), FakeAnsweringModel(worse)
+
+    reference = {m.name: m for m in quality.get(Combination(spec, "fp32", "cpu", 1), full, 8).metrics}  # type: ignore[arg-type]
+    run = quality.get(Combination(spec, "q4_k_m", "cpu", 1), quantized, 8)  # type: ignore[arg-type]
+    metrics = {m.name: m for m in run.metrics}
+
+    assert full.prompts == [item.text for item in items]  # the question as written, not the summary template
+    assert reference["accuracy"].value == 1.0
+    assert reference["rouge1"].value is None
+    assert "has no reference texts (its items have accuracy checks" in reference["rouge1"].note
+    assert metrics["accuracy"].value == pytest.approx(9 / 12)
+    assert metrics["accuracy"].samples == (0.0,) * 3 + (1.0,) * 9
+    assert metrics["accuracy"].ci is not None
+    assert metrics["accuracy_share"].value == pytest.approx(9 / 12)
+    assert metrics["quality_target_met"].value == 0.0
+    assert metrics["drift_identical_share"].value == pytest.approx(9 / 12)
+    assert metrics["rougeLsum_share"].value is None
+    records = read_outputs(tmp_path / "fake-q4_k_m-cpu.jsonl")
+    assert [r.correct for r in records] == [False] * 3 + [True] * 9
+    assert records[0].check == "exact 'n'"
+    assert records[0].rouge1 is None

@@ -23,6 +23,7 @@ from llmbench.config.settings import SETTINGS_KEY, Settings
 from llmbench.data import DataError, Item, load_dataset
 from llmbench.gate.rules import Rule
 from llmbench.gate.settings import gate_settings
+from llmbench.quality.runs import prompt_of
 from llmbench.runs import machine_id_here
 
 __all__ = ["Benchmark", "Plan", "collect_plan"]
@@ -97,7 +98,7 @@ class _Collector:
                 skipped.append(f"{combination.id}: batch size {combination.batch_size} exceeds the {len(items)} "
                                f"items of the data set {combination.dataset_name}")  # fmt: skip
                 continue
-            prompts = tuple(combination.model.format_prompt(i.text) for i in items[: combination.batch_size])
+            prompts = tuple(prompt_of(combination.model, i) for i in items[: combination.batch_size])
             benchmarks.append(
                 Benchmark(item.name, item.nodeid, combination, prompts, settings.max_new_tokens_for(combination))
             )

@@ -14,7 +14,7 @@ from llmbench.backends import LoadedModel
 from llmbench.config.combination import Combination
 from llmbench.config.settings import SETTINGS_KEY, Settings
 from llmbench.data import DataError, Item, load_dataset
-from llmbench.quality.runs import QualityRun, QualityRuns
+from llmbench.quality.runs import QualityRun, QualityRuns, prompt_of
 
 #: The session's data sets, read and checked once when pytest starts (name -> items, in matrix order).
 DATASETS_KEY = pytest.StashKey[dict[str, list[Item]]]()
@@ -63,11 +63,12 @@ def dataset_items(llm_combination: Combination, llmbench_datasets: Mapping[str, 
 
 @pytest.fixture
 def prompt_batch(llm_combination: Combination, dataset_items: list[Item]) -> list[str]:
-    """The first ``batch_size`` items of the data set, formatted with the model's prompt template."""
+    """The first ``batch_size`` items of the data set, formatted with the model's prompt template (an item
+    with an accuracy check: its text as it is, :func:`llmbench.quality.runs.prompt_of`)."""
     if llm_combination.batch_size > len(dataset_items):
         pytest.skip(f"batch size {llm_combination.batch_size} exceeds the {len(dataset_items)} items of the data "
                     f"set {llm_combination.dataset_name}")  # fmt: skip
-    return [llm_combination.model.format_prompt(item.text) for item in dataset_items[: llm_combination.batch_size]]
+    return [prompt_of(llm_combination.model, item) for item in dataset_items[: llm_combination.batch_size]]
 
 
 @pytest.fixture

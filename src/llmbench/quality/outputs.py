@@ -1,6 +1,7 @@
 """The per-item outputs of one combination (id, reference, output, ROUGE, identical to the reference
 precision's), saved next to the run as JSON lines, atomically. See docs/quality.md. An item of a data set
-without references has an empty reference and null ROUGE.
+without references has an empty reference and null ROUGE; an item with an accuracy check also has the check
+in words (``check``) and whether its output passed it (``correct``).
 """
 
 from __future__ import annotations
@@ -31,8 +32,13 @@ class QualityRecord:
     rougeLsum: float | None  # the metric's name, as in the saved runs
     #: Whether the output equals the reference precision's; None where that output is not known.
     identical_to_reference_precision: bool | None = None
+    #: The item's accuracy check in words (``numeric 84``); None where it has none.
+    check: str | None = None
+    #: Whether the output passed the check; None where the item has none.
+    correct: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
+        accuracy = {} if self.check is None else {"check": self.check, "correct": self.correct}
         return {
             "id": self.id,
             "reference": self.reference,
@@ -41,11 +47,12 @@ class QualityRecord:
             "rouge2": self.rouge2,
             "rougeLsum": self.rougeLsum,
             "identical_to_reference_precision": self.identical_to_reference_precision,
+            **accuracy,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> QualityRecord:
-        identical = data.get("identical_to_reference_precision")
+        identical, check, correct = (data.get(k) for k in ("identical_to_reference_precision", "check", "correct"))
         return cls(
             id=str(data["id"]),
             reference=str(data["reference"]),
@@ -54,6 +61,8 @@ class QualityRecord:
             rouge2=_score(data["rouge2"]),
             rougeLsum=_score(data["rougeLsum"]),
             identical_to_reference_precision=None if identical is None else bool(identical),
+            check=None if check is None else str(check),
+            correct=None if correct is None else bool(correct),
         )
 
 
@@ -65,26 +74,33 @@ def quality_records(
     ids: Sequence[str],
     references: Sequence[str],
     outputs: Sequence[str],
-    scores: Mapping[str, Sequence[float]] | None,
+    scores: Mapping[str, Sequence[float | None]] | None,
     reference_outputs: Sequence[str] | None = None,
+    checks: Sequence[str | None] | None = None,
+    correct: Sequence[bool | None] | None = None,
 ) -> list[QualityRecord]:
     """The per-item records of one combination (``reference_outputs``: the reference precision's texts;
-    ``scores`` None: a data set without references, the ROUGE fields null)."""
+    ``scores`` None: a data set without references, the ROUGE fields null; a None score: an item without a
+    reference; ``checks`` and ``correct``: each item's accuracy check in words and its result, None where
+    the item has no check)."""
     lengths: dict[str, Sequence[Any]] = {"ids": ids, "references": references, "outputs": outputs}
     if scores is not None:
         lengths.update({f"scores[{name!r}]": scores[name] for name in ROUGE_TYPES})
-    if reference_outputs is not None:
-        lengths["reference_outputs"] = reference_outputs
+    for name, given in (("reference_outputs", reference_outputs), ("checks", checks), ("correct", correct)):
+        if given is not None:
+            lengths[name] = given
     n = check_lengths(**lengths)
     return [
         QualityRecord(
             id=ids[i],
             reference=references[i],
             output=outputs[i],
-            rouge1=None if scores is None else float(scores["rouge1"][i]),
-            rouge2=None if scores is None else float(scores["rouge2"][i]),
-            rougeLsum=None if scores is None else float(scores["rougeLsum"][i]),
+            rouge1=None if scores is None else _score(scores["rouge1"][i]),
+            rouge2=None if scores is None else _score(scores["rouge2"][i]),
+            rougeLsum=None if scores is None else _score(scores["rougeLsum"][i]),
             identical_to_reference_precision=None if reference_outputs is None else outputs[i] == reference_outputs[i],
+            check=None if checks is None else checks[i],
+            correct=None if correct is None else correct[i],
         )
         for i in range(n)
     ]

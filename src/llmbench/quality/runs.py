@@ -1,13 +1,14 @@
-"""Output quality of each loaded model: summaries of the whole data set, generated once per session.
+"""Output quality of each loaded model: the whole data set generated once per session, and scored.
 
-For each (model, precision, device) the data set is summarised once, greedily, in batches of the
-quality batch size, outside the timed rounds. The outputs are scored with ROUGE against the
-references, compared with the model's reference precision (drift) when that precision ran earlier
-in the session, and written per item to a JSONL file for reviewers.
+For each (model, precision, device) the data set is generated once, greedily, in batches of the quality
+batch size, outside the timed rounds. The outputs of the items with a reference are scored with ROUGE, those
+of the items with an accuracy check with :mod:`llmbench.quality.accuracy`; both are compared with the
+model's reference precision (drift, and each score's share of the reference's) when that precision ran
+earlier in the session, and written per item to a JSONL file for reviewers.
 
-A data set without references (a file of prompts) is generated and compared for drift all the same;
-its ROUGE, semantic similarity and ROUGE shares are n/a with the reason (:func:`no_reference_reason`),
-never 0.
+A data set without references (a file of prompts, an accuracy set) is generated and compared for drift all
+the same; its ROUGE, semantic similarity and ROUGE shares are n/a with the reason
+(:func:`no_reference_reason`), never 0.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmbench.config.combination import Combination
+from llmbench.config.combination import Combination, ModelSpec
 from llmbench.data import Item
 from llmbench.engine_types import LoadedModel
 from llmbench.metrics import Metric
-from llmbench.quality.drift import drift_metrics
+from llmbench.quality.accuracy import accuracy_metric, accuracy_scores
+from llmbench.quality.drift import agreement_metrics, share_metrics
 from llmbench.quality.outputs import quality_records, write_outputs
 from llmbench.quality.rouge import ROUGE_TYPES, rouge_metrics, rouge_scores
 from llmbench.quality.semantic import semantic_available, semantic_similarity
@@ -30,10 +32,19 @@ LoadKey = tuple[str, str, str]
 REFERENCE_METRICS = (*ROUGE_TYPES, "semantic_sim", *(f"{name}_share" for name in ROUGE_TYPES), "quality_target_met")
 
 
-def no_reference_reason(dataset: str | None) -> str:
+def no_reference_reason(dataset: str | None, checked: bool = False) -> str:
     """Why the reference-based figures of a data set without references are n/a (saved as their note)."""
     which = f"the data set {dataset!r}" if dataset else "the data set"
+    if checked:
+        return f"n/a: {which} has no reference texts (its items have accuracy checks: see accuracy)"
     return f"n/a: {which} has no reference texts (prompts only): nothing to score the outputs against"
+
+
+def prompt_of(model: ModelSpec, item: Item) -> str:
+    """The prompt of ``item``: an item with an accuracy check is a question written as the model should see it
+    (``Question: ...\nAnswer:``), its text as it is; any other item's text in the model's prompt template
+    (a summary instruction). A chat model gets either inside its chat template (docs/quality.md)."""
+    return item.text if item.check is not None else model.format_prompt(item.text)
 
 
 @dataclass(frozen=True)
@@ -82,27 +93,35 @@ class QualityRuns:
         token_ids: list[tuple[int, ...]] = []
         for start in range(0, len(self.items), self.batch_size):
             batch = self.items[start : start + self.batch_size]
-            generation = llm.generate([model.format_prompt(item.text) for item in batch], max_new_tokens)
+            generation = llm.generate([prompt_of(model, item) for item in batch], max_new_tokens)
             texts.extend(generation.texts)
             token_ids.extend(generation.token_ids)
         references = [item.reference for item in self.items]
-        scored = any(references)
-        scores = rouge_scores(texts, references) if scored else {}
-        metrics: list[Metric] = rouge_metrics(scores) if scored else []
-        if scored and semantic_available():
-            # Meaning-based similarity (all-MiniLM-L6-v2, offline): rewards paraphrases ROUGE misses.
-            metrics.append(semantic_similarity(texts, references))
+        with_reference = [i for i, item in enumerate(self.items) if item.reference]
+        checks = [item.check for item in self.items]
+        checked = [i for i, check in enumerate(checks) if check is not None]
+        # Per score, the per-item values over the items it applies to, in item order (the reference precision's
+        # run has the same items): what the shares and the gate pair item by item.
+        scores: dict[str, list[float]] = {}
+        metrics: list[Metric] = []
+        if with_reference:
+            scored_texts = [texts[i] for i in with_reference]
+            scored_references = [references[i] for i in with_reference]
+            scores.update(rouge_scores(scored_texts, scored_references))
+            metrics.extend(rouge_metrics(scores))
+            if semantic_available():
+                # Meaning-based similarity (all-MiniLM-L6-v2, offline): rewards paraphrases ROUGE misses.
+                metrics.append(semantic_similarity(scored_texts, scored_references))
+        if checked:
+            scores["accuracy"] = accuracy_scores([texts[i] for i in checked], [c for c in checks if c is not None])
+            metrics.append(accuracy_metric(scores["accuracy"]))
         reference_key = (model.name, model.reference_precision, combination.device)
         reference = self._runs.get(reference_key) if reference_key != combination.load_key else None
         if reference is not None:
-            # Without references the ROUGE shares are computed on zeros, then replaced by n/a below.
-            zeros = {name: [0.0] * len(texts) for name in ROUGE_TYPES}
-            metrics.extend(
-                drift_metrics(
-                    token_ids, reference.token_ids, texts, reference.texts, scores or zeros, reference.scores or zeros,
-                    target_share=self.target_share, reference_precision=model.reference_precision,
-                )
-            )  # fmt: skip
+            ref = model.reference_precision
+            metrics.extend(agreement_metrics(token_ids, reference.token_ids, texts, reference.texts, ref))
+            if scores:
+                metrics.extend(share_metrics(scores, reference.scores, self.target_share, ref))
         elif reference_key != combination.load_key:
             metrics.append(
                 Metric.of(
@@ -111,18 +130,24 @@ class QualityRuns:
                     f"{combination.precision} in this session",
                 )
             )  # fmt: skip
-        if not scored:
-            reason = no_reference_reason(self.dataset)
-            metrics = [m for m in metrics if m.name not in REFERENCE_METRICS]
-            metrics.extend(Metric.of(name, None, note=reason) for name in REFERENCE_METRICS)
+        if not with_reference:
+            reason = no_reference_reason(self.dataset, checked=bool(checked))
+            kept = set() if not checked else {"quality_target_met"}
+            missing = [name for name in REFERENCE_METRICS if name not in kept]
+            metrics = [m for m in metrics if m.name not in missing]
+            metrics.extend(Metric.of(name, None, note=reason) for name in missing)
         outputs_file = None
         if self.outputs_dir is not None:
             outputs_file = self.outputs_dir / f"{model.name}-{combination.precision}-{combination.device}.jsonl"
+            correct = dict(zip(checked, scores.get("accuracy", ()), strict=True))
             write_outputs(
                 outputs_file,
                 quality_records(
-                    [item.id for item in self.items], references, texts, scores if scored else None,
+                    [item.id for item in self.items], references, texts,
+                    _per_item(scores, with_reference, len(texts)) if with_reference else None,
                     reference.texts if reference is not None else None,
+                    checks=[None if check is None else check.describe() for check in checks],
+                    correct=[None if i not in correct else correct[i] == 1.0 for i in range(len(texts))],
                 ),
             )  # fmt: skip
         return QualityRun(
@@ -134,3 +159,14 @@ class QualityRuns:
             metrics=tuple(metrics),
             outputs_file=outputs_file,
         )
+
+
+def _per_item(scores: dict[str, list[float]], rows: Sequence[int], n: int) -> dict[str, list[float | None]]:
+    """The ROUGE scores of the items ``rows`` spread over all ``n`` items (None for the others)."""
+    out: dict[str, list[float | None]] = {}
+    for name in ROUGE_TYPES:
+        spread: list[float | None] = [None] * n
+        for row, value in zip(rows, scores[name], strict=True):
+            spread[row] = value
+        out[name] = spread
+    return out
