@@ -48,6 +48,10 @@ class ModelSpec:
     #: Generation ends at the first blank line of the output (base models keep writing otherwise).
     stop_at_blank_line: bool = False
     max_new_tokens: int = 48
+    #: The context the model was trained for, in tokens (its config's ``max_position_embeddings``, llama.cpp's
+    #: ``n_ctx_train``): a prompt length beyond it is skipped at collection. None: read from a local config
+    #: where there is one, else checked once the model is loaded.
+    context_tokens: int | None = None
     gguf: Mapping[str, str] = field(default_factory=dict)
     #: Precisions known not to work, with the reason shown as the skip reason.
     unsupported: Mapping[str, str] = field(default_factory=dict)
@@ -79,6 +83,13 @@ class Combination:
     #: The data set's name (a shipped set's, or a file's stem); None: :data:`DEFAULT_DATASET`, not named in
     #: the test id (the matrix names it there when it has several data sets or another one).
     dataset: str | None = None
+    #: Tokens in each prompt on the prompt-length axis (``[matrix] prompt_tokens``), named in the test id;
+    #: None: the data set's own prompts, as without the axis.
+    prompt_length: int | None = None
+    #: Tokens the engine's context must hold for every test of this load (the longest prompt length of its
+    #: (model, precision, device) plus max_new_tokens, rounded up): llama.cpp's ``n_ctx``. None: the
+    #: backend's default (2048 for llama.cpp).
+    context_tokens: int | None = None
 
     @property
     def dataset_name(self) -> str:
@@ -92,7 +103,8 @@ class Combination:
     @property
     def id(self) -> str:
         base = f"{self.model.name}-{self.precision}-{self.device}-bs{self.batch_size}"
-        return base if self.dataset is None else f"{base}-{self.dataset}"
+        base = base if self.dataset is None else f"{base}-{self.dataset}"
+        return base if self.prompt_length is None else f"{base}-prompt{self.prompt_length}"
 
     @property
     def load_key(self) -> tuple[str, str, str]:
@@ -109,4 +121,5 @@ class Combination:
             "backend": self.backend,
             "family": self.model.family,
             **({"dataset": self.dataset} if self.dataset is not None else {}),
+            **({"prompt_length": self.prompt_length} if self.prompt_length is not None else {}),
         }

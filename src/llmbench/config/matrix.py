@@ -10,6 +10,7 @@ The matrix file (TOML, ``benchmarks/matrix.toml`` by default)::
     # datasets = ["summaries", "prompts.txt"]  # optional: shipped sets by name, or files (relative to this
     #                                          # file); default: the shipped summaries set
     # max_new_tokens = 32          # optional: overrides every model's own setting
+    # prompt_tokens = [128, 1024]  # optional: prompts of exactly these many tokens (an axis; test id -promptN)
     exclude = [                    # optional: combinations left out (GitHub Actions' matrix exclude)
         { precision = "int8", device = "cpu" },
     ]
@@ -26,7 +27,7 @@ import itertools
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,8 @@ DEFAULT_MATRIX: dict[str, list[Any]] = {
 }
 AXES = ("models", "precisions", "devices", "batch_sizes")
 #: The keys of an ``exclude`` entry: one per axis, each matching one value.
-EXCLUDE_KEYS = {"model": str, "precision": str, "device": str, "batch_size": int, "dataset": str}
+EXCLUDE_KEYS = {"model": str, "precision": str, "device": str, "batch_size": int, "dataset": str,
+                "prompt_tokens": int}  # fmt: skip
 MODEL_FIELDS = {f.name for f in fields(ModelSpec)} - {"name"}
 #: A data-set value of these characters alone is the name of a shipped set; any other is a file's path.
 SHIPPED_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -102,6 +104,9 @@ class Matrix:
     exclude: tuple[Mapping[str, str | int], ...] = ()
     #: :class:`DatasetEntry` values: the data sets each combination runs on.
     datasets: Axis = Axis(DEFAULT_DATASETS, "the built-in default matrix")
+    #: ``[matrix] prompt_tokens``: prompts of exactly these many tokens; None: no such axis, the data set's
+    #: own prompts (docs/matrix-and-models.md, "Prompt length").
+    prompt_lengths: Axis | None = None
 
     @property
     def names_datasets(self) -> bool:
@@ -115,18 +120,20 @@ class Matrix:
 
     def _product(self) -> list[Combination]:
         named = self.names_datasets
-        return [
+        lengths = (None,) if self.prompt_lengths is None else self.prompt_lengths.values
+        combinations = [
             Combination(self.registry[model], precision, device, batch_size, dataset.name if named else None)
             for model, precision, device, batch_size, dataset in itertools.product(
                 self.models.values, self.precisions.values, self.devices.values, self.batch_sizes.values,
                 self.datasets.values,
             )
         ]  # fmt: skip
+        return [replace(c, prompt_length=length) for c in combinations for length in lengths]
 
     def is_excluded(self, combination: Combination) -> bool:
         values = {"model": combination.model.name, "precision": combination.precision,
                   "device": combination.device, "batch_size": combination.batch_size,
-                  "dataset": combination.dataset_name}  # fmt: skip
+                  "dataset": combination.dataset_name, "prompt_tokens": combination.prompt_length}  # fmt: skip
         return any(all(values[key] == value for key, value in entry.items()) for entry in self.exclude)
 
     def combinations(self) -> list[Combination]:
@@ -162,6 +169,9 @@ def _model_spec(path: Path, name: str, table: Any) -> ModelSpec:
     template = table.get("prompt_template", "{text}")
     if "{text}" not in template:
         raise _error(path, f"[models.{name}] prompt_template {template!r} must contain '{{text}}'")
+    context = table.get("context_tokens")
+    if context is not None and (not isinstance(context, int) or isinstance(context, bool) or context < 1):
+        raise _error(path, f"[models.{name}] context_tokens must be a positive integer (tokens), got {context!r}")
     return ModelSpec(name=name, **table)
 
 
@@ -196,6 +206,21 @@ def _datasets(path: Path, table: Mapping[str, Any]) -> Axis:
             raise _error(path, f"{where} entry {number} must be a shipped set's name, a path or a table "
                                f"{{ name = \"...\", path = \"...\" }}, got {value!r}")  # fmt: skip
     return Axis(tuple(entries), f"{where} in {path}")
+
+
+def _prompt_lengths(path: Path, table: Mapping[str, Any]) -> Axis | None:
+    """``[matrix] prompt_tokens``: a non-empty list of positive integers, or None where it is not set."""
+    if "prompt_tokens" not in table:
+        return None
+    values = table["prompt_tokens"]
+    where = "[matrix] prompt_tokens"
+    if not isinstance(values, list) or not values:
+        raise _error(path, f"{where} must be a non-empty list of prompt lengths in tokens, e.g. [128, 1024], "
+                           f"got {values!r}")  # fmt: skip
+    for number, value in enumerate(values, 1):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise _error(path, f"{where} entry {number}: {value!r} is not a positive integer (tokens per prompt)")
+    return Axis(tuple(values), f"{where} in {path}")
 
 
 def _exclude(path: Path, entries: Any) -> tuple[dict[str, str | int], ...]:
@@ -237,7 +262,7 @@ def load_matrix(path: Path, required: bool) -> Matrix:
     if unknown:
         raise _error(path, f"unknown table(s) {', '.join(unknown)}; allowed: [matrix], [models.<name>]")
     table = data.get("matrix", {})
-    allowed = (*AXES, "datasets", "max_new_tokens", "exclude")
+    allowed = (*AXES, "datasets", "prompt_tokens", "max_new_tokens", "exclude")
     unknown = sorted(set(table) - set(allowed))
     if unknown:
         raise _error(path, f"[matrix] has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
@@ -257,6 +282,7 @@ def load_matrix(path: Path, required: bool) -> Matrix:
         source=str(path),
         exclude=_exclude(path, table.get("exclude", [])),
         datasets=_datasets(path, table),
+        prompt_lengths=_prompt_lengths(path, table),
     )
     validate(matrix)
     return matrix
@@ -282,6 +308,7 @@ def validate(matrix: Matrix) -> None:
         if duplicates:
             raise SettingError(f"{axis} lists {', '.join(duplicates)} twice (from {getattr(matrix, axis).origin})")
     _check_datasets(matrix.datasets)
+    _check_prompt_lengths(matrix.prompt_lengths)
     known = {"model": sorted(matrix.registry), "precision": KNOWN_PRECISIONS, "device": KNOWN_DEVICES,
              "dataset": [entry.name for entry in matrix.datasets.values]}  # fmt: skip
     for number, entry in enumerate(matrix.exclude, 1):
@@ -294,6 +321,18 @@ def validate(matrix: Matrix) -> None:
         shown = ", ".join(describe(c) for c in excluded[:4]) + (", ..." if len(excluded) > 4 else "")
         raise SettingError(f"every combination selected is excluded by [matrix] exclude in {matrix.source} "
                            f"({shown}): remove the entry there to run them")  # fmt: skip
+
+
+def _check_prompt_lengths(axis: Axis | None) -> None:
+    """Each prompt length a positive integer, once."""
+    if axis is None:
+        return
+    for value in axis.values:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise SettingError(f"prompt length {value!r} is not a positive integer (from {axis.origin})")
+    duplicates = sorted({v for v in axis.values if axis.values.count(v) > 1})
+    if duplicates:
+        raise SettingError(f"prompt_tokens lists {', '.join(map(str, duplicates))} twice (from {axis.origin})")
 
 
 def _check_datasets(axis: Axis) -> None:
@@ -311,4 +350,5 @@ def describe(combination: Combination) -> str:
     """``gemma3-270m int8 cpu bs1``: a combination as the terminal tables name it (and its data set, where
     the test id names it)."""
     words = f"{' '.join(combination.load_key)} bs{combination.batch_size}"
-    return words if combination.dataset is None else f"{words} {combination.dataset}"
+    words = words if combination.dataset is None else f"{words} {combination.dataset}"
+    return words if combination.prompt_length is None else f"{words} prompt{combination.prompt_length}"
