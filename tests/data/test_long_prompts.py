@@ -11,6 +11,7 @@ import pytest
 from llmbench.backends.transformers_backend import TransformersBackend, TransformersModel
 from llmbench.config.combination import Combination, ModelSpec
 from llmbench.config.models import BASE_SUMMARY_TEMPLATE
+from llmbench.config.settings import engine_context
 from llmbench.data import SHIPPED_DATA, load_items
 from llmbench.data.long_prompts import (
     PromptLengthError,
@@ -18,7 +19,6 @@ from llmbench.data.long_prompts import (
     build_prompt,
     build_prompts,
     context_reason,
-    engine_context,
     prompts_for_model,
     source_text,
 )

@@ -67,6 +67,11 @@ def parse_batch_sizes(text: str, what: str, origin: str) -> tuple[int, ...]:
     return tuple(parse_positive_int(value, what, origin) for value in parse_names(text, what, origin))
 
 
+def parse_prompt_lengths(text: str, what: str, origin: str) -> tuple[int, ...]:
+    """A non-empty comma list of prompt lengths in tokens (positive integers)."""
+    return parse_batch_sizes(text, what, origin)
+
+
 def parse_items(text: str, what: str, origin: str) -> int | None:
     """A number of data-set items, or ``all`` (None)."""
     if text.strip().lower() == "all":
@@ -188,6 +193,14 @@ OPTIONS: tuple[Option, ...] = (
         "INTS",
         "Comma list of batch sizes (positive integers). Default: the matrix file's list",
         parse=parse_batch_sizes,
+    ),
+    Option(
+        "--llmbench-prompt-tokens",
+        "INTS",
+        "Comma list of prompt lengths in tokens, an axis: each test's prompts are built to exactly that many "
+        "tokens of the model's tokenizer from the data set's text (docs/matrix-and-models.md). "
+        "Default: the matrix file's prompt_tokens, else none (the data set's own prompts)",
+        parse=parse_prompt_lengths,
     ),
     Option(
         "--llmbench-max-new-tokens",

@@ -18,13 +18,21 @@ import pytest
 
 from llmbench.config.combination import Combination
 from llmbench.config.matrix import Axis, Matrix, dataset_entry, load_matrix, validate
-from llmbench.config.options import Parse, SettingError, default_cache_dir, option_named, parse_names
+from llmbench.config.options import (
+    Parse,
+    SettingError,
+    default_cache_dir,
+    option_named,
+    parse_names,
+    parse_prompt_lengths,
+)
 
 __all__ = [
     "Origin",
     "Setting",
     "SettingError",
     "Settings",
+    "engine_context",
     "option_value",
     "raw_value",
     "resolve",
@@ -131,6 +139,21 @@ class Settings:
     #: flag -> where its value came from (e.g. "--llmbench-rounds on the command line", "the default").
     origins: Mapping[str, str]
 
+    def combinations(self) -> list[Combination]:
+        """The matrix's combinations; on the prompt-length axis each carries the engine context its load needs
+        (``context_tokens``, :func:`engine_context` of the longest prompt length of its model, precision and
+        device), the same for every test of that load."""
+        combinations = self.matrix.combinations()
+        if self.matrix.prompt_lengths is None:
+            return combinations
+        longest: dict[tuple[str, str, str], int] = {}
+        for c in combinations:
+            longest[c.load_key] = max(longest.get(c.load_key, 0), c.prompt_length or 0)
+        return [
+            replace(c, context_tokens=engine_context(longest[c.load_key], self.max_new_tokens_for(c)))
+            for c in combinations
+        ]
+
     def max_new_tokens_for(self, combination: Combination) -> int:
         """The command line or ini wins, then the matrix file, then the model's own setting."""
         if self.max_new_tokens.value is not None:
@@ -138,6 +161,18 @@ class Settings:
         if self.matrix.max_new_tokens is not None:
             return self.matrix.max_new_tokens
         return combination.model.max_new_tokens
+
+
+#: An engine context is rounded up to a multiple of this: llama.cpp pads its context to 256 cells with flash
+#: attention, and a round size keeps a load's context the same when max_new_tokens moves a little.
+CONTEXT_STEP = 256
+
+
+def engine_context(longest_prompt: int, max_new_tokens: int) -> int:
+    """The context an engine needs for prompts of ``longest_prompt`` tokens and ``max_new_tokens`` new ones,
+    rounded up to a multiple of :data:`CONTEXT_STEP` (llama.cpp's ``n_ctx`` on the prompt-length axis)."""
+    needed = longest_prompt + max_new_tokens
+    return -(-needed // CONTEXT_STEP) * CONTEXT_STEP
 
 
 #: Where the plugin keeps the session's :class:`Settings` (``config.stash[SETTINGS_KEY]``); llmbench ab
@@ -181,9 +216,18 @@ def _matrix(config: pytest.Config) -> Matrix:
         devices=axis("--llmbench-device", matrix.devices),
         batch_sizes=axis("--llmbench-batch-size", matrix.batch_sizes),
         datasets=_datasets(config, matrix.datasets),
+        prompt_lengths=_prompt_lengths(config, matrix.prompt_lengths),
     )
     validate(matrix)
     return matrix
+
+
+def _prompt_lengths(config: pytest.Config, current: Axis | None) -> Axis | None:
+    """``--llmbench-prompt-tokens``: the prompt lengths instead of the matrix file's ``prompt_tokens``."""
+    raw = raw_value(config, "--llmbench-prompt-tokens")
+    if raw is None:
+        return current
+    return Axis(parse_prompt_lengths(raw.value, "--llmbench-prompt-tokens", raw.origin), raw.origin)
 
 
 def _datasets(config: pytest.Config, current: Axis) -> Axis:
@@ -217,6 +261,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
     origins = {flag: setting.origin for flag, setting in value.items()}
     origins.update({flag: getattr(matrix, field).origin for field, flag in _AXES.items()})
     origins["--llmbench-data"] = matrix.datasets.origin
+    origins["--llmbench-prompt-tokens"] = matrix.prompt_lengths.origin if matrix.prompt_lengths else "no such axis"
     return Settings(
         matrix=matrix,
         max_new_tokens=value["--llmbench-max-new-tokens"],

@@ -26,14 +26,12 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 __all__ = [
-    "CONTEXT_STEP",
     "BuiltPrompt",
     "PromptLengthError",
     "PromptTokenizer",
     "build_prompt",
     "build_prompts",
     "context_reason",
-    "engine_context",
     "prompts_for_model",
     "source_text",
 ]
@@ -42,9 +40,6 @@ __all__ = [
 SEPARATOR = "\n\n"
 #: Cut points tried around the first estimate before settling for the longest prompt below the length.
 SEARCH_STEPS = 16
-#: An engine context is rounded up to a multiple of this (llama.cpp pads its context to 256 cells with
-#: flash attention, and a round size keeps the context of a run the same when max_new_tokens moves a little).
-CONTEXT_STEP = 256
 
 
 class PromptLengthError(ValueError):
@@ -147,13 +142,6 @@ def build_prompts(
 ) -> tuple[BuiltPrompt, ...]:
     """``count`` prompts of ``length`` tokens, prompt ``i`` from the source starting at item ``i``."""
     return tuple(build_prompt(tokenizer, source_text(texts, index), length, template) for index in range(count))
-
-
-def engine_context(longest_prompt: int, max_new_tokens: int) -> int:
-    """The context an engine needs for prompts of ``longest_prompt`` tokens and ``max_new_tokens`` new ones,
-    rounded up to a multiple of :data:`CONTEXT_STEP`."""
-    needed = longest_prompt + max_new_tokens
-    return -(-needed // CONTEXT_STEP) * CONTEXT_STEP
 
 
 def context_reason(length: int, max_new_tokens: int, context: int | None, where: str) -> str | None:
