@@ -402,6 +402,7 @@ def test_accuracy_is_in_the_report_markdown_and_the_export(tmp_path: Path) -> No
     from llmbench.report.export import write_export
     from llmbench.report.frame import Table
     from llmbench.report.markdown import build_markdown
+    from llmbench.report.plots import run_plots
 
     run = _shown_run()
     table = Table.of([run])
@@ -409,6 +410,12 @@ def test_accuracy_is_in_the_report_markdown_and_the_export(tmp_path: Path) -> No
     header = next(line for line in markdown.splitlines() if line.startswith("| combination"))
     assert "accuracy" in [cell.strip() for cell in header.split("|")]
     assert "75.0%" in markdown
+    (plot,) = [p for p in run_plots(table.of_run(run)) if p.name == "accuracy"]
+    (series,) = plot.series
+    assert (series.x, series.y) == (("gemma3-270m q4_k_m cpu",), (0.75,))
+    assert series.low[0] is not None
+    assert series.high[0] is not None
+    assert series.low[0] < 0.75 < series.high[0]
     out = write_export(table, tmp_path / "all.csv")
     with out.open(encoding="utf-8") as handle:
         (row,) = list(csv.DictReader(handle))

@@ -24,6 +24,7 @@ from llmbench.report.frame import Row, combination_sort_key
 from llmbench.units import byte_axis_scale
 
 __all__ = [
+    "accuracy_plot",
     "batch_scaling_plot",
     "decode_throughput_plot",
     "itl_cdf_plot",
@@ -296,6 +297,38 @@ def rouge_plot(rows: Sequence[Row]) -> Plot:
     return plot
 
 
+def accuracy_plot(rows: Sequence[Row]) -> Plot:
+    """The share of answers correct under the data set's accuracy checks per model, precision and device
+    (measured once for all batch sizes), with its bootstrap interval as error bars. Series: ``accuracy`` with
+    x ``model precision device``, ``low`` / ``high`` the interval."""
+    chosen = _one_per_load_key(_with_batch([r for r in rows if r.metric("accuracy") is not None]))
+    figure, (axes,) = new_figure(len(chosen))
+    plot = Plot("accuracy", "Accuracy (share of answers correct) with 95% bootstrap intervals", figure,
+                xlabel="model precision device", ylabel="share correct",
+                caption="The share of the data set's items whose output passes its accuracy check (docs/quality.md, "
+                "Accuracy checks); error bars: the bootstrap interval saved with the run.")  # fmt: skip
+    if not chosen:
+        no_data(axes, "accuracy figure")
+        return plot
+    labels = tuple(" ".join(r.load_key) for r in chosen)
+    metrics = [r.metric("accuracy") for r in chosen]
+    values = tuple(None if m is None else m.value for m in metrics)
+    low = tuple(None if m is None or m.ci is None else m.ci[0] for m in metrics)
+    high = tuple(None if m is None or m.ci is None else m.ci[1] for m in metrics)
+    plot.series.append(PlotSeries("accuracy", labels, values, low, high))
+    errors = [
+        [0.0 if v is None or lo is None else max(v - lo, 0.0) for v, lo in zip(values, low, strict=True)],
+        [0.0 if v is None or hi is None else max(hi - v, 0.0) for v, hi in zip(values, high, strict=True)],
+    ]
+    axes.bar(range(len(chosen)), nan_values(values), width=0.6, yerr=errors, capsize=3,
+             color=[plot_color(r.precision) for r in chosen], edgecolor="black", linewidth=0.5)  # fmt: skip
+    axes.set_xticks(range(len(chosen)), labels, rotation=30, ha="right", fontsize="small")
+    axes.set_ylim(0, 1)
+    axes.grid(axis="y", alpha=0.3)
+    axes.set_title(plot.title)
+    return plot
+
+
 def batch_scaling_plot(rows: Sequence[Row]) -> Plot:
     """Latency and whole-batch decode throughput against batch size, one line per model, precision and
     device. Series: ``latency_s <group>`` and ``decode_tok_s_total <group>``, x the batch sizes."""
@@ -419,8 +452,11 @@ RUN_PLOTS: tuple[Callable[[Sequence[Row]], Plot], ...] = (
 
 
 def run_plots(rows: Sequence[Row]) -> list[Plot]:
-    """Every plot of :data:`RUN_PLOTS`, then the prompt-length plots where a row is on that axis."""
+    """Every plot of :data:`RUN_PLOTS`, then the accuracy plot where a row has accuracy, then the prompt-length
+    plots where a row is on that axis."""
     plots = [make(rows) for make in RUN_PLOTS]
+    if any(row.metric("accuracy") is not None for row in rows):
+        plots.append(accuracy_plot(rows))
     if any(row.prompt_length is not None for row in rows):
         plots.extend(prompt_length_plot(rows, name) for name in LENGTH_PLOTS)
     return plots
