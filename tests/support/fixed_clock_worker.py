@@ -8,8 +8,9 @@ memory probe around each call); only what it reports is replaced:
 - the clock (``time.perf_counter`` of serve.py) moves only by a fixed time per call: 0.2 s per
   ``generate``, 0.5 s per load; so ``latency_s`` is 200 ms, and ``load_s`` 0;
 - each round's step times are 100 ms for the first token, then 10 ms more per step (``ttft_s``, prefill
-  and decode rates, inter-token latencies) and the engine's own decode account is 10 ms per decoded
-  token (``engine_decode_tok_s``);
+  and decode rates, inter-token latencies; each sequence's, for a backend that runs a batch one sequence
+  after the other, as llama.cpp) and the engine's own decode account is 10 ms per decoded token
+  (``engine_decode_tok_s``);
 - the memory figures of each timed round are a fixed 400 MiB (``peak_rss_bytes``, ``rss_before_bytes``).
 
 ``SLOW_SHARE`` (:func:`set_slow_share`) makes all of these times that share longer: a slower engine step,
@@ -61,8 +62,11 @@ class _Fixed:
         slower = 1 + SLOW_SHARE
         _FixedClock.now += 0.2 * slower
         steps = tuple(slower * (0.1 + 0.01 * i) for i in range(len(out.step_times_s)))
+        sequences = tuple(
+            tuple(slower * (0.1 + 0.01 * i) for i in range(len(times))) for times in out.sequence_step_times_s
+        )
         engine = tuple((tokens, slower * 0.01 * tokens) for tokens, _ in out.engine_decode)
-        return _dataclasses.replace(out, step_times_s=steps, engine_decode=engine)
+        return _dataclasses.replace(out, step_times_s=steps, sequence_step_times_s=sequences, engine_decode=engine)
 
 
 def _fixed_memory(memory):
