@@ -74,7 +74,7 @@ def loaded(request: pytest.FixtureRequest) -> Iterator[list[TransformersModel]]:
     [
         ("fp16", "cpu", GEMMA3_FP16),
         ("q4_k_m", "cpu", "q4_k_m is a GGUF quantization: the llama_cpp backend runs it, not transformers"),
-        ("int4", "cpu", "unknown precision 'int4' for transformers; known: fp32, bf16, fp16, int8, nf4"),
+        ("int4", "cpu", "unknown precision 'int4' for transformers; known: fp32, bf16, fp16, int8, nf4, fp4"),
         ("bf16", "tpu", "unknown device 'tpu'; known: cpu, cuda, mps"),
         ("bf16", "cpu", None),
     ],

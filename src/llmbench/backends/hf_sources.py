@@ -82,7 +82,7 @@ def device_unavailable_reason(device: str) -> str | None:
 
 @functools.cache
 def bitsandbytes_unavailable_reason() -> str | None:
-    """Why bitsandbytes (int8, nf4) cannot be used, or None."""
+    """Why bitsandbytes (int8, nf4, fp4) cannot be used, or None."""
     try:
         import bitsandbytes  # noqa: F401
     except Exception as error:  # a missing package or a broken native library

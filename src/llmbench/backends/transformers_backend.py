@@ -1,4 +1,4 @@
-"""The Hugging Face transformers backend: fp32, bf16, fp16 and bitsandbytes int8/nf4 on cpu, cuda or mps.
+"""The Hugging Face transformers backend: fp32, bf16, fp16 and bitsandbytes int8/nf4/fp4 on cpu, cuda or mps.
 
 Imported lazily by :func:`llmbench.backends.get_backend`, so torch and transformers load only when a
 transformers combination is collected. Where the weights come from: :mod:`llmbench.backends.hf_sources`.
@@ -52,7 +52,7 @@ _INT8_CAST_MESSAGE = "MatMul8bitLt: inputs will be cast from"
 
 
 class TransformersBackend:
-    """Runs :data:`llmbench.config.combination.TORCH_PRECISIONS` with transformers (and bitsandbytes for int8/nf4)."""
+    """Runs :data:`llmbench.config.precisions.TORCH_PRECISIONS` with transformers (bitsandbytes for int8/nf4/fp4)."""
 
     name = "transformers"
 
@@ -104,7 +104,7 @@ class TransformersBackend:
 
 
 def weight_dtype(precision: str) -> torch.dtype:
-    """The torch dtype of a precision's weights; for int8/nf4, of the modules bitsandbytes leaves as they
+    """The torch dtype of a precision's weights; for int8/nf4/fp4, of the modules bitsandbytes leaves as they
     are (bf16: see docs/matrix-and-models.md)."""
     facts = precision_facts(precision)
     if facts is None or facts.torch_dtype is None:
@@ -121,13 +121,10 @@ def _bitsandbytes(precision: str) -> BitsAndBytes | None:
 
 
 def _quantization_config(quantization: BitsAndBytes) -> Any:
-    """transformers' ``BitsAndBytesConfig`` for a precision's bitsandbytes facts."""
+    """transformers' ``BitsAndBytesConfig`` for a combination's bitsandbytes facts (it takes dtype names)."""
     from transformers import BitsAndBytesConfig
 
-    kwargs = quantization.config_kwargs()
-    if quantization.compute_dtype is not None:
-        kwargs["bnb_4bit_compute_dtype"] = getattr(torch, quantization.compute_dtype)
-    return BitsAndBytesConfig(**kwargs)  # type: ignore[no-untyped-call]
+    return BitsAndBytesConfig(**quantization.config_kwargs())  # type: ignore[no-untyped-call]
 
 
 def _load_model(spec: ModelSpec, precision: str, device: str, source: HfSource) -> PreTrainedModel:
@@ -140,7 +137,7 @@ def _load_model(spec: ModelSpec, precision: str, device: str, source: HfSource) 
     }
     if source.directory is not None and weight_files(source.directory)[1]:
         kwargs["use_safetensors"] = True
-    quantization = _bitsandbytes(precision)
+    quantization = spec.bitsandbytes(precision)  # the precision's facts with the model's 4-bit settings
     if quantization is not None:
         kwargs["quantization_config"] = _quantization_config(quantization)
     # Gemma 3 4B and larger are multimodal: AutoModelForCausalLM maps them to
@@ -356,7 +353,8 @@ class TransformersModel:
 
         For encoder-decoder models this is the decoder's self-attention cache (the cross-attention
         cache is fixed by the input length and not counted). The element size is that of the
-        activations: the compute dtype (bf16 for nf4, the weights' dtype otherwise).
+        activations: the dtype of the modules left unquantized (bf16 for int8, nf4 and fp4, whose 4-bit
+        layers return their input's dtype whatever they compute in), the weights' dtype otherwise.
         """
         if self._model is None:
             return None

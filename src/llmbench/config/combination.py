@@ -9,7 +9,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from llmbench.config.precisions import BackendName, Precision, backend_for
+from llmbench.config.precisions import (
+    BackendName,
+    BitsAndBytes,
+    Precision,
+    backend_for,
+    bitsandbytes_for,
+    precision_facts,
+)
 
 #: The argument the plugin parametrizes with one :class:`Combination` per test (``llm_combination``).
 COMBINATION_ARG = "llm_combination"
@@ -59,6 +66,12 @@ class ModelSpec:
     reference_precision: str = "fp32"
     trust_remote_code: bool = False
     description: str = ""
+    #: bitsandbytes 4-bit settings for nf4 and fp4, named as transformers' ``BitsAndBytesConfig`` arguments
+    #: (values: :data:`llmbench.config.precisions.BNB_4BIT_SETTINGS`); None: the precision's own. Other
+    #: precisions ignore them.
+    bnb_4bit_compute_dtype: str | None = None
+    bnb_4bit_use_double_quant: bool | None = None
+    bnb_4bit_quant_storage: str | None = None
 
     @property
     def source_kind(self) -> str:
@@ -70,6 +83,21 @@ class ModelSpec:
 
     def format_prompt(self, text: str) -> str:
         return self.prompt_template.format(text=text)
+
+    def bitsandbytes(self, precision: str) -> BitsAndBytes | None:
+        """How bitsandbytes quantizes this model at ``precision`` (the precision table's facts with this
+        entry's 4-bit settings), or None where it does not."""
+        return bitsandbytes_for(
+            precision, self.bnb_4bit_compute_dtype, self.bnb_4bit_use_double_quant, self.bnb_4bit_quant_storage
+        )
+
+    def precision_id(self, precision: str) -> str:
+        """The precision in test ids: its name, then each 4-bit setting of this entry that differs from the
+        precision's own (``nf4-double_quant``); the name alone otherwise."""
+        facts, quantization = precision_facts(precision), self.bitsandbytes(precision)
+        if facts is None or facts.bitsandbytes is None or quantization is None:
+            return precision
+        return "-".join((precision, *quantization.id_words(facts.bitsandbytes)))
 
 
 @dataclass(frozen=True)
@@ -102,9 +130,14 @@ class Combination:
 
     @property
     def id(self) -> str:
-        base = f"{self.model.name}-{self.precision}-{self.device}-bs{self.batch_size}"
+        base = f"{self.load_id}-bs{self.batch_size}"
         base = base if self.dataset is None else f"{base}-{self.dataset}"
         return base if self.prompt_length is None else f"{base}-prompt{self.prompt_length}"
+
+    @property
+    def load_id(self) -> str:
+        """The id of a test of the load (no batch size): ``gemma3-270m-nf4-cpu``, 4-bit settings included."""
+        return f"{self.model.name}-{self.model.precision_id(self.precision)}-{self.device}"
 
     @property
     def load_key(self) -> tuple[str, str, str]:

@@ -19,6 +19,8 @@ The matrix file (TOML, ``benchmarks/matrix.toml`` by default)::
     source = "hub:my-org/my-model" # or "path:/models/my-model"
     family = "causal"              # or "seq2seq"
     prompt_template = "Article: {text}\\n\\nSummary:"
+    # bnb_4bit_use_double_quant = true   # optional 4-bit settings (nf4, fp4): also bnb_4bit_compute_dtype,
+    #                                    # bnb_4bit_quant_storage; named in the test id when not the default
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ from typing import Any
 from llmbench.config.combination import DEFAULT_DATASET, KNOWN_DEVICES, Combination, ModelSpec
 from llmbench.config.models import BUILTIN_MODELS
 from llmbench.config.options import SettingError
-from llmbench.config.precisions import KNOWN_PRECISIONS
+from llmbench.config.precisions import KNOWN_PRECISIONS, bnb_4bit_setting_error
 
-#: The matrix used when no matrix file exists: the offline default model on CPU (bitsandbytes int8
-#: and nf4 need CUDA for their own kernels; on CPU they run a fallback path: docs/matrix-and-models.md).
+#: The matrix used when no matrix file exists: the offline default model on CPU (bitsandbytes int8,
+#: nf4 and fp4 need CUDA for their own kernels; on CPU they run a fallback path: docs/matrix-and-models.md).
 DEFAULT_MATRIX: dict[str, list[Any]] = {
     "models": ["gemma3-270m"],
     "precisions": ["fp32", "bf16", "q4_k_m"],
@@ -172,6 +174,10 @@ def _model_spec(path: Path, name: str, table: Any) -> ModelSpec:
     context = table.get("context_tokens")
     if context is not None and (not isinstance(context, int) or isinstance(context, bool) or context < 1):
         raise _error(path, f"[models.{name}] context_tokens must be a positive integer (tokens), got {context!r}")
+    for key, value in table.items():
+        reason = bnb_4bit_setting_error(key, value)
+        if reason is not None:
+            raise _error(path, f"[models.{name}] {reason}")
     return ModelSpec(name=name, **table)
 
 

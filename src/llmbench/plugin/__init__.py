@@ -19,6 +19,7 @@ from llmbench.measure.peak_bandwidth import PeakBandwidths
 from llmbench.measure.probes import probes_for, probes_unavailable_reason
 from llmbench.plugin import terminal_table as metrics_table
 from llmbench.plugin.keys import COMBINATION_ARG, LOAD_COMBINATION_ARG, MODELS_KEY, SETTINGS_KEY
+from llmbench.plugin.prompt_lengths import collection_reason
 from llmbench.workers import WorkerFailed
 from llmbench.workers.benchmark import WorkerGenerateBenchmark
 from llmbench.workers.session import InProcessLoader, WorkerLoader
@@ -85,20 +86,25 @@ def skip_reason(combination: Combination) -> str | None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize every test that asks for ``llm_combination`` (or ``llm_load_combination``) with the matrix."""
+    """Parametrize every test that asks for ``llm_combination`` (or ``llm_load_combination``) with the matrix.
+
+    A combination on the prompt-length axis whose length does not fit its model's context is skipped too."""
+    settings = _settings(metafunc.config)
     for argname in (COMBINATION_ARG, LOAD_COMBINATION_ARG):
         if argname not in metafunc.fixturenames:
             continue
         reasons: dict[tuple[str, str, str], str | None] = {}
         params = []
-        for combination in _settings(metafunc.config).matrix.combinations():
+        for combination in settings.combinations():
             key = combination.load_key
             if argname == LOAD_COMBINATION_ARG and key in reasons:
                 continue
             if key not in reasons:
                 reasons[key] = skip_reason(combination)
             reason = reasons[key]
-            name = combination.id if argname == COMBINATION_ARG else "-".join(key)
+            if reason is None and argname == COMBINATION_ARG:
+                reason = collection_reason(combination, settings)
+            name = combination.id if argname == COMBINATION_ARG else combination.load_id
             marks = [pytest.mark.skip(reason=f"{name}: {reason}")] if reason else []
             params.append(pytest.param(combination, id=name, marks=marks))
         metafunc.parametrize(argname, params)
