@@ -18,10 +18,10 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, get_args
 
 from llmbench.benchmark_storage import RUN_GLOB, machine_id, saved_run_files
-from llmbench.metrics import METRIC_FACTS
+from llmbench.metrics import METRIC_FACTS, Unit
 
 __all__ = [
     "FAILED_KEY",
@@ -68,11 +68,12 @@ class RunFileError(RunError):
 _IDENTITY_TYPES: dict[str, tuple[type, ...]] = {
     "model": (str,), "precision": (str,), "device": (str,), "backend": (str,), "family": (str,),
     "batch_size": (int,), "max_new_tokens": (int,), "quality_items": (int,), "outputs_file": (str,),
-    "llmbench_fail": (str,), "outputs": (dict,),
+    "llmbench_fail": (str,), "outputs": (dict,), "dataset": (str,),
 }  # fmt: skip
 #: pytest-benchmark's ``stats`` fields the readers use, all numbers (``data``: the rounds, a list of them).
 _STATS_NUMBERS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "ops", "total", "rounds")
-_UNITS = frozenset({"s", "tok/s", "bytes", "tokens", "ratio", "F1", "count", "bytes/s", "%"})
+#: Every unit a metric may have (llmbench.metrics.Unit; "J/tok" and "W" were once missing: energy warned).
+_UNITS = frozenset(get_args(Unit))
 _DIRECTIONS = frozenset({"higher", "lower", "none"})
 #: Larger magnitudes are no measurement (bytes, seconds, tokens per second): the metric is n/a.
 LARGEST_VALUE = 1e18
@@ -155,8 +156,9 @@ def _not_finite_count(value: Any) -> int:
 
 
 def benchmark_label(bench: Mapping[str, Any]) -> str:
-    """``gemma3-270m nf4 cpu bs4`` for test_generate; other tests get their name first
-    (``load gemma3-270m q4_k_m cpu``); the fullname where the combination fields are missing."""
+    """``gemma3-270m nf4 cpu bs4`` for test_generate (the data set last where the test id names it); other
+    tests get their name first (``load gemma3-270m q4_k_m cpu``); the fullname where the combination fields
+    are missing."""
     extra = bench.get("extra_info")
     fullname = str(bench.get("fullname", "?"))
     if not isinstance(extra, Mapping) or "model" not in extra:
@@ -164,6 +166,8 @@ def benchmark_label(bench: Mapping[str, Any]) -> str:
     words = [str(extra[key]) for key in ("model", "precision", "device") if key in extra]
     if "batch_size" in extra:
         words.append(f"bs{extra['batch_size']}")
+    if extra.get("dataset"):
+        words.append(str(extra["dataset"]))
     function = fullname.split("::")[-1].split("[")[0]
     if function != "test_generate":
         words.insert(0, function.removeprefix("test_"))

@@ -114,6 +114,11 @@ def compare_runs(
         unpaired = (d.reason for d in decisions if d.verdict == "n/a" and d.reason.startswith(DIFFERENT_ITEMS))
         for reason in dict.fromkeys(unpaired):
             data_notes.setdefault(f"quality: {reason}", []).append(label)
+        # A quality figure saved n/a with its reason (a data set without references): the verdict says why.
+        unscored = [cur_metrics.get(d.metric) for d in decisions
+                    if d.verdict == "n/a" and d.rule.sample_kind == "items"]  # fmt: skip
+        for reason in dict.fromkeys(m.note for m in unscored if m is not None and m.value is None and m.note):
+            data_notes.setdefault(f"quality {reason}", []).append(label)
         results.append(CombinationResult(fullname, label, tuple(decisions)))
     for note, labels in data_notes.items():
         notes.append(f"{note} [{_short_list(labels)}]")

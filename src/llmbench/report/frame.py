@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd  # type: ignore[import-untyped]  # no stubs installed (pandas-stubs)
 
 from llmbench import benchmark_storage
+from llmbench.config.combination import DEFAULT_DATASET
 from llmbench.config.precisions import precision_rank
 from llmbench.metrics import Metric, metrics_of, reading_order
 from llmbench.runs import RunError, SavedRun, list_runs, load_run, run_from_json
@@ -55,7 +56,7 @@ _LOAD_METRICS = ("load_s", "load_added_bytes")
 #: The columns that say which run and combination a line belongs to (wide tables start with them).
 IDENTITY_COLUMNS: tuple[str, ...] = (
     "run", "run_number", "run_datetime", "commit", "machine", "combination",
-    "model", "precision", "device", "batch_size", "backend",
+    "model", "precision", "device", "batch_size", "backend", "dataset",
 )  # fmt: skip
 #: The tidy frame: one line per run x combination x metric; ``row`` is the run x combination's position.
 TIDY_COLUMNS: tuple[str, ...] = (
@@ -199,11 +200,24 @@ class Row:
 
     @property
     def combination(self) -> str:
-        """``model-precision-device-bsN``, the id of the parametrized benchmark (``-promptN`` after it on the
-        prompt-length axis)."""
+        """``model-precision-device-bsN``, the id of the parametrized benchmark (then the data set where the
+        test id names it, and ``-promptN`` on the prompt-length axis)."""
         base = f"{self.model}-{self.precision}-{self.device}"
         base = base if self.batch_size is None else f"{base}-bs{self.batch_size}"
+        base = base if self.named_dataset is None else f"{base}-{self.named_dataset}"
         return base if self.prompt_length is None else f"{base}-prompt{self.prompt_length}"
+
+    @property
+    def named_dataset(self) -> str | None:
+        """The data set where the test id names it (``extra_info["dataset"]``: the matrix had several, or
+        another than the default); None: the default set, as in runs saved before the axis existed."""
+        value = self.info.get("dataset")
+        return str(value) if value else None
+
+    @property
+    def dataset(self) -> str:
+        """The data set the row measured: the one its test id names, else the default (shipped summaries)."""
+        return self.named_dataset or DEFAULT_DATASET
 
     @property
     def prompt_length(self) -> int | None:
@@ -239,7 +253,7 @@ class Row:
             "run": run.name, "run_number": run.number, "run_datetime": run.datetime, "commit": run.commit,
             "machine": run.path.parent.name if run.path is not None else None, "combination": self.combination,
             "model": self.model, "precision": self.precision, "device": self.device,
-            "batch_size": self.batch_size, "backend": self.backend,
+            "batch_size": self.batch_size, "backend": self.backend, "dataset": self.dataset,
         }  # fmt: skip
 
 
@@ -312,7 +326,8 @@ def _device_rank(device: str) -> int:
 
 
 def combination_sort_key(row: Row) -> tuple[Any, ...]:
-    return (row.model, precision_rank(row.precision), row.precision, _device_rank(row.device), row.batch_size or 0)
+    return (row.model, precision_rank(row.precision), row.precision, _device_rank(row.device), row.batch_size or 0,
+            row.named_dataset or "", row.prompt_length or 0)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the table

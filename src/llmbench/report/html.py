@@ -34,6 +34,7 @@ from llmbench.report.markdown import (
     key_cells,
     key_records,
     matrix_line,
+    na_notes,
     run_line,
 )
 from llmbench.report.plots import run_plots
@@ -65,9 +66,12 @@ class ItemOutputs:
     full-precision output of the same model and device)."""
 
     id: str
+    #: The reference text; "" for an item without one (a set of prompts), None where the file is not here.
     reference: str | None
     #: (label, output text, marked HTML, whether this is the full-precision output itself)
     outputs: tuple[tuple[str, str, str, bool], ...]
+    #: The item's data set, where the test ids name it (several data sets, or another than the default).
+    dataset: str | None = None
 
 
 def marked_differences(text: str, reference: str) -> str:
@@ -111,13 +115,21 @@ def _references(rows: Sequence[Row], root: Path | None) -> dict[str, str]:
 
 
 def side_by_side(rows: Sequence[Row], root: Path | None = None) -> list[ItemOutputs]:
-    """Every quality item of the rows with the reference and one output per model, precision and device."""
+    """Every quality item of the rows with the reference and one output per model, precision and device,
+    data set by data set."""
+    datasets = dict.fromkeys(row.named_dataset for row in sorted(rows, key=combination_sort_key))
+    return [item for dataset in datasets for item in _items_of([r for r in rows if r.named_dataset == dataset], root)]
+
+
+def _items_of(rows: Sequence[Row], root: Path | None) -> list[ItemOutputs]:
+    """The side-by-side items of the rows of one data set."""
     per_key: dict[tuple[str, str, str], Row] = {}
     for row in sorted(rows, key=combination_sort_key):
         if row.outputs:
             per_key.setdefault(row.load_key, row)
     if not per_key:
         return []
+    dataset = next(iter(per_key.values())).named_dataset
     references = _references(list(per_key.values()), root)
     # The full-precision output of each (model, device): fp32 where it ran, else the highest precision.
     full: dict[tuple[str, str], Row] = {}
@@ -136,7 +148,7 @@ def side_by_side(rows: Sequence[Row], root: Path | None = None) -> list[ItemOutp
             base_text = base.outputs.get(item)
             marked = html.escape(text) if is_base or base_text is None else marked_differences(text, base_text)
             outputs.append((" ".join(key), text, marked, is_base))
-        items.append(ItemOutputs(item, references.get(item), tuple(outputs)))
+        items.append(ItemOutputs(item, references.get(item), tuple(outputs), dataset))
     return items
 
 
@@ -285,7 +297,9 @@ def _outputs_html(items: Sequence[ItemOutputs]) -> str:
     ]
     for index, item in enumerate(items):
         reference = (
-            _esc(item.reference)
+            '<span class="na">none (the data set has no reference texts)</span>'
+            if item.reference == ""
+            else _esc(item.reference)
             if item.reference is not None
             else '<span class="na">n/a (the outputs file with the references is not on this machine)</span>'
         )
@@ -296,10 +310,14 @@ def _outputs_html(items: Sequence[ItemOutputs]) -> str:
             rows.append([f"<td>{_swatch(precision)}{_esc(label)}{note}</td>", f"<td>{marked}</td>"])
         opened = " open" if index < 3 else ""
         parts.append(
-            f"<details{opened}><summary>item {_esc(item.id)}</summary>"
+            f"<details{opened}><summary>{_esc(_item_label(item))}</summary>"
             f'<div class="out">{_html_table(["source", "text"], rows)}</div></details>'
         )
     return "\n".join(parts)
+
+
+def _item_label(item: ItemOutputs) -> str:
+    return f"item {item.id}" if item.dataset is None else f"data set {item.dataset}, item {item.id}"
 
 
 def _guidance_html(entries: Sequence[Guidance], budget: float) -> str:
@@ -357,11 +375,12 @@ def build_page(
     missing = [
         name
         for name in ("ttft_s", "decode_tok_s_per_seq", "rougeLsum", "kv_cache_bytes")
-        if all(r.value(name) is None for r in rows)
+        # n/a with a saved reason (a data set without references) is said below instead
+        if all(r.value(name) is None and not getattr(r.metric(name), "note", "") for r in rows)
     ]
     missing_html = (
         f'<p class="muted">Not saved by this run (shown as n/a): {_esc(", ".join(missing))}.</p>' if missing else ""
-    )
+    ) + "".join(f'<p class="muted">{_esc(line)}.</p>' for line in na_notes(rows))
     sections = [
         ("summary", "Summary"), ("plots", "Plots"), ("history", "History"),
         ("outputs", "Side by side"), ("guidance", "Hardware guidance"),
@@ -414,7 +433,7 @@ def write_report(
     root = current.path.parent.parent.parent if current.path is not None else None
     output.mkdir(parents=True, exist_ok=True)
     outputs = [
-        {"item": item.id, "source": label, "text": text}
+        {"dataset": item.dataset, "item": item.id, "source": label, "text": text}
         for item in side_by_side(rows, root)
         for label, text in ([("reference", item.reference or "")] + [(o[0], o[1]) for o in item.outputs])
     ]
@@ -422,7 +441,7 @@ def write_report(
         write_csv(output / "results.csv", table.wide()),
         write_csv(output / "summary.csv", key_records(rows), ["combination", *(m for _, m in KEY_COLUMNS)]),
         write_csv(output / "guidance.csv", [g.record() for g in guidance(rows, budget)], GUIDANCE_COLUMNS),
-        write_csv(output / "outputs.csv", outputs, ["item", "source", "text"]),
+        write_csv(output / "outputs.csv", outputs, ["dataset", "item", "source", "text"]),
     ]
     marks = regressed(verdict, current)
     try:

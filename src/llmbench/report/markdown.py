@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmbench.report.frame import Row, combination_sort_key
 from llmbench.runs import SavedRun
-from llmbench.tables import markdown_table
+from llmbench.tables import markdown_line, markdown_table
 from llmbench.units import format_bytes, format_value
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ __all__ = [
     "key_cells",
     "key_records",
     "matrix_line",
+    "na_notes",
     "run_line",
 ]
 
@@ -67,6 +68,18 @@ def key_records(rows: Sequence[Row]) -> list[dict[str, Any]]:
         {"combination": row.combination, **{metric: _key_value(row, metric)[0] for _, metric in KEY_COLUMNS}}
         for row in rows
     ]
+
+
+def na_notes(rows: Sequence[Row]) -> list[str]:
+    """Why key figures are n/a, where the run saved a reason (a data set without references: no ROUGE), one
+    line per metric and reason: ``ROUGE-Lsum n/a for tiny-fp32-cpu-bs1-prompts: the data set ...``."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for title, metric in KEY_COLUMNS:
+        for row in rows:
+            saved = row.metric(metric)
+            if saved is not None and saved.value is None and saved.note:
+                found.setdefault((title, saved.note.removeprefix("n/a: ")), []).append(row.combination)
+    return [f"{title} n/a for {', '.join(combos)}: {reason}" for (title, reason), combos in found.items()]
 
 
 def key_cells(row: Row) -> list[str]:
@@ -128,7 +141,8 @@ def guidance(rows: Sequence[Row], budget: float) -> list[Guidance]:
 
 
 def matrix_line(rows: Sequence[Row]) -> str:
-    """``6 combinations: models ...; precisions ...; devices ...; batch sizes ...``."""
+    """``6 combinations: models ...; precisions ...; devices ...; batch sizes ...`` (``; data sets ...`` where
+    the rows' test ids name them)."""
 
     def listed(values: Sequence[object]) -> str:
         return ", ".join(str(v) for v in dict.fromkeys(values))
@@ -138,6 +152,7 @@ def matrix_line(rows: Sequence[Row]) -> str:
         f"{len(rows)} combinations: models {listed([r.model for r in ordered])}; precisions "
         f"{listed([r.precision for r in ordered])}; devices {listed([r.device for r in ordered])}; batch sizes "
         f"{listed(sorted({r.batch_size for r in ordered if r.batch_size is not None}))}"
+        + (f"; data sets {listed([r.dataset for r in ordered])}" if any(r.named_dataset for r in rows) else "")
     )
 
 
@@ -203,6 +218,7 @@ def build_markdown(
 
     def render(count: int) -> str:
         table = "\n".join(markdown_table(header, [[r.combination, *key_cells(r)] for r in rows[:count]]))
+        table += "".join(f"\n\nNote: {markdown_line(line)}" for line in na_notes(rows[:count]))
         more = (
             f"\n\n_{len(rows) - count} more combinations not shown (GitHub's comment limit): see the full report._"
             if count < len(rows)
