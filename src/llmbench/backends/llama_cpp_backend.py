@@ -196,7 +196,8 @@ class LlamaCppBackend:
         return GgufSource.parse(spec, precision).resolve(cache_dir)
 
     def load(self, combination: Combination, cache_dir: Path, timer: Timer | None = None) -> LlamaCppModel:
-        """Resolve the GGUF file and load it with its layers on ``combination.device``.
+        """Resolve the GGUF file and load it with its layers on ``combination.device``, with a context of
+        ``combination.context_tokens`` (the prompt-length axis) or else this backend's ``n_ctx``.
 
         ``timer`` is not used: llama.cpp counts its own decode time (``engine_decode``).
         """
@@ -208,7 +209,8 @@ class LlamaCppBackend:
             combination,
             path,
             n_threads=self.n_threads,
-            n_ctx=self.n_ctx,
+            # On the prompt-length axis the load's context is sized to its longest prompt and the new tokens.
+            n_ctx=combination.context_tokens or self.n_ctx,
             extra_buffer_types=self.extra_buffer_types,
         )
 

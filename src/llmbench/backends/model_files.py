@@ -264,3 +264,43 @@ def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     del loaded
     fresh.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+
+
+def _config_context(config: Any) -> int | None:
+    """``max_position_embeddings`` (or ``n_positions``) of a parsed config.json, its text or decoder config's
+    first (multimodal and encoder-decoder configs nest them)."""
+    if not isinstance(config, dict):
+        return None
+    for nested in ("text_config", "decoder"):
+        found = _config_context(config.get(nested)) if isinstance(config.get(nested), dict) else None
+        if found is not None:
+            return found
+    for name in ("max_position_embeddings", "n_positions"):
+        value = config.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def local_config_context(source: str, cache_dir: Path) -> tuple[int, Path] | None:
+    """A model's trained context from a config.json already on disk (nothing is loaded, converted or
+    downloaded; cheap enough for collection): a ``path:`` directory's, a ``package:`` source's converted
+    directory once converted, a ``hub:`` id's cached config. ``(tokens, the config file)``, or None."""
+    kind, _, value = source.partition(":")
+    path: Path | None = None
+    if kind == "path":
+        path = Path(value).expanduser() / "config.json"
+    elif kind == "package":
+        path = cache_dir / "hf" / packaged_gguf(value).hf_name / "config.json"
+    elif kind == "hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(value, "config.json")
+        path = Path(cached) if isinstance(cached, str) else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        context = _config_context(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+    return None if context is None else (context, path)

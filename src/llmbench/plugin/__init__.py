@@ -89,13 +89,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize every test that asks for ``llm_combination`` (or ``llm_load_combination``) with the matrix.
 
     A combination on the prompt-length axis whose length does not fit its model's context is skipped too."""
+    if not {COMBINATION_ARG, LOAD_COMBINATION_ARG} & set(metafunc.fixturenames):
+        return
     settings = _settings(metafunc.config)
+    too_long = {c.id: collection_reason(c, settings) for c in settings.matrix.combinations()}
+    combinations = settings.combinations(runs=lambda c: too_long[c.id] is None)
     for argname in (COMBINATION_ARG, LOAD_COMBINATION_ARG):
         if argname not in metafunc.fixturenames:
             continue
         reasons: dict[tuple[str, str, str], str | None] = {}
         params = []
-        for combination in settings.combinations():
+        for combination in combinations:
             key = combination.load_key
             if argname == LOAD_COMBINATION_ARG and key in reasons:
                 continue
@@ -103,7 +107,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 reasons[key] = skip_reason(combination)
             reason = reasons[key]
             if reason is None and argname == COMBINATION_ARG:
-                reason = collection_reason(combination, settings)
+                reason = too_long[combination.id]
             name = combination.id if argname == COMBINATION_ARG else combination.load_id
             marks = [pytest.mark.skip(reason=f"{name}: {reason}")] if reason else []
             params.append(pytest.param(combination, id=name, marks=marks))

@@ -14,6 +14,7 @@ from llmbench.backends import LoadedModel
 from llmbench.config.combination import Combination
 from llmbench.config.settings import SETTINGS_KEY, Settings
 from llmbench.data import DataError, Item, load_dataset
+from llmbench.plugin.prompt_lengths import long_prompt_batch
 from llmbench.quality.runs import QualityRun, QualityRuns, prompt_of
 
 #: The session's data sets, read and checked once when pytest starts (name -> items, in matrix order).
@@ -62,9 +63,12 @@ def dataset_items(llm_combination: Combination, llmbench_datasets: Mapping[str, 
 
 
 @pytest.fixture
-def prompt_batch(llm_combination: Combination, dataset_items: list[Item]) -> list[str]:
+def prompt_batch(request: pytest.FixtureRequest, llm_combination: Combination, dataset_items: list[Item]) -> list[str]:
     """The first ``batch_size`` items of the data set, formatted with the model's prompt template (an item
-    with an accuracy check: its text as it is, :func:`llmbench.quality.runs.prompt_of`)."""
+    with an accuracy check: its text as it is, :func:`llmbench.quality.runs.prompt_of`). On the prompt-length
+    axis: prompts of exactly that many tokens of the model's tokenizer (:mod:`llmbench.plugin.prompt_lengths`)."""
+    if llm_combination.prompt_length is not None:
+        return long_prompt_batch(request, llm_combination, dataset_items)
     if llm_combination.batch_size > len(dataset_items):
         pytest.skip(f"batch size {llm_combination.batch_size} exceeds the {len(dataset_items)} items of the data "
                     f"set {llm_combination.dataset_name}")  # fmt: skip
