@@ -10,7 +10,8 @@
 #                         (PyPI: a CUDA build); elsewhere, unless TORCH_SPEC is given, PyTorch's CPU
 #                         wheel index, or pip's default index with a message when that is unreachable
 #   LLMBENCH_TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu   that CPU index (a mirror, a test)
-#   LLMBENCH_EXTRAS=all   the extras to install (all = bitsandbytes, llama-cpp, report, semantic, history)
+#   LLMBENCH_EXTRAS=all   the extras to install (all = bitsandbytes, llama-cpp, report, semantic, history,
+#                         cuda)
 #   CMAKE_ARGS=...        llama.cpp build flags, added after -DGGML_NATIVE=OFF; one that names
 #                         GGML_NATIVE itself replaces it
 #   LLMBENCH_INSTALL_DRY_RUN=1   print the decisions and the commands (stdout), install nothing
