@@ -302,6 +302,8 @@ def test_a_pull_request_pairs_base_and_head_in_each_shard() -> None:
     assert (evaluate(depth, pull_request), evaluate(depth, push)) == ("0", "1")
     ab = next(s for s in jobs["shard"]["steps"] if "ab-shard.sh" in s.get("run", ""))
     assert ab["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+    # llmbench ab's own options (--one-side-at-a-time on a GPU) from a repository variable, through env:.
+    assert ab["env"]["LLMBENCH_AB_ARGS"] == "${{ vars.LLMBENCH_AB_ARGS }}"
     # A pull request runs the paired shard and the paired gate; pushes and the schedule run as before.
     paired, one_sided = (
         'scripts/ci/ab-shard.sh "$BASE_SHA" "$SHARD" "$SHARDS"',
@@ -415,8 +417,10 @@ def test_a_failed_step_other_than_the_gates_is_said_in_the_verdict_and_the_summa
 
 #: A stand-in for `llmbench ab` (named by $LLMBENCH): writes a verdict that names the pair's run files by
 #: absolute paths, as the real one does, to --llmbench-verdict and to $GITHUB_STEP_SUMMARY where set; with
-#: $FAKE_AB_EMPTY, the error of a shard with no benchmark (exit 2).
+#: $FAKE_AB_EMPTY, the error of a shard with no benchmark (exit 2); with $FAKE_AB_ARGS, its arguments to that
+#: file, one a line.
 FAKE_LLMBENCH_AB = r"""#!/usr/bin/env bash
+if [[ -n ${FAKE_AB_ARGS:-} ]]; then printf '%s\n' "$@" >"$FAKE_AB_ARGS"; fi
 if [[ -n ${FAKE_AB_EMPTY:-} ]]; then
   echo "llmbench ab: error: the arguments select no generate benchmark" >&2
   exit 2
@@ -466,3 +470,20 @@ def test_a_paired_shard_with_no_benchmark_passes_and_says_so(tmp_path: Path) -> 
     shard = tmp_path / "results" / "ab-shard-3-of-3"
     assert (shard / "status").read_text() == "0\n"
     assert (shard / "verdict.md").read_text() == "### Shard 3/3\n\nNo benchmarks in this shard.\n"
+
+
+def test_a_paired_shard_passes_llmbench_ab_its_options(tmp_path: Path) -> None:
+    fake = tmp_path / "fake-llmbench"
+    fake.write_text(FAKE_LLMBENCH_AB)
+    fake.chmod(0o755)
+    args = tmp_path / "args"
+    env = {"PATH": os.environ["PATH"], "LLMBENCH": str(fake), "FAKE_AB_ARGS": str(args),
+           "LLMBENCH_AB_ARGS": "--one-side-at-a-time  --loads=3", "LLMBENCH_ARGS": "--llmbench-device=cpu"}  # fmt: skip
+    result = subprocess.run([REPO / "scripts" / "ci" / "ab-shard.sh", "abc", "1", "2"], cwd=tmp_path,
+                            capture_output=True, text=True, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    given = args.read_text().splitlines()
+    # ab's options before the "--" that starts pytest's arguments; the plan's pytest arguments after it.
+    expected = ["ab", "abc", "HEAD", "--one-side-at-a-time", "--loads=3", "--", "benchmarks"]
+    assert given[: given.index("--") + 2] == expected
+    assert "--llmbench-device=cpu" in given[given.index("--") :]
