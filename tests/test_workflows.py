@@ -487,3 +487,69 @@ def test_a_paired_shard_passes_llmbench_ab_its_options(tmp_path: Path) -> None:
     expected = ["ab", "abc", "HEAD", "--one-side-at-a-time", "--loads=3", "--", "benchmarks"]
     assert given[: given.index("--") + 2] == expected
     assert "--llmbench-device=cpu" in given[given.index("--") :]
+
+
+def _git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_every_shard_fetches_the_history_commit_the_plan_saw(tmp_path: Path) -> None:
+    # A run recorded between the plan and a shard's fetch must not reach that shard: its split would differ
+    # from the others' and llmbench merge would refuse the shards.
+    env = {"PATH": os.environ["PATH"], "GITHUB_SERVER_URL": f"file://{tmp_path / 'server'}",
+           "GITHUB_REPOSITORY": "owner/repo", "HOME": str(tmp_path)}  # fmt: skip
+
+    def script(name: str, *args: str, cwd: Path = tmp_path) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([REPO / "scripts" / "ci" / name, *args], cwd=cwd, env=env, capture_output=True,
+                                text=True)  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    # The first night: no history branch; the plan's commit is empty and the shard's history is empty.
+    remote = tmp_path / "server" / "owner" / "repo.git"
+    _git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    output = tmp_path / "output"
+    output.touch()
+    env["GITHUB_OUTPUT"] = str(output)
+    assert script("history-commit.sh").stdout == "commit=\n"
+    assert output.read_text() == "commit=\n"
+    assert "the plan saw no history" in script("fetch-history.sh", "history", "").stdout
+    assert list((tmp_path / "history").iterdir()) == []
+    # Night 1 recorded; the plan sees it; night 2 is recorded before the shard fetches.
+    work = tmp_path / "work"
+    (work / "cpu").mkdir(parents=True)
+    _git(work, "init", "-q", "-b", "benchmark-data")
+    for night in (1, 2):
+        (work / "cpu" / f"000{night}_night.json").write_text("{}")
+        _git(work, "add", ".")
+        _git(work, "commit", "-q", "-m", f"night {night}")
+        _git(work, "push", "-q", str(remote), "benchmark-data")
+        if night == 1:
+            planned = script("history-commit.sh").stdout.removeprefix("commit=").strip()
+            assert planned == _git(work, "rev-parse", "HEAD")
+    assert "1 runs in history (at " in script("fetch-history.sh", "history", planned).stdout
+    assert sorted(p.name for p in (tmp_path / "history" / "cpu").iterdir()) == ["0001_night.json"]
+    # Without a commit: the branch as it is now (the gate job).
+    assert "2 runs in latest" in script("fetch-history.sh", "latest").stdout
+    bad = subprocess.run([REPO / "scripts" / "ci" / "fetch-history.sh", "other", "main"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2
+    assert "COMMIT=main is not a full commit id" in bad.stderr
+
+
+def test_the_shards_balance_by_the_history_the_plan_saw() -> None:
+    jobs = load("benchmarks.yml")["jobs"]
+    history = next(s for s in jobs["plan"]["steps"] if s.get("id") == "history")
+    assert history["run"] == "scripts/ci/history-commit.sh"
+    assert jobs["plan"]["outputs"]["history-commit"] == "${{ steps.history.outputs.commit }}"
+    shard = jobs["shard"]
+    names = [s.get("name", s.get("uses", "")) for s in shard["steps"]]
+    fetch = next(s for s in shard["steps"] if "fetch-history.sh" in s.get("run", ""))
+    assert fetch["run"] == 'scripts/ci/fetch-history.sh history "$HISTORY_COMMIT"'
+    assert fetch["env"]["HISTORY_COMMIT"] == "${{ needs.plan.outputs.history-commit }}"
+    # Fetched before either way of running the shard; the costs are the fetched history of this runner kind.
+    assert names.index(fetch["name"]) < min(names.index("Run the shard"),
+                                            names.index("Run the shard, base and head paired"))  # fmt: skip
+    assert shard["env"]["LLMBENCH_SHARD_COSTS"] == "history/${{ needs.plan.outputs.kind }}"

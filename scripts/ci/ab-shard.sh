@@ -11,6 +11,8 @@
 #   LLMBENCH_ARGS    extra pytest arguments (the workflow's plan), split on spaces
 #   LLMBENCH_AB_ARGS extra `llmbench ab` options (e.g. --loads=3 --rounds=5), split on spaces
 #   LLMBENCH_SUITE   the suite to run (default benchmarks)
+#   LLMBENCH_SHARD_COSTS  saved runs that balance the split (read by the plugin when llmbench ab collects
+#                    the head side; the workflow: the plan's commit of the history, the same on every shard)
 set -euo pipefail
 if [[ $# -lt 3 ]]; then
   echo "usage: $0 BASE K N [pytest arguments...]" >&2

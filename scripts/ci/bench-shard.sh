@@ -7,6 +7,8 @@
 #   PYTHON           the interpreter with pytest-llmbench installed (default .venv/bin/python)
 #   LLMBENCH_ARGS    extra pytest arguments (the workflow's plan), split on spaces
 #   LLMBENCH_SUITE   the suite to run (default benchmarks)
+#   LLMBENCH_SHARD_COSTS  saved runs that balance the split (read by the plugin; the workflow: the
+#                    plan's commit of the history, the same on every shard)
 set -euo pipefail
 if [[ $# -lt 2 ]]; then
   echo "usage: $0 K N [pytest arguments...]" >&2
