@@ -172,13 +172,16 @@ def test_two_nights_and_a_pull_request_step_by_step(tmp_path: Path, model_args: 
         "runner": '["ubuntu-latest"]', "shards": "[1,2]", "count": "2", "kind": "cpu", "fork": "false"}  # fmt: skip
     assert plan.outputs["args"] == f"--llmbench-device=cpu {model_args}"
     assert [job.result for job in night1["approve"] + night1["comment"]] == ["skipped", "skipped"]
+    assert plan.outputs["history-commit"] == ""  # no history yet: every shard's costs are estimated
     first, empty = night1["shard"]
     for shard in (first, empty):
         assert_ran(shard, dict.fromkeys(
-            ["actions/checkout", "actions/setup-python", "Model cache", "Install", "Run the shard",
-             "Upload the shard's run"], "success"))  # fmt: skip
+            ["actions/checkout", "actions/setup-python", "Model cache", "Install", "Fetch the history the plan saw",
+             "Run the shard", "Upload the shard's run"], "success"))  # fmt: skip
+        assert "the plan saw no history" in shard.step("Fetch the history the plan saw").output
         assert re.fullmatch(r"key: llmbench-models-Linux-cpu-[0-9a-f]{64}", shard.step("Model cache").output)
     assert "llmbench shard 1/2: 1 of 1 combinations" in first.step("Run the shard").output
+    assert "(0 tests measured in 0 saved runs of history/cpu, 1 estimated" in first.step("Run the shard").output
     assert first.step("Upload the shard's run").output == "uploaded llmbench-shard-1: ['shard-1-of-2.json']"
     # The empty shard passes (pytest-benchmark's "Not saving anything" is no error) and uploads nothing.
     assert "bench-shard: shard 2/2 has no tests" in empty.step("Run the shard").output
@@ -215,8 +218,12 @@ def test_two_nights_and_a_pull_request_step_by_step(tmp_path: Path, model_args: 
     assert pull_request["approve"][0].result == "skipped"  # not a fork
     paired, lost = pull_request["shard"]
     assert_ran(paired, dict.fromkeys(
-        ["actions/checkout", "actions/setup-python", "Model cache", "Install", "Run the shard, base and head paired",
-         "Upload the shard's run"], "success"))  # fmt: skip
+        ["actions/checkout", "actions/setup-python", "Model cache", "Install", "Fetch the history the plan saw",
+         "Run the shard, base and head paired", "Upload the shard's run"], "success"))  # fmt: skip
+    # The history's commit when the plan ran (night 1's record), the one every shard fetches.
+    planned = pull_request["plan"][0].outputs["history-commit"]
+    assert planned == git(Path(history), "rev-parse", "benchmark-data").strip()
+    assert f"1 runs in history (at {planned})" in paired.step("Fetch the history the plan saw").output
     assert lost.result == "failure"
     output = paired.step("Run the shard, base and head paired").output
     assert f"ab-shard: shard 1/2: {main1} against HEAD, exit status 0" in output
@@ -235,6 +242,11 @@ def test_two_nights_and_a_pull_request_step_by_step(tmp_path: Path, model_args: 
     git(tree, "push", "-q", history, "main")
     night2 = run(event("schedule", main2, 1003), "plan", "approve", "shard", "gate", "comment", "record")
     assert [shard.result for shard in night2["shard"]] == ["success"] * 2
+    # Night 1's durations balance night 2's split.
+    assert (
+        "(1 tests measured in 1 saved runs of history/cpu, 0 estimated"
+        in night2["shard"][0].step("Run the shard").output
+    )
     gate = night2["gate"][0]
     assert_ran(gate, night_gate)
     assert "gate: comparing results/merged.json with the baseline history/cpu/" in gate.step("Gate").output
@@ -253,6 +265,10 @@ def test_two_nights_and_a_pull_request_step_by_step(tmp_path: Path, model_args: 
     assert "ab-gate: 1 of 2 shards uploaded, 1 failed" in gate.step("Gate on the paired runs").output
     merged = json.loads((runner.artifacts("1002") / "llmbench-merged" / "merged.json").read_text())
     assert [b["extra_info"]["llmbench_ab"] is not None for b in merged["benchmarks"]] == [True]  # the head side
+    # Merge warned of no missing shard, rightly: the head run's shard record says shard 2 had nothing to run.
+    head_run = next((runner.artifacts("1002") / "llmbench-shard-1").rglob("*_ab-*-head.json"))
+    assert json.loads(head_run.read_text())["machine_info"]["llmbench_shard"]["runnable"] == [1, 0]
+    assert "warning: no run of shard" not in gate.step("Merge").output
     verdict = gate.summary
     assert verdict.startswith("## llmbench verdict: base and head paired on each runner (`llmbench ab`)\n")
     assert "### Shard 1/2: llmbench regression gate: no regression" in verdict
