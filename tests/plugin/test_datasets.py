@@ -44,7 +44,13 @@ def test_two_data_sets_are_separate_combinations_everywhere(
     result = suite.runpytest(*ARGS, "--benchmark-autosave")
 
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["tiny fp32 cpu bs1 summaries *", "tiny fp32 cpu bs1 parables *"])
+    result.stdout.fnmatch_lines(
+        [
+            "tiny fp32 cpu bs1 summaries *",
+            "tiny fp32 cpu bs1 parables *",
+            "ROUGE-L n/a for tiny fp32 cpu bs1 parables: the data set 'parables' has no *",
+        ]
+    )
     (path,) = list_runs(suite.path / "runs")
     run = load_run(path)
     names = [bench["name"] for bench in run.benchmarks.values()]

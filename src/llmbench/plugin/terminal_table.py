@@ -109,6 +109,20 @@ def _table(benchmarks: Iterable[Mapping[str, Any]], columns: tuple[tuple[str, st
     return text_table(header, rows, gap=1, rule="line")
 
 
+def _rouge_reasons(benchmarks: list[Mapping[str, Any]]) -> list[str]:
+    """Why ROUGE-L is n/a, where the run saved a reason (a data set without references), one line per reason."""
+    found: dict[str, list[str]] = {}
+    for bench in benchmarks:
+        metric = metrics_of(bench).get("rougeLsum")
+        if metric is not None and metric.value is None and metric.note:
+            label = combination_label(bench.get("extra_info") or {})
+            found.setdefault(metric.note.removeprefix("n/a: "), []).append(label)
+    out: list[str] = []
+    for reason, labels in found.items():
+        out.extend(textwrap.wrap(f"ROUGE-L n/a for {', '.join(labels)}: {reason}", 120, subsequent_indent="  "))
+    return out
+
+
 def render(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
     """The table's lines for benchmarks shaped like pytest-benchmark's JSON (``extra_info`` with ``metrics``),
     then, where any benchmark has them, the engine's decode figure and the latency distribution, the energy
@@ -137,6 +151,7 @@ def render(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
         out.extend(_table(benchmarks, QUALITY_COLUMNS))
         out.append("accuracy: share of the items answered correctly under their checks, 95% bootstrap interval;")
         out.append("of ref.: accuracy as a share of the reference precision's (docs/quality.md)")
+    out.extend(_rouge_reasons(benchmarks))
     for bench in benchmarks:
         extra = bench.get("extra_info") or {}
         note = throttle_note(extra.get(THROTTLE_INFO_KEY))
