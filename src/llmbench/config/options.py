@@ -178,7 +178,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--llmbench-precision",
         "NAMES",
-        "Comma list of precisions (fp32, bf16, fp16, int8, nf4, or a GGUF type such as q4_k_m). "
+        "Comma list of precisions (fp32, bf16, fp16, int8, nf4, fp4, or a GGUF type such as q4_k_m). "
         "Default: the matrix file's list",
         parse=parse_names,
     ),
