@@ -474,3 +474,24 @@ def test_the_quality_pass_scores_accuracy_against_the_reference_precision(tmp_pa
     assert [r.correct for r in records] == [False] * 3 + [True] * 9
     assert records[0].check == "exact 'n'"
     assert records[0].rouge1 is None
+
+
+def test_the_reports_side_by_side_shows_an_accuracy_items_check(tmp_path: Path) -> None:
+    from llmbench.quality.outputs import quality_records, write_outputs
+    from llmbench.report.frame import Table
+    from llmbench.report.html import side_by_side
+
+    item = load_items(ACCURACY_DATA)[0]
+    assert item.check is not None
+    outputs_file = tmp_path / "gemma3-270m-q4_k_m-cpu.jsonl"
+    write_outputs(outputs_file, quality_records([item.id], [""], [" b"], None, checks=[item.check.describe()],
+                                                correct=[False]))  # fmt: skip
+    run = _shown_run()
+    (bench,) = run.benchmarks.values()
+    extra = {**bench["extra_info"], "outputs": {item.id: " b"}, "outputs_file": str(outputs_file)}
+    data = {"machine_info": {}, "datetime": "2025-01-01T00:00:00", "commit_info": {},
+            "benchmarks": [{**bench, "extra_info": extra}]}  # fmt: skip
+    run = run_from_json(data, "0004", "0004")
+    (shown,) = side_by_side(Table.of([run]).of_run(run))
+    assert (shown.id, shown.reference) == (item.id, "expected: exact 'n'")
+    assert read_outputs(outputs_file)[0].correct is False

@@ -92,7 +92,8 @@ def marked_differences(text: str, reference: str) -> str:
 
 
 def _references(rows: Sequence[Row], root: Path | None) -> dict[str, str]:
-    """Reference summaries per item, from the outputs files the runs point to (where still on disk)."""
+    """Reference summaries (an accuracy item: its check) per item, from the outputs files the runs point to
+    (where still on disk)."""
     from llmbench.quality.outputs import read_outputs
 
     found: dict[str, str] = {}
@@ -109,7 +110,9 @@ def _references(rows: Sequence[Row], root: Path | None) -> dict[str, str]:
                 except ValueError:
                     break
                 for record in records:
-                    found.setdefault(record.id, record.reference)
+                    # An accuracy item has no reference summary: its check stands in ("expected: numeric 84").
+                    expected = f"expected: {record.check}" if record.check and not record.reference else ""
+                    found.setdefault(record.id, record.reference or expected)
                 break
     return found
 
