@@ -209,3 +209,12 @@ def test_a_run_on_the_axis_saves_the_length_the_prompt_tokens_and_the_kv_cache_a
         tokens = length + info["generated_tokens"] // batch
         expected = 2 * 1 * 32 * element * batch * (tokens + min(tokens, 16))
         assert info["metrics"]["kv_cache_bytes"]["value"] == expected
+
+
+def test_the_terminal_table_names_the_length_only_on_the_axis() -> None:
+    from llmbench.plugin.terminal_table import combination_label
+
+    info = Combination(BUILTIN_MODELS["gemma3-270m"], "q4_k_m", "cpu", 1).as_info()
+    assert combination_label(info) == "gemma3-270m q4_k_m cpu bs1"
+    info = Combination(BUILTIN_MODELS["gemma3-270m"], "q4_k_m", "cpu", 1, prompt_length=1024).as_info()
+    assert combination_label(info) == "gemma3-270m q4_k_m cpu bs1 prompt1024"

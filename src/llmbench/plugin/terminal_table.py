@@ -88,9 +88,11 @@ def cell(metrics: Mapping[str, Metric], name: str, headline: bool = True) -> str
 
 
 def combination_label(extra: Mapping[str, Any]) -> str:
-    """``gemma3-270m q4_k_m cpu bs1``, and the data set where the test id names it."""
+    """``gemma3-270m q4_k_m cpu bs1``, and the data set and prompt length (``prompt1024``) where the test id
+    names them."""
     label = f"{extra.get('model')} {extra.get('precision')} {extra.get('device')} bs{extra.get('batch_size')}"
-    return f"{label} {extra['dataset']}" if extra.get("dataset") else label
+    label = f"{label} {extra['dataset']}" if extra.get("dataset") else label
+    return f"{label} prompt{extra['prompt_length']}" if extra.get("prompt_length") is not None else label
 
 
 def _table(benchmarks: Iterable[Mapping[str, Any]], columns: tuple[tuple[str, str, int], ...]) -> list[str]:
