@@ -85,3 +85,22 @@ def test_a_misspelt_setting_is_an_unknown_field_listing_the_settings(tmp_path: P
         SettingError, match=rf"\[models.mine\] has unknown field\(s\) bnb_4bit_double_quant; allowed: {settings}, "
     ):
         load_matrix(_matrix(tmp_path, "bnb_4bit_double_quant = true\n"), required=True)
+
+
+def test_saved_runs_and_the_report_name_the_combination_as_the_test_id_does(tmp_path: Path) -> None:
+    from llmbench.report.frame import rows_of
+    from llmbench.runs import run_from_json
+
+    matrix = load_matrix(_matrix(tmp_path, "bnb_4bit_use_double_quant = true\n"), required=True)
+    fp32, _, nf4, _ = matrix.combinations()
+    assert "precision_id" not in fp32.as_info()  # no settings in the id: today's saved fields
+    assert nf4.as_info()["precision_id"] == "nf4-double_quant"
+    assert nf4.as_info()["precision"] == "nf4"
+    benchmarks = [
+        {"fullname": f"benchmarks/test_generate.py::test_generate[{c.id}]", "name": f"test_generate[{c.id}]",
+         "stats": {"median": 1.0}, "extra_info": c.as_info()}
+        for c in (fp32, nf4)
+    ]  # fmt: skip
+    rows = rows_of(run_from_json({"benchmarks": benchmarks}, "a run"))
+    assert [row.combination for row in rows] == [fp32.id, nf4.id]
+    assert [row.precision for row in rows] == ["fp32", "nf4"]

@@ -146,6 +146,7 @@ class Combination:
 
     def as_info(self) -> dict[str, object]:
         """The identifying fields saved in each benchmark's ``extra_info``."""
+        precision_id = self.model.precision_id(self.precision)
         return {
             "model": self.model.name,
             "precision": self.precision,
@@ -155,4 +156,6 @@ class Combination:
             "family": self.model.family,
             **({"dataset": self.dataset} if self.dataset is not None else {}),
             **({"prompt_length": self.prompt_length} if self.prompt_length is not None else {}),
+            # The precision as the test id names it, where a model entry's 4-bit settings add words to it.
+            **({"precision_id": precision_id} if precision_id != self.precision else {}),
         }

@@ -201,8 +201,9 @@ class Row:
     @property
     def combination(self) -> str:
         """``model-precision-device-bsN``, the id of the parametrized benchmark (then the data set where the
-        test id names it, and ``-promptN`` on the prompt-length axis)."""
-        base = f"{self.model}-{self.precision}-{self.device}"
+        test id names it, and ``-promptN`` on the prompt-length axis); the precision with the words of a model
+        entry's 4-bit settings where the test id has them (``extra_info["precision_id"]``: ``nf4-double_quant``)."""
+        base = f"{self.model}-{self.info.get('precision_id') or self.precision}-{self.device}"
         base = base if self.batch_size is None else f"{base}-bs{self.batch_size}"
         base = base if self.named_dataset is None else f"{base}-{self.named_dataset}"
         return base if self.prompt_length is None else f"{base}-prompt{self.prompt_length}"
