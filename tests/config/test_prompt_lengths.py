@@ -218,3 +218,19 @@ def test_the_terminal_table_names_the_length_only_on_the_axis() -> None:
     assert combination_label(info) == "gemma3-270m q4_k_m cpu bs1"
     info = Combination(BUILTIN_MODELS["gemma3-270m"], "q4_k_m", "cpu", 1, prompt_length=1024).as_info()
     assert combination_label(info) == "gemma3-270m q4_k_m cpu bs1 prompt1024"
+
+
+def test_llmbench_ab_skips_the_axis_with_the_reason(tmp_path: Path, tiny_gemma3_dir: Path) -> None:
+    import shutil
+
+    from llmbench.ab.collect import collect_plan
+    from tests.support.paths import REPO
+
+    write_matrix(tmp_path, tiny_matrix(tiny_gemma3_dir))
+    shutil.copy(REPO / "benchmarks" / "test_generate.py", tmp_path / "benchmarks")
+    plan = collect_plan(["benchmarks", "--llmbench-prompt-tokens=64", "--benchmark-storage=runs"], tmp_path, tmp_path)
+    assert plan.benchmarks == ()
+    assert plan.skipped == (
+        "tiny-fp32-cpu-bs1-prompt64: llmbench ab does not build prompts of a length (the prompt-length axis): "
+        "measure lengths with pytest, compare versions without the axis",
+    )

@@ -93,6 +93,11 @@ class _Collector:
             if skip is not None:
                 skipped.append(str(skip.kwargs.get("reason", skip.args[0] if skip.args else item.name)))
                 continue
+            if combination.prompt_length is not None:
+                # Prompts of a length are built with the loaded model's tokenizer, which this plan has not.
+                reason = "llmbench ab does not build prompts of a length (the prompt-length axis): measure lengths "
+                skipped.append(f"{combination.id}: {reason}with pytest, compare versions without the axis")
+                continue
             items = datasets[combination.dataset_name]
             if combination.batch_size > len(items):
                 skipped.append(f"{combination.id}: batch size {combination.batch_size} exceeds the {len(items)} "
