@@ -132,15 +132,16 @@ def test_the_axis_expands_each_combination_and_a_length_beyond_the_context_is_sk
     suite: pytest.Pytester, tiny_gemma3_dir: Path
 ) -> None:
     matrix = tiny_matrix(tiny_gemma3_dir, batch_sizes=(1, 2)).replace(
-        "batch_sizes = [1, 2]", f"batch_sizes = [1, 2]\nprompt_tokens = [64, {MAX_POSITIONS}]"
+        "batch_sizes = [1, 2]", f"batch_sizes = [1, 2]\nprompt_tokens = [{MAX_POSITIONS}, 64]"
     )
     write_matrix(suite.path, matrix)
     suite.makepyfile(test_context=CONTEXT_TEST)
     collected = suite.runpytest("--collect-only", "-q")
+    # Within a load, every batch size of a length before the next length: the calls grow.
     assert _ids(collected) == [
         "test_context[tiny-fp32-cpu-bs1-prompt64]",
-        f"test_context[tiny-fp32-cpu-bs1-prompt{MAX_POSITIONS}]",
         "test_context[tiny-fp32-cpu-bs2-prompt64]",
+        f"test_context[tiny-fp32-cpu-bs1-prompt{MAX_POSITIONS}]",
         f"test_context[tiny-fp32-cpu-bs2-prompt{MAX_POSITIONS}]",
     ]
     result = suite.runpytest("-s", "-rs", "--llmbench-isolation=none")

@@ -122,7 +122,6 @@ class Matrix:
 
     def _product(self) -> list[Combination]:
         named = self.names_datasets
-        lengths = (None,) if self.prompt_lengths is None else self.prompt_lengths.values
         combinations = [
             Combination(self.registry[model], precision, device, batch_size, dataset.name if named else None)
             for model, precision, device, batch_size, dataset in itertools.product(
@@ -130,7 +129,14 @@ class Matrix:
                 self.datasets.values,
             )
         ]  # fmt: skip
-        return [replace(c, prompt_length=length) for c in combinations for length in lengths]
+        if self.prompt_lengths is None:
+            return combinations
+        # Within one load, the shorter prompts first (every batch size of a length before the next length):
+        # the calls grow, so no call starts with the memory a longer one left behind.
+        loads = {key: index for index, key in enumerate(dict.fromkeys(c.load_key for c in combinations))}
+        lengths = sorted(self.prompt_lengths.values)
+        on_axis = [replace(c, prompt_length=length) for length in lengths for c in combinations]
+        return sorted(on_axis, key=lambda c: loads[c.load_key])
 
     def is_excluded(self, combination: Combination) -> bool:
         values = {"model": combination.model.name, "precision": combination.precision,
@@ -139,7 +145,8 @@ class Matrix:
         return any(all(values[key] == value for key, value in entry.items()) for entry in self.exclude)
 
     def combinations(self) -> list[Combination]:
-        """Every combination not excluded, in matrix order (model, precision, device, batch size, data set)."""
+        """Every combination not excluded, in matrix order (model, precision, device, batch size, data set; on
+        the prompt-length axis, prompt length before batch size)."""
         return [c for c in self._product() if not self.is_excluded(c)]
 
     def excluded(self) -> list[Combination]:
