@@ -11,7 +11,6 @@ import pytest
 from llmbench.backends.transformers_backend import TransformersBackend, TransformersModel
 from llmbench.config.combination import Combination, ModelSpec
 from llmbench.config.models import BASE_SUMMARY_TEMPLATE
-from llmbench.config.settings import engine_context
 from llmbench.data import SHIPPED_DATA, load_items
 from llmbench.data.long_prompts import (
     PromptLengthError,
@@ -116,15 +115,6 @@ def test_the_context_check_names_the_length_the_new_tokens_and_the_context() -> 
         "prompt length 2048 + max_new_tokens 32 = 2080 tokens exceeds the context of 2048 tokens of "
         "tiny (max_position_embeddings in its config.json)"
     )
-
-
-@pytest.mark.parametrize(
-    ("longest", "new", "context"), [(128, 32, 256), (1024, 32, 1280), (224, 32, 256), (4096, 32, 4352)]
-)
-def test_the_engine_context_is_the_longest_prompt_plus_new_tokens_rounded_up_to_256(
-    longest: int, new: int, context: int
-) -> None:
-    assert engine_context(longest, new) == context
 
 
 def test_a_model_without_a_tokenizer_or_too_short_a_context_gives_the_reason() -> None:
