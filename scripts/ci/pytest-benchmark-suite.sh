@@ -51,9 +51,26 @@ print(" ".join(tomllib.load(open(sys.argv[1], "rb")).get("dependency-groups", {}
 PYTHON
 )
 read -ra dev_requirements <<<"$dev"
+# The project's other pytest plugins (pytest11 entry points: pytest-xdist, hypothesis, anyio...) at their
+# versions: the run with the plugin sees the project's whole environment, so a plugin only there would
+# change outcomes of its own (pytest-benchmark's xdist tests skip without pytest-xdist), not this one's.
+plugins=$("$PY" - <<'PYTHON'
+import importlib.metadata as metadata
+own = {"pytest-llmbench", "pytest-benchmark", "pytest"}
+found = {
+    f"{d.metadata['Name']}=={d.version}"
+    for d in metadata.distributions()
+    if d.metadata["Name"] and d.metadata["Name"].lower() not in own
+    and any(e.group == "pytest11" for e in d.entry_points)
+}
+print(" ".join(sorted(found)))
+PYTHON
+)
+read -ra other_plugins <<<"$plugins"
+log "the project's other pytest plugins, in both runs: ${plugins:-none}"
 "$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
   "$work/src[aspect,elasticsearch,histogram]" "pytest==$pytest_version" pygal==3.1.3 pygaljs==1.0.2 \
-  "setuptools>=80" "${dev_requirements[@]}"
+  "setuptools>=80" "${dev_requirements[@]}" "${other_plugins[@]}"
 
 run_suite() { # NAME: run the suite, write NAME.xml (JUnit) and NAME.log
   local name=$1 status=0
