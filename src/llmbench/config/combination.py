@@ -29,6 +29,37 @@ KNOWN_DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")
 #: of it alone keeps the test id of a matrix without the axis (``dataset`` None), as runs saved before
 #: the axis existed do (no ``dataset`` field: this set).
 DEFAULT_DATASET = "summaries"
+#: The keys of a reference table: ``reference = { model = "...", precision = "...", device = "..." }``.
+REFERENCE_KEYS: tuple[str, ...] = ("model", "precision", "device")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a combination's outputs are compared with (drift, ROUGE and semantic-similarity differences,
+    shares): a ``reference = { ... }`` table of the matrix file, any subset of :data:`REFERENCE_KEYS`; a key
+    left out (None) is the combination's own (docs/matrix-and-models.md, "References")."""
+
+    model: str | None = None
+    precision: str | None = None
+    device: str | None = None
+    #: Where it was declared, for messages: ``[models.x] reference``, ``[matrix] reference``.
+    origin: str = ""
+
+    def over(self, base: Reference | None) -> Reference:
+        """This reference's keys over ``base``'s, key by key (a model entry's table over the matrix's)."""
+        if base is None:
+            return self
+        return Reference(
+            self.model or base.model,
+            self.precision or base.precision,
+            self.device or base.device,
+            f"{self.origin} over {base.origin}",
+        )
+
+    def describe(self) -> str:
+        """The table as written: ``{ model = "gemma3-4b-it", precision = "bf16" }``."""
+        keys = [f'{key} = "{value}"' for key in REFERENCE_KEYS if (value := getattr(self, key)) is not None]
+        return "{ " + ", ".join(keys) + " }"
 
 
 @dataclass(frozen=True)
@@ -62,8 +93,13 @@ class ModelSpec:
     gguf: Mapping[str, str] = field(default_factory=dict)
     #: Precisions known not to work, with the reason shown as the skip reason.
     unsupported: Mapping[str, str] = field(default_factory=dict)
-    #: The precision other precisions are compared with for drift (quality issue).
+    #: The precision other precisions are compared with for drift (quality issue), where no ``reference``
+    #: table says otherwise.
     reference_precision: str = "fp32"
+    #: What this model's combinations are compared with: the matrix file's ``reference`` tables, the model
+    #: entry's over the matrix's (docs/matrix-and-models.md, "References"); None: ``reference_precision`` of
+    #: the same model on the same device.
+    reference: Reference | None = None
     trust_remote_code: bool = False
     description: str = ""
     #: bitsandbytes 4-bit settings for nf4 and fp4, named as transformers' ``BitsAndBytesConfig`` arguments
@@ -143,6 +179,20 @@ class Combination:
     def load_key(self) -> tuple[str, str, str]:
         """The key of the session model cache: batch sizes share one loaded model."""
         return (self.model.name, self.precision, self.device)
+
+    @property
+    def reference_key(self) -> tuple[str, str, str]:
+        """The (model, precision, device) this combination's outputs are compared with: the model's
+        ``reference`` (each key left out: this combination's own), else its ``reference_precision`` on the same
+        device. Equal to :attr:`load_key` for a combination that is its own reference (nothing to compare)."""
+        reference = self.model.reference
+        if reference is None:
+            return (self.model.name, self.model.reference_precision, self.device)
+        return (
+            reference.model or self.model.name,
+            reference.precision or self.precision,
+            reference.device or self.device,
+        )
 
     def as_info(self) -> dict[str, object]:
         """The identifying fields saved in each benchmark's ``extra_info``."""

@@ -14,6 +14,9 @@ The matrix file (TOML, ``benchmarks/matrix.toml`` by default)::
     exclude = [                    # optional: combinations left out (GitHub Actions' matrix exclude)
         { precision = "int8", device = "cpu" },
     ]
+    # reference = { precision = "fp32", device = "cpu" }  # optional: what every combination is compared with
+    #                                                    # (drift, quality differences); default: its model's
+    #                                                    # reference precision on its own device
 
     [models.my-model]              # optional: models of your own, next to the built-in registry
     source = "hub:my-org/my-model" # or "path:/models/my-model"
@@ -21,6 +24,11 @@ The matrix file (TOML, ``benchmarks/matrix.toml`` by default)::
     prompt_template = "Article: {text}\\n\\nSummary:"
     # bnb_4bit_use_double_quant = true   # optional 4-bit settings (nf4, fp4): also bnb_4bit_compute_dtype,
     #                                    # bnb_4bit_quant_storage; named in the test id when not the default
+    # reference = { model = "gemma3-4b-it", precision = "bf16" }  # optional: what this model is compared
+    #                                    # with; a key left out is the combination's own; over [matrix]'s
+
+A built-in model's reference is set with a table of that alone (``[models.t5-small] reference = {...}``).
+See docs/matrix-and-models.md, "References".
 """
 
 from __future__ import annotations
@@ -28,12 +36,19 @@ from __future__ import annotations
 import itertools
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from llmbench.config.combination import DEFAULT_DATASET, KNOWN_DEVICES, Combination, ModelSpec
+from llmbench.config.combination import (
+    DEFAULT_DATASET,
+    KNOWN_DEVICES,
+    REFERENCE_KEYS,
+    Combination,
+    ModelSpec,
+    Reference,
+)
 from llmbench.config.models import BUILTIN_MODELS
 from llmbench.config.options import SettingError
 from llmbench.config.precisions import KNOWN_PRECISIONS, bnb_4bit_setting_error
@@ -51,6 +66,10 @@ AXES = ("models", "precisions", "devices", "batch_sizes")
 EXCLUDE_KEYS = {"model": str, "precision": str, "device": str, "batch_size": int, "dataset": str,
                 "prompt_tokens": int}  # fmt: skip
 MODEL_FIELDS = {f.name for f in fields(ModelSpec)} - {"name"}
+#: The fields a ``[models.<name>]`` table of a built-in model may have alone: they amend the built-in entry.
+REFERENCE_FIELDS = {"reference", "reference_precision"}
+#: A combination's reference, as the messages name it: (model, precision, device, data set).
+ReferenceKey = tuple[str, str, str, str]
 #: A data-set value of these characters alone is the name of a shipped set; any other is a file's path.
 SHIPPED_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -109,6 +128,9 @@ class Matrix:
     #: ``[matrix] prompt_tokens``: prompts of exactly these many tokens; None: no such axis, the data set's
     #: own prompts (docs/matrix-and-models.md, "Prompt length").
     prompt_lengths: Axis | None = None
+    #: ``[matrix] reference``: what every combination is compared with, where its model entry does not say
+    #: (already folded into each :class:`ModelSpec`'s ``reference``; kept for messages).
+    reference: Reference | None = None
 
     @property
     def names_datasets(self) -> bool:
@@ -185,7 +207,56 @@ def _model_spec(path: Path, name: str, table: Any) -> ModelSpec:
         reason = bnb_4bit_setting_error(key, value)
         if reason is not None:
             raise _error(path, f"[models.{name}] {reason}")
-    return ModelSpec(name=name, **table)
+    fields_ = {key: value for key, value in table.items() if key not in REFERENCE_FIELDS}
+    return ModelSpec(name=name, **fields_, **_model_reference(path, name, table))
+
+
+def _reference(path: Path, where: str, value: Any) -> Reference:
+    """A ``reference = { model = ..., precision = ..., device = ... }`` table (any subset of the keys)."""
+    example = '{ model = "gemma3-4b-it", precision = "bf16", device = "cpu" }'
+    if not isinstance(value, dict):
+        raise _error(path, f"{where} must be a table like {example} (any of its keys), got {value!r}")
+    unknown = sorted(set(value) - set(REFERENCE_KEYS))
+    if unknown:
+        raise _error(path, f"{where} has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(REFERENCE_KEYS)} "
+                           "(a key left out is the combination's own)")  # fmt: skip
+    if not value:
+        raise _error(path, f"{where} is empty: name at least one of {', '.join(REFERENCE_KEYS)}, e.g. {example}")
+    for key, text in value.items():
+        if not isinstance(text, str) or not text.strip():
+            raise _error(path, f"{where}: {key} must be a non-empty string, got {text!r}")
+    known = {"precision": KNOWN_PRECISIONS, "device": KNOWN_DEVICES}
+    for key, allowed in known.items():
+        if key in value and value[key] not in allowed:
+            raise _error(
+                path, f"{where}: {key} {value[key]!r} is not a known {key}; known {key}s: {', '.join(allowed)}"
+            )
+    return Reference(value.get("model"), value.get("precision"), value.get("device"), origin=where)
+
+
+def _model_reference(path: Path, name: str, table: Mapping[str, Any]) -> dict[str, Any]:
+    """The reference fields of a ``[models.<name>]`` table: ``reference`` (a table) or ``reference_precision``
+    (a precision), never both: they would be two references for the same combinations."""
+    out: dict[str, Any] = {}
+    if "reference" in table and "reference_precision" in table:
+        precision = table["reference_precision"]
+        raise _error(path, f"[models.{name}] has two references, reference = {table['reference']!r} and "
+                           f"reference_precision = {precision!r}: keep one (reference = {{ precision = "
+                           f"\"{precision}\" }} says what reference_precision says)")  # fmt: skip
+    if "reference" in table:
+        out["reference"] = _reference(path, f"[models.{name}] reference", table["reference"])
+    if "reference_precision" in table:
+        precision = table["reference_precision"]
+        if precision not in KNOWN_PRECISIONS:
+            raise _error(path, f"[models.{name}] reference_precision {precision!r} is not a known precision; "
+                               f"known precisions: {', '.join(KNOWN_PRECISIONS)}")  # fmt: skip
+        out["reference_precision"] = precision
+    return out
+
+
+def _amended_builtin(path: Path, name: str, table: Mapping[str, Any]) -> ModelSpec:
+    """A built-in model with the reference of a ``[models.<name>]`` table that has nothing else."""
+    return replace(BUILTIN_MODELS[name], **_model_reference(path, name, table))
 
 
 def _axis_values(path: Path, table: Mapping[str, Any], axis: str) -> Axis:
@@ -275,12 +346,28 @@ def load_matrix(path: Path, required: bool) -> Matrix:
     if unknown:
         raise _error(path, f"unknown table(s) {', '.join(unknown)}; allowed: [matrix], [models.<name>]")
     table = data.get("matrix", {})
-    allowed = (*AXES, "datasets", "prompt_tokens", "max_new_tokens", "exclude")
+    allowed = (*AXES, "datasets", "prompt_tokens", "max_new_tokens", "exclude", "reference")
     unknown = sorted(set(table) - set(allowed))
     if unknown:
         raise _error(path, f"[matrix] has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    precision_only: set[str] = set()
     for name, model_table in data.get("models", {}).items():
-        registry[name] = _model_spec(path, name, model_table)
+        amends = name in BUILTIN_MODELS and isinstance(model_table, dict) and model_table
+        if amends and set(model_table) <= REFERENCE_FIELDS:
+            registry[name] = _amended_builtin(path, name, model_table)
+        else:
+            registry[name] = _model_spec(path, name, model_table)
+        if isinstance(model_table, dict) and "reference_precision" in model_table:
+            precision_only.add(name)
+    reference = _reference(path, "[matrix] reference", table["reference"]) if "reference" in table else None
+    if reference is not None:
+        # The matrix's reference under each model entry's own, key by key (docs/matrix-and-models.md): an
+        # entry's reference_precision is its reference = { precision = ... } there.
+        for name, spec in registry.items():
+            own = spec.reference
+            if own is None and name in precision_only:
+                own = Reference(precision=spec.reference_precision, origin=f"[models.{name}] reference_precision")
+            registry[name] = replace(spec, reference=reference if own is None else own.over(reference))
     max_new_tokens = table.get("max_new_tokens")
     if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or max_new_tokens < 1):
         raise _error(path, f"[matrix] max_new_tokens must be a positive integer, got {max_new_tokens!r}")
@@ -296,6 +383,7 @@ def load_matrix(path: Path, required: bool) -> Matrix:
         exclude=_exclude(path, table.get("exclude", [])),
         datasets=_datasets(path, table),
         prompt_lengths=_prompt_lengths(path, table),
+        reference=reference,
     )
     validate(matrix)
     return matrix
@@ -365,3 +453,51 @@ def describe(combination: Combination) -> str:
     words = f"{' '.join(combination.load_key)} bs{combination.batch_size}"
     words = words if combination.dataset is None else f"{words} {combination.dataset}"
     return words if combination.prompt_length is None else f"{words} prompt{combination.prompt_length}"
+
+
+def describe_reference(key: ReferenceKey, named_dataset: bool = False) -> str:
+    """``gemma3-4b-it bf16 cpu``: a reference as messages and notes name it (its data set where ids name it)."""
+    words = " ".join(key[:3])
+    return f"{words} ({key[3]})" if named_dataset else words
+
+
+def check_references(
+    matrix: Matrix, available: Collection[ReferenceKey] = (), run: str | None = None, run_origin: str = ""
+) -> None:
+    """Every reference a matrix file declares (``reference`` tables, ``reference_precision``) of a combination
+    to run is a combination of the matrix (not excluded) or has outputs in the reference run ``run``
+    (``available``: its (model, precision, device, data set) keys); else a :class:`SettingError` naming the
+    file, the key, the reference and what the matrix and the run have. A model's default reference (its
+    reference precision on the same device) is not checked: it is n/a with the reason when it does not run.
+    """
+    combinations = matrix.combinations()
+    in_matrix = {(*c.load_key, c.dataset_name) for c in combinations}
+    missing: dict[ReferenceKey, tuple[Reference, Combination]] = {}
+    for combination in combinations:
+        reference = combination.model.reference
+        key = (*combination.reference_key, combination.dataset_name)
+        if reference is None or key[:3] == combination.load_key or key in in_matrix or key in available:
+            continue
+        missing.setdefault(key, (reference, combination))
+    if not missing:
+        return
+    named = matrix.names_datasets
+    key, (reference, combination) = next(iter(missing.items()))
+    has = (f"models {', '.join(matrix.models.values)}; precisions {', '.join(matrix.precisions.values)}; "
+           f"devices {', '.join(matrix.devices.values)}")  # fmt: skip
+    has += f"; data sets {', '.join(entry.name for entry in matrix.datasets.values)}" if named else ""
+    has += "; less [matrix] exclude" if matrix.exclude else ""
+    if run is None:
+        elsewhere = ("and no reference run is named (--llmbench-reference-run): add it to the matrix, or name a "
+                     "saved run that has its outputs")  # fmt: skip
+    else:
+        keys = sorted({describe_reference(k, named) for k in available}) or ["no outputs at all"]
+        shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+        elsewhere = (f"nor in the reference run {run} (from {run_origin}), which has outputs of: {shown}; add it "
+                     "to the matrix, or name a saved run that has its outputs")  # fmt: skip
+    others = f" ({len(missing) - 1} more reference(s) missing)" if len(missing) > 1 else ""
+    raise _error(
+        Path(matrix.source),
+        f"{reference.origin} = {reference.describe()}: the reference {describe_reference(key, named)} of "
+        f"{describe(combination)} is not in the matrix ({has}) {elsewhere}{others}",
+    )
