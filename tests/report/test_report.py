@@ -240,7 +240,7 @@ def test_report_command_writes_a_self_contained_page_markdown_and_csv(
     assert "wrote" in capsys.readouterr().out
     page = (out / "index.html").read_text(encoding="utf-8")
     only_inline_references(page)
-    assert page.count('src="data:image/png;base64,') == 7 + 6  # run plots + history plots
+    assert page.count('src="data:image/png;base64,') == 2 + 7 + 6  # decision plots + run plots + history plots
     assert "llmbench regression gate: FAILED" in page
     assert "gemma3-270m q4_k_m cpu bs4: latency 1.39 → 1.81 s" in page
     assert "Intel(R) Xeon(R) Platinum 8480+" in page  # the fingerprint
@@ -256,7 +256,9 @@ def test_report_command_writes_a_self_contained_page_markdown_and_csv(
     tables = [block for block in re.split(r"\n\n+", markdown) if block.startswith("|")]
     for block in tables:
         assert_github_table(block)
-    assert any(block.startswith("| combination | latency | TTFT |") for block in tables)
+    assert any(
+        block.startswith("| model | precision | device | batch | load time | latency (one call) |") for block in tables
+    )
     results = read_csv(out / "results.csv")
     assert len(results) == 3 * 6
     old = [row for row in results if row["run"] == "0001"]
@@ -270,7 +272,8 @@ def test_an_old_run_without_metrics_shows_n_a(tmp_path: Path) -> None:
     assert "Not saved by this run (shown as n/a): ttft_s, decode_tok_s_per_seq, rougeLsum, kv_cache_bytes." in page
     summary = assert_github_table(files.markdown.read_text(encoding="utf-8"))
     assert len(summary) == 1 + 6
-    assert all(cells[2].strip() == "n/a" for cells in summary[1:])  # TTFT
+    assert all(cells[5].strip() != "n/a" for cells in summary[1:])  # latency: pytest-benchmark's median
+    assert all(cells[6].strip() == "n/a" for cells in summary[1:])  # decode tok/s per sequence
     assert "No generated outputs were saved with this run" in page
 
 
@@ -381,7 +384,7 @@ def test_chromium_renders_the_page_without_loading_anything_else(tmp_path: Path)
     url = files.index.resolve().as_uri()
     dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True)
     # The rendered DOM holds every figure, and nothing failed to load (Chromium logs failed loads).
-    assert dom.stdout.count("<img") == 13  # 7 run plots + 6 history plots
+    assert dom.stdout.count("<img") == 15  # 2 decision plots + 7 run plots + 6 history plots
     assert "net::ERR_" not in dom.stderr
     assert "Failed to load resource" not in dom.stderr
     subprocess.run([*common, f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)

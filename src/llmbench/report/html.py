@@ -2,8 +2,9 @@
 
 The page needs no network and no other file: plots are embedded as base64 PNG ``data:`` URIs, the
 style is inline, links point only inside the page. Sections: summary (the gate's verdict, rendered
-from its objects, the machine fingerprint, the matrix, the key figures), plots, history, side-by-side
-outputs (words that differ from the full-precision output marked), and hardware guidance.
+from its objects, the machine fingerprint, the matrix), which one to pick (the decision table and the
+quality-against-speed and memory-against-speed plots, :mod:`llmbench.report.decision`), plots, history,
+side-by-side outputs (words that differ from the full-precision output marked), and hardware guidance.
 """
 
 from __future__ import annotations
@@ -21,18 +22,17 @@ from llmbench.gate import Verdict, decision_cells
 from llmbench.gate.verdict import TABLE_COLUMNS
 from llmbench.history.detect import DetectorMissing
 from llmbench.history.marks import change_marks
+from llmbench.report.decision_plots import decision_plots
 from llmbench.report.export import write_csv
 from llmbench.report.figures import Plot, plot_color
 from llmbench.report.frame import Row, Table, combination_sort_key, regressed
 from llmbench.report.history_plots import history_plots
 from llmbench.report.markdown import (
     GUIDANCE_COLUMNS,
-    KEY_COLUMNS,
     Guidance,
+    KeyTable,
     build_markdown,
     guidance,
-    key_cells,
-    key_records,
     matrix_line,
     na_notes,
     run_line,
@@ -352,6 +352,35 @@ def _guidance_html(entries: Sequence[Guidance], budget: float) -> str:
     )
 
 
+#: The plots of the decision view, shown with its table (the others under "Plots").
+_DECISION_PLOTS = ("quality_vs_speed", "memory_vs_speed")
+
+
+def _decision_html(rows: Sequence[Row], regressed_combinations: set[str]) -> str:
+    """The decision table (docs/reports.md, "Which one to pick"): a row per combination, each column's header
+    naming the saved metric it shows (hover), each cell's saved note as its tooltip; rows the gate found
+    regressed highlighted."""
+    key = KeyTable.of(rows)
+    header = [_esc(title) for title, _ in key.identity]
+    header += [f'<span title="{_esc(c.metric)}">{_esc(c.title)}</span>' for c in key.columns]
+    header.append("Pareto front")
+    body, classes = [], []
+    for index, row in enumerate(key.rows):
+        cells = key.cells(index)
+        identity = cells[: len(key.identity)]
+        first = f'<td title="{_esc(row.combination)}">{_swatch(row.precision)}{_esc(identity[0])}</td>'
+        out = [first, *(f"<td>{_esc(cell)}</td>" for cell in identity[1:])]
+        for column, text in zip(key.columns, cells[len(key.identity) : -1], strict=True):
+            note = getattr(row.metric(column.metric), "note", "")
+            css = "num na" if text == "n/a" else "num"
+            out.append(f'<td class="{css}"' + (f' title="{_esc(note)}"' if note else "") + f">{_esc(text)}</td>")
+        out.append(f"<td>{_esc(cells[-1])}</td>")
+        body.append(out)
+        classes.append("regressed" if row.combination in regressed_combinations else "")
+    notes = [line for line in (key.hidden_line(), *key.front_sentences()) if line]
+    return _html_table(header, body, classes) + "".join(f'<p class="muted">{_esc(line)}.</p>' for line in notes)
+
+
 def build_page(
     current: SavedRun,
     history: Sequence[SavedRun],
@@ -364,11 +393,8 @@ def build_page(
 ) -> str:
     """The page of ``current``'s ``rows``; ``figures``: the run's plots, then the history's (``history_*``)."""
     combos = {c for c, _ in regressed(verdict, current)}
-    key_rows = [
-        [f"<td>{_swatch(r.precision)}{_esc(r.combination)}</td>", *(_num(c) for c in key_cells(r))] for r in rows
-    ]
-    key_classes = ["regressed" if r.combination in combos else "" for r in rows]
-    plots = [p for p in figures if not p.name.startswith("history_")]
+    decision_figures = [p for p in figures if p.name in _DECISION_PLOTS]
+    plots = [p for p in figures if not p.name.startswith("history_") and p.name not in _DECISION_PLOTS]
     history_figures = [p for p in figures if p.name.startswith("history_")]
     history_html = (
         "\n".join(_figure_html(p) for p in history_figures)
@@ -385,7 +411,7 @@ def build_page(
         f'<p class="muted">Not saved by this run (shown as n/a): {_esc(", ".join(missing))}.</p>' if missing else ""
     ) + "".join(f'<p class="muted">{_esc(line)}.</p>' for line in na_notes(rows))
     sections = [
-        ("summary", "Summary"), ("plots", "Plots"), ("history", "History"),
+        ("summary", "Summary"), ("decision", "Which one to pick"), ("plots", "Plots"), ("history", "History"),
         ("outputs", "Side by side"), ("guidance", "Hardware guidance"),
     ]  # fmt: skip
     nav = "".join(f'<a href="#{anchor}">{title}</a>' for anchor, title in sections)
@@ -404,9 +430,15 @@ def build_page(
 {_fingerprint_html(current)}
 <h3>Matrix</h3>
 <p>{_esc(matrix_line(rows))}.</p>
-{_html_table(["combination", *(_esc(t) for t, _ in KEY_COLUMNS)], key_rows, key_classes)}
+<h2 id="decision">Which one to pick</h2>
+<p class="muted">One row per combination: what one call costs, what it needs in memory (host and device in
+columns of their own, each named for where it is measured; hover a header for the saved metric, a cell for
+how it was measured) and what it gives in quality and drift against the reference. The Pareto front column
+says which plot's front a combination is on.</p>
+{_decision_html(rows, combos)}
 {missing_html}
 <p class="muted">Tables as CSV next to this page: {_esc(", ".join(csv_names))}.</p>
+{"".join(_figure_html(p) for p in decision_figures)}
 <h2 id="plots">Plots</h2>
 {"".join(_figure_html(p) for p in plots)}
 <h2 id="history">History</h2>
@@ -442,7 +474,7 @@ def write_report(
     ]
     paths = [
         write_csv(output / "results.csv", table.wide()),
-        write_csv(output / "summary.csv", key_records(rows), ["combination", *(m for _, m in KEY_COLUMNS)]),
+        write_csv(output / "summary.csv", KeyTable.of(rows).frame),
         write_csv(output / "guidance.csv", [g.record() for g in guidance(rows, budget)], GUIDANCE_COLUMNS),
         write_csv(output / "outputs.csv", outputs, ["dataset", "item", "source", "text"]),
     ]
@@ -451,7 +483,7 @@ def write_report(
         changes = change_marks(runs)
     except DetectorMissing:  # the history extra is not installed: no change-point marks
         changes = []
-    figures = [*run_plots(rows), *history_plots(table, runs, marks, current, changes)]
+    figures = [*decision_plots(rows), *run_plots(rows), *history_plots(table, runs, marks, current, changes)]
     page = build_page(current, runs, rows, figures, verdict, budget, root, [path.name for path in paths])
     index = output / "index.html"
     index.write_text(page, encoding="utf-8")

@@ -1,16 +1,29 @@
-"""The report's tables and ``report.md``: the key figures, the hardware guidance, GitHub markdown.
+"""The report's tables and ``report.md``: the decision table, the hardware guidance, GitHub markdown.
 
 ``report.md`` is for a pull-request comment or a job summary: the gate's verdict, the machine, the
-matrix and the key table, kept under GitHub's 65,536-character limit (regressed combinations first,
-then as many rows as fit, and a pointer to the full page).
+matrix and the decision table (:class:`KeyTable`: which one to pick), kept under GitHub's 65,536-character
+limit (regressed combinations first, then as many rows as fit, and a pointer to the full page).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd  # type: ignore[import-untyped]  # no stubs installed (pandas-stubs)
+
+from llmbench.metrics import metric_label
+from llmbench.report.decision import (
+    DECISION_COLUMNS,
+    FRONTS,
+    HOST_MEMORY_METRIC,
+    DecisionColumn,
+    decision_frame,
+    device_memory_metric,
+    quality_metric,
+    shown_columns,
+)
 from llmbench.report.frame import Row, combination_sort_key
 from llmbench.runs import SavedRun
 from llmbench.tables import markdown_line, markdown_table
@@ -21,13 +34,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GITHUB_COMMENT_LIMIT",
-    "KEY_COLUMNS",
     "MARKDOWN_BUDGET",
     "Guidance",
+    "KeyTable",
     "build_markdown",
     "guidance",
-    "key_cells",
-    "key_records",
     "matrix_line",
     "na_notes",
     "run_line",
@@ -40,51 +51,89 @@ MARKDOWN_BUDGET = 60_000
 #: Characters of report.md given to the gate's verdict (the report's own tables need the rest).
 VERDICT_MARKDOWN_LIMIT = 20_000
 
-#: (column title, metric) of the key table; ``peak_memory`` is the process's GPU memory (driver) on a GPU, RSS on CPU.
-KEY_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("latency", "latency_s"),
-    ("TTFT", "ttft_s"),
-    ("decode/seq", "decode_tok_s_per_seq"),
-    ("decode/batch", "decode_tok_s_total"),
-    ("MBU", "mbu"),
-    ("peak memory", "peak_memory"),
-    ("weights", "weight_bytes"),
-    ("ROUGE-Lsum", "rougeLsum"),
-    ("accuracy", "accuracy"),
-    ("identical to ref.", "drift_identical_share"),
+#: The identity columns of the decision table: (title, how a row shows it), then "data set" and "prompt tokens"
+#: where a row's test id names them.
+_IDENTITY: tuple[tuple[str, Callable[[Row], str]], ...] = (
+    ("model", lambda row: row.model),
+    ("precision", lambda row: str(row.info.get("precision_id") or row.precision)),
+    ("device", lambda row: row.device),
+    ("batch", lambda row: "n/a" if row.batch_size is None else str(row.batch_size)),
+)
+_AXES: tuple[tuple[str, Callable[[Row], str]], ...] = (
+    ("data set", lambda row: row.dataset),
+    ("prompt tokens", lambda row: "n/a" if row.prompt_length is None else str(row.prompt_length)),
 )
 
 
-def _key_value(row: Row, metric: str) -> tuple[float | None, str]:
-    if metric == "peak_memory":
-        return row.peak_memory, "bytes"
-    found = row.metric(metric)
-    return (None, "") if found is None else (found.value, found.unit)
+@dataclass(frozen=True)
+class KeyTable:
+    """The decision table of some rows, laid out for people (docs/reports.md, "Which one to pick"): the
+    identity columns, the figures of :data:`~llmbench.report.decision.DECISION_COLUMNS` some row has (the
+    optional ones no row has are :attr:`hidden`), and which Pareto fronts each row is on."""
+
+    rows: tuple[Row, ...]
+    frame: pd.DataFrame
+    identity: tuple[tuple[str, Callable[[Row], str]], ...]
+    columns: tuple[DecisionColumn, ...]
+    hidden: tuple[DecisionColumn, ...]
+
+    @classmethod
+    def of(cls, rows: Sequence[Row]) -> KeyTable:
+        frame = decision_frame(rows)
+        shown, hidden = shown_columns(frame)
+        present = (any(r.named_dataset for r in rows), any(r.prompt_length for r in rows))
+        axes = tuple(column for column, there in zip(_AXES, present, strict=True) if there)
+        return cls(tuple(rows), frame, (*_IDENTITY, *axes), tuple(shown), tuple(hidden))
+
+    @property
+    def header(self) -> list[str]:
+        return [*(title for title, _ in self.identity), *(c.title for c in self.columns), "Pareto front"]
+
+    def fronts(self, index: int) -> str:
+        """The fronts row ``index`` is on: ``quality/speed, RAM/speed``; "" on none."""
+        return ", ".join(front.short for front in FRONTS if bool(self.frame.at[index, front.column]))
+
+    def cells(self, index: int) -> list[str]:
+        """Row ``index``'s cells, formatted."""
+        row = self.rows[index]
+        figures = [format_value(_float(self.frame.at[index, c.metric]), c.unit) for c in self.columns]
+        return [*(show(row) for _, show in self.identity), *figures, self.fronts(index)]
+
+    def front_sentences(self) -> list[str]:
+        """One line per front with combinations on it: ``Pareto front, quality/speed (ROUGE-Lsum against
+        decode tok/s per sequence): a, b``."""
+        against = {"front_quality_speed": quality_metric(self.frame), "front_host_memory_speed": HOST_MEMORY_METRIC,
+                   "front_device_memory_speed": device_memory_metric(self.frame)}  # fmt: skip
+        lines = []
+        for front in FRONTS:
+            on = [row.combination for index, row in enumerate(self.rows) if bool(self.frame.at[index, front.column])]
+            y = against[front.column]
+            if on and y is not None:
+                what = f"{metric_label(y)} against decode tok/s per sequence"
+                lines.append(f"Pareto front, {front.short} ({what}): {', '.join(on)}")
+        return lines
+
+    def hidden_line(self) -> str:
+        """``Left out (no combination has them): GPU memory peak (driver), ...``; "" where none is."""
+        if not self.hidden:
+            return ""
+        return f"Columns left out (no combination has them): {', '.join(c.title for c in self.hidden)}"
 
 
-def key_records(rows: Sequence[Row]) -> list[dict[str, Any]]:
-    """The key table with raw numbers (for summary.csv)."""
-    return [
-        {"combination": row.combination, **{metric: _key_value(row, metric)[0] for _, metric in KEY_COLUMNS}}
-        for row in rows
-    ]
+def _float(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def na_notes(rows: Sequence[Row]) -> list[str]:
-    """Why key figures are n/a, where the run saved a reason (a data set without references: no ROUGE), one
-    line per metric and reason: ``ROUGE-Lsum n/a for tiny-fp32-cpu-bs1-prompts: the data set ...``."""
+    """Why decision-table figures are n/a, where the run saved a reason (a data set without references: no
+    ROUGE), one line per metric and reason: ``ROUGE-Lsum n/a for tiny-fp32-cpu-bs1-prompts: the data set ...``."""
     found: dict[tuple[str, str], list[str]] = {}
-    for title, metric in KEY_COLUMNS:
+    for column in DECISION_COLUMNS:
         for row in rows:
-            saved = row.metric(metric)
+            saved = row.metric(column.metric)
             if saved is not None and saved.value is None and saved.note:
-                found.setdefault((title, saved.note.removeprefix("n/a: ")), []).append(row.combination)
+                found.setdefault((column.title, saved.note.removeprefix("n/a: ")), []).append(row.combination)
     return [f"{title} n/a for {', '.join(combos)}: {reason}" for (title, reason), combos in found.items()]
-
-
-def key_cells(row: Row) -> list[str]:
-    """The key table's cells of one row, formatted."""
-    return [format_value(*_key_value(row, metric)) for _, metric in KEY_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -181,7 +230,7 @@ def build_markdown(
     page: str = "index.html",
     open_regressions: Sequence[str] = (),
 ) -> str:
-    """GitHub markdown: verdict, machine, matrix, key table (and guidance), under :data:`MARKDOWN_BUDGET`
+    """GitHub markdown: verdict, machine, matrix, the decision table (and guidance), under :data:`MARKDOWN_BUDGET`
     characters. ``regressed``: the (combination, metric) pairs the verdict found regressed, listed first.
     ``open_regressions``: one line per regression change point of the runs shown that no improvement
     followed (:func:`llmbench.history.marks.change_marks`)."""
@@ -214,11 +263,14 @@ def build_markdown(
         f"Full report with plots, history and side-by-side outputs: `{page}` (in the report directory "
         "or the job's artifacts).",
     ]
-    header = ["combination", *(title for title, _ in KEY_COLUMNS)]
+    key = KeyTable.of(rows)
+    fronts = "".join(f"\n\n{markdown_line(line)}" for line in key.front_sentences())
+    hidden = f"\n\n{markdown_line(key.hidden_line())}." if key.hidden else ""
 
     def render(count: int) -> str:
-        table = "\n".join(markdown_table(header, [[r.combination, *key_cells(r)] for r in rows[:count]]))
-        table += "".join(f"\n\nNote: {markdown_line(line)}" for line in na_notes(rows[:count]))
+        table = "**Which one to pick** (docs/reports.md):\n\n"
+        table += "\n".join(markdown_table(key.header, [key.cells(index) for index in range(count)]))
+        table += "".join(f"\n\nNote: {markdown_line(line)}" for line in na_notes(rows[:count])) + hidden + fronts
         more = (
             f"\n\n_{len(rows) - count} more combinations not shown (GitHub's comment limit): see the full report._"
             if count < len(rows)
