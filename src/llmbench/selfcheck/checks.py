@@ -1,8 +1,10 @@
 """One cross-check: a figure, an independent reading of it, and how far apart they may be.
 
-``ok`` within the tolerance; ``DISAGREES`` beyond it; ``noisy`` beyond it on an estimate whose interval
-reaches back within it (the pairs cannot tell; more pairs would); ``skipped`` where it cannot run here.
-A check that disagrees prints what to fix where it knows (``fix``).
+Each row shows its interval: the reading, the reference, and the readings that agree with that
+reference (the tolerance band in the figure's unit). ``ok`` within the tolerance; ``DISAGREES`` beyond
+it; ``noisy`` beyond it on an estimate whose interval reaches back within it (the pairs cannot tell;
+more pairs would); ``skipped`` where it cannot run here. A check that disagrees prints what to fix
+where it knows (``fix``), and each row where its tolerance comes from (``basis``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ class Check:
     allowed: tuple[float, float] | None = None
     #: What to do where the check disagrees: printed under the table for each row that fails.
     fix: str = ""
+    #: Where the tolerance comes from: the committed measurement behind it (script, docs section).
+    basis: str = ""
+    #: With an ``interval``, which reach of it makes a reading beyond the limits ``noisy`` rather than
+    #: ``DISAGREES``: ``limits`` (it reaches back within them) or ``no difference`` (it reaches the
+    #: reference itself: the paired rule of ``llmbench ab``, a change beyond the threshold whose interval
+    #: excludes no change fails).
+    noisy_when: Literal["limits", "no difference"] = "limits"
 
     def __post_init__(self) -> None:
         assert (self.bound == "range") == (self.allowed is not None), "allowed goes with bound='range' only"
@@ -83,10 +92,21 @@ class Check:
             return "ok"
         if self.interval is not None:
             low, high = (value / self.reference - 1 for value in self.interval)
-            allowed_low, allowed_high = self.limits()
-            if low <= allowed_high + 1e-12 and high >= allowed_low - 1e-12:  # the interval reaches the limits
+            allowed_low, allowed_high = self.limits() if self.noisy_when == "limits" else (0.0, 0.0)
+            if low <= allowed_high + 1e-12 and high >= allowed_low - 1e-12:  # the interval reaches them
                 return "noisy"
         return "DISAGREES"
+
+    def band(self) -> str:
+        """The readings that agree with the reference, in the figure's unit: ``30.8..31.4``, ``<= 1964 ms``."""
+        if self.reference is None or not math.isfinite(self.reference):
+            return "n/a"
+        low, high = (self.reference * (1 + limit) for limit in self.limits())
+        if math.isinf(low):
+            return f"<= {format_reading(high, self.unit)}"
+        if math.isinf(high):
+            return f">= {format_reading(low, self.unit)}"
+        return f"{format_reading(low, self.unit)}..{format_reading(high, self.unit)}"
 
     def limit(self) -> str:
         """The limits as the table shows them: ``±3%``, ``<= +1%``, ``>= 0%``, ``-95%..+10%``."""
@@ -100,13 +120,16 @@ class Check:
 
 
 def render_checks(checks: Sequence[Check]) -> list[str]:
-    """The agreement table, one line per check, then each check's sides or why it was skipped."""
-    header = ("check", "harness", "reference", "diff", "tolerance", "status")
+    """The agreement table, one line per check (the reading, the reference, the band of readings that
+    agree with it, the difference and the tolerance), then each check's sides (or why it was skipped)
+    and where its tolerance comes from."""
+    header = ("check", "harness", "reference", "agrees within", "diff", "tolerance", "status")
     rows = [
         (
             c.name,
             format_reading(c.measured, c.unit),
             format_reading(c.reference, c.unit),
+            "" if c.skipped else c.band(),
             "n/a" if c.difference is None else f"{c.difference * 100:+.2f}%",
             c.limit(),
             c.status,
@@ -116,7 +139,8 @@ def render_checks(checks: Sequence[Check]) -> list[str]:
     columns = [Column(header[0]), *(Column(title, "right") for title in header[1:])]
     out = [*text_table(columns, rows, gap=1, rule="line"), ""]
     for check in checks:
-        out.append(f"{check.name}: {check.skipped or check.how}")
+        basis = f"; tolerance: {check.basis}" if check.basis and not check.skipped else ""
+        out.append(f"{check.name}: {check.skipped or check.how}{basis}")
     failing = [check for check in checks if check.status == "DISAGREES"]
     if failing:
         out += ["", "what to fix:"]

@@ -94,12 +94,19 @@ def run_selfcheck(args: argparse.Namespace, say: Callable[[str], None]) -> list[
 
     if args.gguf_precision != "none":
         say(f"llama.cpp: {spec.name} {args.gguf_precision} cpu ...")
-        names = ("engine decode vs llama.cpp counters", "end-to-end decode vs llama.cpp counters")
+        names: tuple[str, ...] = (
+            "decode tokens vs llama.cpp n_eval", "engine decode vs timed llama_decode calls",
+            "end-to-end decode vs llama.cpp counters", "harness overhead (llama.cpp)", "peak RSS vs sampled RSS",
+            "peak RSS vs a known allocation",
+        )  # fmt: skip
         combination = Combination(spec, args.gguf_precision, "cpu", 1)
         out.extend(_with_model(combination, cache_dir, args.threads, llama, names))
     if args.torch_precision != "none":
         say(f"transformers: {spec.name} {args.torch_precision} cpu (a first run converts the weights once) ...")
-        names = ("end-to-end decode vs bare generate", "engine decode vs bare forward loop")
+        names = (
+            "end-to-end decode vs bare generate", "engine decode vs bare forward loop",
+            "harness overhead (transformers)",
+        )  # fmt: skip
         combination = Combination(spec, args.torch_precision, "cpu", 1)
         out.extend(_with_model(combination, cache_dir, args.threads, transformers, names))
     say("bandwidth ...")
