@@ -257,7 +257,8 @@ def test_report_command_writes_a_self_contained_page_markdown_and_csv(
     for block in tables:
         assert_github_table(block)
     assert any(
-        block.startswith("| model | precision | device | batch | load time | latency (one call) |") for block in tables
+        block.startswith("| model | precision | device | batch | Pareto front (against speed) | load time |")
+        for block in tables
     )
     results = read_csv(out / "results.csv")
     assert len(results) == 3 * 6
@@ -272,8 +273,8 @@ def test_an_old_run_without_metrics_shows_n_a(tmp_path: Path) -> None:
     assert "Not saved by this run (shown as n/a): ttft_s, decode_tok_s_per_seq, rougeLsum, kv_cache_bytes." in page
     summary = assert_github_table(files.markdown.read_text(encoding="utf-8"))
     assert len(summary) == 1 + 6
-    assert all(cells[5].strip() != "n/a" for cells in summary[1:])  # latency: pytest-benchmark's median
-    assert all(cells[6].strip() == "n/a" for cells in summary[1:])  # decode tok/s per sequence
+    assert all(cells[6].strip() != "n/a" for cells in summary[1:])  # latency: pytest-benchmark's median
+    assert all(cells[7].strip() == "n/a" for cells in summary[1:])  # decode tok/s per sequence
     assert "No generated outputs were saved with this run" in page
 
 

@@ -113,7 +113,7 @@ class Front:
 
     #: The boolean column of the frame.
     column: str
-    #: For people: ``quality/speed``.
+    #: For people, what is weighed against speed: ``quality``.
     short: str
     #: Whether a higher y is better (quality) or a lower one (memory).
     y_higher: bool
@@ -121,9 +121,9 @@ class Front:
 
 #: The fronts :func:`decision_frame` marks; y is the quality metric, host RSS or the device memory metric.
 FRONTS: tuple[Front, ...] = (
-    Front("front_quality_speed", "quality/speed", y_higher=True),
-    Front("front_host_memory_speed", "RAM/speed", y_higher=False),
-    Front("front_device_memory_speed", "device memory/speed", y_higher=False),
+    Front("front_quality_speed", "quality", y_higher=True),
+    Front("front_host_memory_speed", "RAM", y_higher=False),
+    Front("front_device_memory_speed", "device memory", y_higher=False),
 )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import pandas as pd  # type: ignore[import-untyped]  # no stubs installed (pandas-stubs)
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from llmbench.metrics import metric_label
@@ -27,7 +28,7 @@ from llmbench.report.decision import (
     front_lines,
     quality_metric,
 )
-from llmbench.report.figures import Plot, PlotSeries, new_figure, no_data, plot_color
+from llmbench.report.figures import Plot, PlotSeries, no_data, plot_color
 from llmbench.report.frame import Row, combination_sort_key
 from llmbench.units import byte_axis_scale
 
@@ -87,7 +88,8 @@ def _panel(
     """Draw one panel (``y`` / ``factor`` against speed, a point per row of ``rows``, whose figures are the lines of
     ``frame`` in the same order; the front): its series go to ``plot`` (labels ``prefix + combination``).
     Returns the combinations left out (a figure missing)."""
-    left_out = []
+    left_out: list[str] = []
+    labels: list[tuple[float, float, str]] = []
     for index, row in enumerate(rows):
         speed, value = frame.at[index, SPEED_METRIC], frame.at[index, y]
         drawn = pd.notna(speed) and pd.notna(value)
@@ -99,8 +101,7 @@ def _panel(
             left_out.append(row.combination)
             continue
         axes.scatter([x], [shown], color=color, marker=_marker(row.device), s=55, zorder=3)
-        axes.annotate(point_label(row, rows), (x, shown), textcoords="offset points", xytext=(6, 5),
-                      fontsize="x-small")  # fmt: skip
+        labels.append((x, shown, point_label(row, rows)))
     lines = front_lines(frame, front.column, SPEED_METRIC)
     for number, part in enumerate(lines):
         xs = tuple(float(v) for v in part[SPEED_METRIC])
@@ -109,10 +110,67 @@ def _panel(
         plot.series.append(PlotSeries(name, xs, ys, color=FRONT_COLOR))
         axes.plot(xs, ys, linestyle="--", color=FRONT_COLOR, linewidth=1.0, zorder=2)
         axes.scatter(xs, ys, s=160, facecolors="none", edgecolors=FRONT_COLOR, linewidths=1.2, zorder=4)
+    _place_labels(axes, labels)
     axes.set_xlabel(f"{metric_label(SPEED_METRIC)} ({SPEED_METRIC}, tok/s)")
     axes.grid(alpha=0.3)
     _legend(axes, [r for r in rows if r.combination not in left_out], len(lines))
     return left_out
+
+
+#: The labels' font size (points) and the side of a point each may go: (dx, dy) in points, alignment.
+_LABEL_SIZE = 7.0
+_SIDES = ((6, 4, "left", "bottom"), (6, -4, "left", "top"), (-6, 4, "right", "bottom"), (-6, -4, "right", "top"))
+
+_Box = tuple[float, float, float, float]
+
+
+def _label_box(
+    anchor: tuple[float, float], size: tuple[float, float], side: tuple[int, int, str, str], scale: float
+) -> _Box:
+    """The box (left, bottom, right, top; display units) of a label of ``size`` put on ``side`` of ``anchor``."""
+    (px, py), (width, height), (dx, dy, ha, va) = anchor, size, side
+    left = px + dx * scale - (width if ha == "right" else 0.0)
+    bottom = py + dy * scale - (height if va == "top" else 0.0)
+    return (left, bottom, left + width, bottom + height)
+
+
+def _overlap(box: _Box, others: Sequence[_Box]) -> float:
+    return float(sum(
+        max(0.0, min(box[2], o[2]) - max(box[0], o[0])) * max(0.0, min(box[3], o[3]) - max(box[1], o[1]))
+        for o in others
+    ))  # fmt: skip
+
+
+def _cost(box: _Box, others: Sequence[_Box], frame: _Box) -> float:
+    """How bad a label's place is: its overlap with the others, and its area outside the axes (``frame``)."""
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    return _overlap(box, others) + area - _overlap(box, [frame])
+
+
+def _place_labels(axes: Axes, labels: Sequence[tuple[float, float, str]]) -> None:
+    """Write each label beside its point, on the side (of four) where it overlaps least the labels placed
+    before it and the other points: a greedy placement in display units, text width estimated from its length
+    (offsets in points, so they hold whatever the final layout)."""
+    axes.autoscale_view()
+    scale = axes.figure.dpi / 72.0
+    extent = axes.get_window_extent()
+    frame: _Box = (float(extent.x0), float(extent.y0), float(extent.x1), float(extent.y1))
+    anchors = [(float(a), float(b)) for a, b in (axes.transData.transform((x, y)) for x, y, _ in labels)]
+    others: list[_Box] = [(px - 5 * scale, py - 5 * scale, px + 5 * scale, py + 5 * scale) for px, py in anchors]
+    for (x, y, text), anchor in zip(labels, anchors, strict=True):
+        size = (len(text) * _LABEL_SIZE * 0.6 * scale, _LABEL_SIZE * 1.25 * scale)
+        side = min(_SIDES, key=lambda s: _cost(_label_box(anchor, size, s, scale), others, frame))
+        others.append(_label_box(anchor, size, side, scale))
+        axes.annotate(text, (x, y), textcoords="offset points", xytext=side[:2], ha=side[2], va=side[3],
+                      fontsize=_LABEL_SIZE)  # fmt: skip
+
+
+def _figure(panels: int) -> tuple[Figure, list[Axes]]:
+    """A wide figure (points need room for their labels), ``panels`` axes one above the other sharing x."""
+    figure = Figure(figsize=(11.0, 5.2 * panels), layout="constrained")
+    axes = [figure.add_subplot(panels, 1, 1)]
+    axes += [figure.add_subplot(panels, 1, i + 1, sharex=axes[0]) for i in range(1, panels)]
+    return figure, axes
 
 
 def _generate_rows(rows: Sequence[Row]) -> list[Row]:
@@ -126,7 +184,7 @@ def quality_speed_plot(rows: Sequence[Row]) -> Plot:
     rows = _generate_rows(rows)
     frame = decision_frame(rows)
     quality = quality_metric(frame)
-    figure, (axes,) = new_figure(0, height=5.0)
+    figure, (axes,) = _figure(1)
     what = metric_label(quality) if quality else "quality"
     plot = Plot("quality_vs_speed", f"Quality against speed: {what} against decode tokens/s per sequence", figure,
                 xlabel="tok/s", ylabel=quality or "")  # fmt: skip
@@ -157,7 +215,7 @@ def memory_speed_plot(rows: Sequence[Row]) -> Plot:
     rows = _generate_rows(rows)
     frame = decision_frame(rows)
     device = device_memory_metric(frame)
-    figure, panels = new_figure(0, height=4.6, panels=2 if device else 1)
+    figure, panels = _figure(2 if device else 1)
     plot = Plot("memory_vs_speed", "Memory against speed: peak memory against decode tokens/s per sequence",
                 figure, xlabel="tok/s", ylabel="bytes")  # fmt: skip
     if not rows:

@@ -172,6 +172,8 @@ border-radius:2px;vertical-align:middle}details{margin:6px 0}summary{cursor:poin
 .muted{color:#666;font-size:14px}dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px}
 dt{font-weight:600}dd{margin:0}.warn{background:#fff4e0;padding:4px 8px}
 h4{margin:12px 0 4px}.out td:first-child{white-space:nowrap}
+.wide{overflow-x:auto}.wide table{font-size:13px}.wide td:first-child{white-space:nowrap}
+.wide th,.wide td{padding:3px 6px}
 """
 
 
@@ -361,24 +363,23 @@ def _decision_html(rows: Sequence[Row], regressed_combinations: set[str]) -> str
     naming the saved metric it shows (hover), each cell's saved note as its tooltip; rows the gate found
     regressed highlighted."""
     key = KeyTable.of(rows)
-    header = [_esc(title) for title, _ in key.identity]
+    header = [_esc(title) for title in key.header[: len(key.identity) + 1]]
     header += [f'<span title="{_esc(c.metric)}">{_esc(c.title)}</span>' for c in key.columns]
-    header.append("Pareto front")
     body, classes = [], []
     for index, row in enumerate(key.rows):
         cells = key.cells(index)
-        identity = cells[: len(key.identity)]
+        identity = cells[: len(key.identity) + 1]  # and the Pareto front column
         first = f'<td title="{_esc(row.combination)}">{_swatch(row.precision)}{_esc(identity[0])}</td>'
         out = [first, *(f"<td>{_esc(cell)}</td>" for cell in identity[1:])]
-        for column, text in zip(key.columns, cells[len(key.identity) : -1], strict=True):
+        for column, text in zip(key.columns, cells[len(identity) :], strict=True):
             note = getattr(row.metric(column.metric), "note", "")
             css = "num na" if text == "n/a" else "num"
             out.append(f'<td class="{css}"' + (f' title="{_esc(note)}"' if note else "") + f">{_esc(text)}</td>")
-        out.append(f"<td>{_esc(cells[-1])}</td>")
         body.append(out)
         classes.append("regressed" if row.combination in regressed_combinations else "")
     notes = [line for line in (key.hidden_line(), *key.front_sentences()) if line]
-    return _html_table(header, body, classes) + "".join(f'<p class="muted">{_esc(line)}.</p>' for line in notes)
+    table = _html_table(header, body, classes)
+    return f'<div class="wide">{table}</div>' + "".join(f'<p class="muted">{_esc(line)}.</p>' for line in notes)
 
 
 def build_page(
@@ -434,7 +435,7 @@ def build_page(
 <p class="muted">One row per combination: what one call costs, what it needs in memory (host and device in
 columns of their own, each named for where it is measured; hover a header for the saved metric, a cell for
 how it was measured) and what it gives in quality and drift against the reference. The Pareto front column
-says which plot's front a combination is on.</p>
+says on which plot's front below a combination is: nothing else is as fast and as good (or as small).</p>
 {_decision_html(rows, combos)}
 {missing_html}
 <p class="muted">Tables as CSV next to this page: {_esc(", ".join(csv_names))}.</p>

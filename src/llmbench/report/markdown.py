@@ -27,7 +27,7 @@ from llmbench.report.decision import (
 from llmbench.report.frame import Row, combination_sort_key
 from llmbench.runs import SavedRun
 from llmbench.tables import markdown_line, markdown_table
-from llmbench.units import format_bytes, format_value
+from llmbench.units import format_bytes, format_compact, format_value
 
 if TYPE_CHECKING:
     from llmbench.gate import Verdict
@@ -65,6 +65,10 @@ _AXES: tuple[tuple[str, Callable[[Row], str]], ...] = (
 )
 
 
+#: The column saying which Pareto fronts a combination is on (after the identity columns, so always in view).
+FRONT_TITLE = "Pareto front (against speed)"
+
+
 @dataclass(frozen=True)
 class KeyTable:
     """The decision table of some rows, laid out for people (docs/reports.md, "Which one to pick"): the
@@ -87,21 +91,21 @@ class KeyTable:
 
     @property
     def header(self) -> list[str]:
-        return [*(title for title, _ in self.identity), *(c.title for c in self.columns), "Pareto front"]
+        return [*(title for title, _ in self.identity), FRONT_TITLE, *(c.title for c in self.columns)]
 
     def fronts(self, index: int) -> str:
-        """The fronts row ``index`` is on: ``quality/speed, RAM/speed``; "" on none."""
+        """What row ``index`` is on the Pareto front of, against speed: ``quality, RAM``; "" where on none."""
         return ", ".join(front.short for front in FRONTS if bool(self.frame.at[index, front.column]))
 
     def cells(self, index: int) -> list[str]:
         """Row ``index``'s cells, formatted."""
         row = self.rows[index]
-        figures = [format_value(_float(self.frame.at[index, c.metric]), c.unit) for c in self.columns]
-        return [*(show(row) for _, show in self.identity), *figures, self.fronts(index)]
+        figures = [_cell(_float(self.frame.at[index, c.metric]), c.unit) for c in self.columns]
+        return [*(show(row) for _, show in self.identity), self.fronts(index), *figures]
 
     def front_sentences(self) -> list[str]:
-        """One line per front with combinations on it: ``Pareto front, quality/speed (ROUGE-Lsum against
-        decode tok/s per sequence): a, b``."""
+        """One line per front with combinations on it: ``Pareto front of quality against speed (ROUGE-Lsum
+        against decode tok/s per sequence): a, b``."""
         against = {"front_quality_speed": quality_metric(self.frame), "front_host_memory_speed": HOST_MEMORY_METRIC,
                    "front_device_memory_speed": device_memory_metric(self.frame)}  # fmt: skip
         lines = []
@@ -110,7 +114,7 @@ class KeyTable:
             y = against[front.column]
             if on and y is not None:
                 what = f"{metric_label(y)} against decode tok/s per sequence"
-                lines.append(f"Pareto front, {front.short} ({what}): {', '.join(on)}")
+                lines.append(f"Pareto front of {front.short} against speed ({what}): {', '.join(on)}")
         return lines
 
     def hidden_line(self) -> str:
@@ -118,6 +122,12 @@ class KeyTable:
         if not self.hidden:
             return ""
         return f"Columns left out (no combination has them): {', '.join(c.title for c in self.hidden)}"
+
+
+def _cell(value: float | None, unit: str) -> str:
+    """A decision-table cell: seconds as ``2.10 s`` / ``861.9 ms``, the rest compact (``16.0``, ``1.60 GiB``,
+    ``50.0%``): the column titles carry tok/s."""
+    return format_value(value, unit) if unit == "s" else format_compact(value, unit)
 
 
 def _float(value: Any) -> float | None:
