@@ -171,9 +171,11 @@ def test_each_plot_has_the_expected_series() -> None:
     q4 = latency.series_named("latency_s q4_k_m")
     assert q4.x == ("gemma3-270m-q4_k_m-cpu-bs1", "gemma3-270m-q4_k_m-cpu-bs4")
     assert q4.y == tuple(row.value("latency_s") for row in rows if row.precision == "q4_k_m")
-    # One colour per precision, the same in every plot.
-    assert q4.color == plots["decode_throughput"].series_named("q4_k_m").color
-    assert len({latency.series_named(f"latency_s {p}").color for p in ("fp32", "bf16", "q4_k_m")}) == 3
+    # One model: one colour; one marker and hatch per precision, the same in every plot.
+    assert q4.style == plots["decode_throughput"].series_named("q4_k_m").style
+    styles = [latency.series_named(f"latency_s {p}") for p in ("fp32", "bf16", "q4_k_m")]
+    assert len({s.color for s in styles}) == 1
+    assert len({(s.marker, s.hatch) for s in styles}) == 3
 
     decode = plots["decode_throughput"]
     assert decode.labels() == [f"{p}{s}" for p in ("fp32", "bf16", "q4_k_m") for s in ("", " bandwidth limit")]

@@ -1,5 +1,7 @@
 """The report's history plots: each metric of each combination over the saved runs, with the gate's
-regressions and the change points of ``llmbench history`` marked (docs/reports.md)."""
+regressions and the change points of ``llmbench history`` marked (docs/reports.md). Each combination is
+drawn in the report's one encoding (:class:`~llmbench.report.figures.Encoding`: colour by model, marker by
+precision, line style by device, marker size by batch size), the same as in the run's own plots."""
 
 from __future__ import annotations
 
@@ -10,7 +12,14 @@ from matplotlib.axes import Axes
 
 from llmbench.history.marks import ChangeMark
 from llmbench.metrics import METRIC_FACTS
-from llmbench.report.figures import REGRESSION_COLOR, Plot, PlotSeries, nan_values, new_figure, plot_color
+from llmbench.report.figures import (
+    REGRESSION_COLOR,
+    Encoding,
+    Plot,
+    PlotSeries,
+    nan_values,
+    new_figure,
+)
 from llmbench.report.frame import PEAK_MEMORY_METRICS, Row, Table, combination_sort_key
 from llmbench.runs import SavedRun
 from llmbench.units import byte_axis_scale
@@ -43,14 +52,17 @@ def history_plots(
     regressed: Collection[tuple[str, str]] = (),
     last: SavedRun | None = None,
     changes: Sequence[ChangeMark] = (),
+    encoding: Encoding | None = None,
 ) -> list[Plot]:
     """One plot per metric of :data:`HISTORY_METRICS` with data: the value of each combination over the
     runs (x: run labels, oldest first). ``regressed`` holds the (combination, metric) pairs the gate
     found regressed in ``last`` (default: the last run); those points get a red cross. ``changes``: the
     change points (``llmbench history``), each a dotted line before its first run, labelled with its
-    commit. Series: one per combination, labelled with its id; ``regressions`` and ``change points``
-    (if any)."""
+    commit. ``encoding``: the report's (default: the last run's combinations placed first, then the rest of
+    the table's, so they are drawn as in the run's own plots). Series: one per combination, labelled with
+    its id; ``regressions`` and ``change points`` (if any)."""
     last = last if last is not None else (runs[-1] if runs else None)
+    encoding = encoding or Encoding.of([r for r in table.rows if r.run is last], table.rows)
     labels = tuple(run.label for run in runs)
     samples: dict[str, Row] = {}
     for row in sorted((r for r in table.rows if r.batch_size is not None), key=combination_sort_key):
@@ -79,10 +91,9 @@ def history_plots(
         for combination, values_row in grid.iterrows():
             sample = samples[str(combination)]
             values = tuple(None if pd.isna(v) else float(v) / factor for v in values_row)
-            color = plot_color(sample.precision)
-            plot.series.append(PlotSeries(str(combination), labels, values, color=color))
-            axes.plot(range(len(runs)), nan_values(values), marker="o", color=color, label=combination,
-                      linestyle=("-", "--", ":", "-.")[(sample.batch_size or 0) % 4])  # fmt: skip
+            style = encoding.style_of(sample, batch=True)
+            plot.series.append(PlotSeries(str(combination), labels, values, **style.fields(), key=sample.load_key))
+            axes.plot(range(len(runs)), nan_values(values), label=combination, **style.line())
             if last is not None and last in runs and any((combination, n) in regressed for n in names):
                 index = list(runs).index(last)
                 crosses_x.append(labels[index])
@@ -90,13 +101,14 @@ def history_plots(
                 axes.plot([index], nan_values([values[index]]), marker="x", markersize=14, markeredgewidth=3,
                           color=REGRESSION_COLOR, linestyle="none")  # fmt: skip
         if crosses_x:
-            plot.series.append(PlotSeries("regressions", tuple(crosses_x), tuple(crosses_y), color=REGRESSION_COLOR))
+            plot.series.append(PlotSeries("regressions", tuple(crosses_x), tuple(crosses_y), color=REGRESSION_COLOR,
+                                          marker="x", linestyle="none"))  # fmt: skip
         _mark_changes(axes, plot, grid, runs, [c for c in changes if c.metric in names], factor)
         axes.set_xticks(range(len(runs)), labels, rotation=30, ha="right", fontsize="small")
         axes.set_ylabel(f"{name} ({unit})")
         axes.grid(alpha=0.3)
-        if len(plot.series) <= 16:
-            axes.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+        # Every combination named, in columns of 16 beside the plot (the ids name model, precision, device, batch).
+        axes.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5), ncols=-(-len(grid.index) // 16))
         axes.set_title(plot.title)
         plots.append(plot)
     return plots
