@@ -8,7 +8,9 @@ The runs are synthetic saved runs (built here), named as the tiny T5 and Gemma 3
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +21,10 @@ from llmbench.metrics import Metric, MetricSet
 from llmbench.report.figures import MODEL_COLORS, PRECISION_MARKERS, Encoding, Plot, PlotSeries, Style
 from llmbench.report.frame import Row, Table, rows_of
 from llmbench.report.history_plots import history_plots
+from llmbench.report.html import write_report
 from llmbench.report.plots import run_plots
 from llmbench.runs import SavedRun, run_from_json
+from tests.report.test_report import CHROMIUM, png_size
 
 #: Three models named as the tiny twins: tiny-t5 and tiny-t5gemma fall on one colour of the palette (the
 #: CRC-32 of each name modulo its length), so these runs also take the collision path.
@@ -203,3 +207,32 @@ def test_rows_of_one_report_share_one_encoding() -> None:
     decode = next(p for p in plots if p.name == "decode_throughput")
     assert decode.series_named("tiny-gemma3 fp32").color == encoding.color("tiny-gemma3")
     assert decode.series_named("tiny-t5 fp32").color == encoding.color("tiny-t5")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package chromium)")
+def test_a_page_of_three_models_renders_in_a_browser_with_every_plot_told_apart(tmp_path: Path) -> None:
+    old = _run(1, [("tiny-t5gemma", "fp32", "cpu"), ("tiny-gemma3", "fp32", "cpu")], batches=(1, 4))
+    new = _run(2, [(m, "fp32", "cpu") for m in MODELS])
+    files = write_report(new, [old, new], tmp_path / "report")
+    # The page's plots, run and history: every combination series in a style of its own within its panel.
+    for plot in files.plots:
+        series = [s for s in plot.series if s.key is not None]
+        for metric in (
+            {s.label.split(" ")[0] for s in series} if plot.name in ("latency_ttft", "batch_scaling") else {""}
+        ):
+            drawn = [s for s in series if s.label.startswith(metric)]
+            assert len({s.style for s in drawn}) == len(drawn), (plot.name, metric)
+    history = {p.name: p for p in files.plots}["history_latency_s"]
+    assert {s.key[0] for s in history.series if s.key} == {*MODELS}
+    common = [
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1400,2000", "--enable-logging=stderr", "--v=0",
+    ]  # fmt: skip
+    url = files.index.resolve().as_uri()
+    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True)
+    assert dom.stdout.count("<img") == len(files.plots)
+    assert "net::ERR_" not in dom.stderr
+    shot = tmp_path / "shot.png"
+    subprocess.run([*common, f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
+    assert png_size(shot) == (1400, 2000)
