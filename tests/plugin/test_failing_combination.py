@@ -13,7 +13,7 @@ import pytest
 
 from llmbench.cli import main
 from llmbench.runs import FAILED_KEY, list_runs, load_run
-from llmbench.workers import FAULT_ENV
+from llmbench.testing import faults
 from tests.support.matrices import tiny_matrix, write_matrix
 from tests.support.paths import REPO
 from tests.support.robustness_record import record
@@ -33,11 +33,13 @@ def test_a_crashed_worker_fails_its_combination_and_the_gate_says_failed_not_rem
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     write_matrix(suite.path, MATRIX.format(path=tiny_gemma3_dir))
     shutil.copy(REPO / "benchmarks" / "test_generate.py", suite.path / "benchmarks" / "test_generate.py")
-    monkeypatch.delenv(FAULT_ENV, raising=False)
+    monkeypatch.delenv(faults.ENV, raising=False)
     # The baseline is any saved run of both combinations: loaded in process, it spares two worker starts.
     suite.runpytest(*ARGS, "--llmbench-isolation=none").assert_outcomes(passed=2)
 
-    monkeypatch.setenv(FAULT_ENV, "kill:timed_generate:tiny-bf16-cpu")
+    # The workers inherit the faults (llmbench.testing.faults): the bf16 worker SIGKILLs itself.
+    for key, value in faults.environment("kill=timed_generate:tiny-bf16-cpu").items():
+        monkeypatch.setenv(key, value)
     result = suite.runpytest(*ARGS, "--benchmark-compare")
     result.assert_outcomes(passed=1, failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED

@@ -1,8 +1,8 @@
 """Model workers: the request protocol on a tiny model, and a worker that is killed, raises or hangs.
 
 Each worker is a spawned process that imports torch (seconds), so these tests start only a few.
-Faults are injected through the documented test hook ``LLMBENCH_WORKER_FAULT`` (the worker really
-kills itself, raises or hangs), or by killing the worker from outside.
+Faults are injected through the environment the worker inherits (:mod:`llmbench.testing.faults`: the worker
+really kills itself, raises or hangs), or by killing the worker from outside.
 """
 
 from __future__ import annotations
@@ -24,16 +24,22 @@ from llmbench.backends import get_backend
 from llmbench.config.combination import Combination, ModelSpec
 from llmbench.measure.probes import probes_for
 from llmbench.metrics import METRICS_KEY
-from llmbench.workers import FAULT_ENV, Worker, WorkerFailed, WorkerLauncher, WorkerModel
+from llmbench.testing import faults
+from llmbench.workers import Worker, WorkerFailed, WorkerLauncher, WorkerModel
 from llmbench.workers.benchmark import WorkerClock, WorkerGenerateBenchmark
 from llmbench.workers.client import interpreter_sys_path
 from llmbench.workers.protocol import Close, Closed, Load, Prepare, TimedRound
-from llmbench.workers.serve import fault_for
 from llmbench.workers.session import WorkerLoader
 from tests.support.matrices import tiny_matrix
 from tests.support.paths import REPO
 
 PROMPTS = ("The cat sat on the mat.", "A storm hit the coast on Monday.")
+
+
+def with_faults(monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
+    """Workers started from now on in this test inherit ``spec``'s faults."""
+    for key, value in faults.environment(spec).items():
+        monkeypatch.setenv(key, value)
 
 
 def tiny(path: Path, precision: str = "fp32") -> Combination:
@@ -165,36 +171,36 @@ def test_a_worker_killed_from_outside_fails_with_the_signal_and_stays_failed(tmp
 def test_a_worker_that_kills_itself_reports_the_signal_and_its_last_log_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(FAULT_ENV, "kill:load:tiny-fp32-cpu")
+    with_faults(monkeypatch, "kill=load:tiny-fp32-cpu")
     with pytest.raises(WorkerFailed) as failed:
         WorkerLauncher(log_dir=tmp_path).launch(tiny(tmp_path), tmp_path, prepare=False)
     reason = str(failed.value)
     assert reason.startswith("worker for tiny-fp32-cpu died with SIGKILL during a 'load' request (out of memory?")
     assert "; last lines of its log " in reason
-    assert reason.endswith("| llmbench worker: LLMBENCH_WORKER_FAULT asks for 'kill' on a 'load' request")
+    assert reason.endswith("| llmbench.testing.faults: LLMBENCH_FAULTS asks for 'kill' on a 'load' request")
 
 
 def test_an_exception_in_the_worker_comes_back_with_its_message_and_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(FAULT_ENV, "raise:prepare, hang:load:other-fp32-cpu")
+    with_faults(monkeypatch, "raise=prepare, hang=load:other-fp32-cpu")
     worker = Worker.start(tiny(tmp_path), tmp_path, log_dir=tmp_path)
     try:
         with pytest.raises(WorkerFailed) as failed:
             worker.request(Prepare())
         assert str(failed.value) == (
-            "worker for tiny-fp32-cpu: RuntimeError: llmbench worker: LLMBENCH_WORKER_FAULT asks for 'raise' "
+            "worker for tiny-fp32-cpu: RuntimeError: llmbench.testing.faults: LLMBENCH_FAULTS asks for 'raise' "
             "on a 'prepare' request (in a 'prepare' request)"
         )
         assert failed.value.remote_traceback is not None
-        assert "in _inject" in failed.value.remote_traceback
+        assert "in _fail_on_purpose" in failed.value.remote_traceback
         assert isinstance(worker.request(Close()), Closed)  # still answering
     finally:
         worker.close()
 
 
 def test_a_worker_that_hangs_is_killed_after_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(FAULT_ENV, "hang:load")
+    with_faults(monkeypatch, "hang=load")
     worker = Worker.start(tiny(tmp_path), tmp_path, log_dir=tmp_path, load_timeout_s=2)
     with pytest.raises(WorkerFailed) as failed:
         worker.request(Load())
@@ -207,21 +213,20 @@ def test_a_worker_that_hangs_is_killed_after_the_timeout(tmp_path: Path, monkeyp
     worker.close()
 
 
-def test_the_fault_hook_matches_request_kinds_and_keys() -> None:
-    key = ("tiny", "fp32", "cpu")
-    assert fault_for("load", key, "") is None
-    assert fault_for("load", key, "kill:load") == "kill"
-    assert fault_for("load", key, "kill:*:tiny-fp32-cpu") == "kill"
-    assert fault_for("load", key, "kill:load:tiny-bf16-cpu") is None
-    assert fault_for("generate", key, "kill:load, raise:generate") == "raise"
-    with pytest.raises(ValueError, match="LLMBENCH_WORKER_FAULT: entry 'explode:load' must be FAULT:REQUEST"):
-        fault_for("load", key, "explode:load")
+def test_a_worker_fault_matches_request_kinds_and_keys() -> None:
+    kill_load = faults.WorkerFault("kill", "load")
+    assert kill_load.applies("load", "tiny-fp32-cpu")
+    assert not kill_load.applies("prepare", "tiny-fp32-cpu")
+    assert faults.WorkerFault("kill", "*", "tiny-fp32-cpu").applies("generate", "tiny-fp32-cpu")
+    assert not faults.WorkerFault("kill", "load", "tiny-bf16-cpu").applies("load", "tiny-fp32-cpu")
+    with pytest.raises(faults.FaultSpecError, match="LLMBENCH_FAULTS: entry 'explode=load' must be NAME=VALUE"):
+        faults.parse_faults("explode=load")
 
 
 def test_the_session_loader_fails_a_key_again_at_once_with_the_same_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(FAULT_ENV, "kill:load")
+    with_faults(monkeypatch, "kill=load")
     loader = WorkerLoader(tmp_path / "logs", threads=1)
     combination = tiny(tmp_path)
     loader.prepare(combination, tmp_path)
@@ -246,8 +251,8 @@ FAULTY_MATRIX = tiny_matrix(
 FAULTY = {
     "tiny-fp32-cpu": "worker for tiny-fp32-cpu died with SIGKILL during a 'timed_generate' request (out of memory? "
     "the kernel's OOM killer sends SIGKILL); last lines of its log ",
-    "tiny-bf16-cpu": "worker for tiny-bf16-cpu: RuntimeError: llmbench worker: LLMBENCH_WORKER_FAULT asks for 'raise' "
-    "on a 'timed_generate' request (in a 'timed_generate' request)",
+    "tiny-bf16-cpu": "worker for tiny-bf16-cpu: RuntimeError: llmbench.testing.faults: LLMBENCH_FAULTS asks for "
+    "'raise' on a 'timed_generate' request (in a 'timed_generate' request)",
     "tiny2-fp32-cpu": "worker for tiny2-fp32-cpu did not answer a 'timed_generate' request within 5 s (hung?) and "
     "was killed; last lines of its log ",
 }
@@ -259,9 +264,9 @@ def test_a_worker_that_dies_raises_or_hangs_fails_its_combinations_and_the_rest_
     (suite.path / "benchmarks").mkdir()
     (suite.path / "benchmarks" / "matrix.toml").write_text(FAULTY_MATRIX.format(path=tiny_gemma3_dir))
     shutil.copy(REPO / "benchmarks" / "test_generate.py", suite.path / "benchmarks" / "test_generate.py")
-    monkeypatch.setenv(
-        FAULT_ENV,
-        "kill:timed_generate:tiny-fp32-cpu, raise:timed_generate:tiny-bf16-cpu, hang:timed_generate:tiny2-fp32-cpu",
+    with_faults(
+        monkeypatch,
+        "kill=timed_generate:tiny-fp32-cpu, raise=timed_generate:tiny-bf16-cpu, hang=timed_generate:tiny2-fp32-cpu",
     )
     result = suite.runpytest(
         "benchmarks", "--llmbench-rounds=2", "--llmbench-quality-items=2", "--llmbench-threads=1",

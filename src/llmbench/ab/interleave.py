@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from llmbench.ab.collect import Benchmark, Plan
-from llmbench.ab.sides import Side, SideName
+from llmbench.ab.sides import Side, SideName, side_environment
 from llmbench.backends import BackendUnavailable, Generation, LoadedModel
 from llmbench.config.combination import Combination
 from llmbench.quality.runs import QualityRun, QualityRuns
 from llmbench.workers import WorkerFailed, WorkerModel
-from llmbench.workers.launch import WorkerLauncher
+from llmbench.workers.launch import WorkerLauncher, load_in, prepare_in
 from llmbench.workers.protocol import TimedRound
 
 __all__ = [
@@ -119,9 +119,13 @@ class Progress:
 
 def start_worker_model(side: Side, combination: Combination, cache_dir: Path, threads: int | None,
                        log_dir: Path) -> WorkerModel:  # fmt: skip
-    """A fresh worker for ``combination`` running ``side``'s code on its interpreter, prepared and loaded."""
+    """A fresh worker for ``combination`` running ``side``'s code on its interpreter, in its environment
+    (``side.env`` over this process's), prepared and loaded."""
     launcher = WorkerLauncher(threads=threads, log_dir=log_dir, python=side.python, sys_path=side.sys_path)
-    return launcher.launch(combination, cache_dir)
+    with side_environment(side.env):  # the worker inherits the environment it is started in
+        worker = launcher.start(combination, cache_dir)
+    prepare_in(worker)
+    return load_in(worker)
 
 
 def measure_pair(

@@ -102,6 +102,8 @@ def side_json(
     machine_info[AB_KEY] = {
         "pair": pair, "side": side.name, "ref": side.ref, "commit": side.commit, "dirty": side.dirty,
         "other_ref": other.ref, "other_commit": other.commit, "python": side.python,
+        # The names only: a value may be a secret, and saved runs get published.
+        "env": [key for key, _ in side.env],
         "loads": schedule.loads, "max_loads": schedule.load_limit, "rounds": schedule.rounds,
         "warmup_rounds": schedule.warmup_rounds, "seed": schedule.seed,
         "one_side_at_a_time": schedule.one_side_at_a_time,

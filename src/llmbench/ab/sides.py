@@ -3,24 +3,30 @@
 A side given as a git ref gets a detached worktree of that commit; the head side given as ``HEAD``
 (or ``.``) is the working tree as it is, uncommitted changes included. A side's workers import
 ``llmbench`` from its own ``src`` folder: its workers are started with ``sys_path`` set to the side's
-interpreter's own path with the side's ``src`` first (:class:`llmbench.workers.Worker`).
+interpreter's own path with the side's ``src`` first (:class:`llmbench.workers.Worker`). A side may add
+variables to its workers' environment (``--base-env``/``--head-env``, :func:`side_environment`), e.g. the
+faults of :mod:`llmbench.testing.faults` on one side only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["WORKING_TREE", "AbError", "Side", "SideName", "git", "prepare_sides", "remove_worktrees"]
+__all__ = [
+    "WORKING_TREE", "AbError", "Side", "SideName", "git", "parse_env", "prepare_sides", "remove_worktrees",
+    "side_environment",
+]  # fmt: skip
 
 SideName = Literal["base", "head"]
 #: Head refs that mean the working tree as it is.
@@ -48,6 +54,8 @@ class Side:
     dirty: bool = False
     #: True where this run created the worktree (and removes it at the end).
     created: bool = False
+    #: Variables set in this side's workers' environment (over this process's), in the order given.
+    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def label(self) -> str:
@@ -79,6 +87,33 @@ def _interpreter_path(python: str, src: Path) -> tuple[str, ...]:
     return (str(src), *paths)
 
 
+def parse_env(items: Sequence[str], flag: str) -> tuple[tuple[str, str], ...]:
+    """``KEY=VALUE`` items of ``flag`` (``--head-env``) as pairs; :class:`AbError` for one without a name."""
+    pairs = []
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key or any(c in key for c in " \0"):
+            raise AbError(f"{flag} {item!r} must be KEY=VALUE (a variable name, '=', its value; VALUE may be empty)")
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+@contextlib.contextmanager
+def side_environment(env: Sequence[tuple[str, str]]) -> Iterator[Mapping[str, str]]:
+    """This process's environment with ``env`` set, restored afterwards: a worker started inside inherits it.
+    (Process-wide state: start one side's worker at a time, as :mod:`llmbench.ab.interleave` does.)"""
+    saved = {key: os.environ.get(key) for key, _ in env}
+    os.environ.update(dict(env))
+    try:
+        yield os.environ
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _side(name: SideName, ref: str, repo: Path, scratch: Path, python: str | None) -> Side:
     interpreter = python or sys.executable
     if python is not None and shutil.which(python) is None and not Path(python).is_file():
@@ -99,8 +134,9 @@ def _side(name: SideName, ref: str, repo: Path, scratch: Path, python: str | Non
 
 
 def prepare_sides(
-    base_ref: str, head_ref: str, repo: Path, base_python: str | None = None, head_python: str | None = None
-) -> tuple[Side, Side, Path]:
+    base_ref: str, head_ref: str, repo: Path, base_python: str | None = None, head_python: str | None = None,
+    base_env: Sequence[tuple[str, str]] = (), head_env: Sequence[tuple[str, str]] = (),
+) -> tuple[Side, Side, Path]:  # fmt: skip
     """Check out both sides (a worktree each, or the working tree for ``HEAD``); returns them and the
     scratch folder holding the worktrees. Raises :class:`AbError`; worktrees made so far are removed."""
     scratch = Path(tempfile.mkdtemp(prefix="llmbench-ab-"))
@@ -116,7 +152,8 @@ def prepare_sides(
                     git(["worktree", "remove", "--force", str(child)], repo)
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    return sides[0], sides[1], scratch
+    base = dataclasses.replace(sides[0], env=tuple(base_env))
+    return base, dataclasses.replace(sides[1], env=tuple(head_env)), scratch
 
 
 def remove_worktrees(sides: Sequence[Side], repo: Path, scratch: Path) -> None:

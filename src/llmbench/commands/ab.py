@@ -18,7 +18,7 @@ from llmbench.ab.collect import CollectError, Plan, collect_plan
 from llmbench.ab.interleave import Measured, Progress, Schedule, measure_pair, start_worker_model
 from llmbench.ab.run import DEFAULT_LOADS, DEFAULT_MAX_LOADS, DEFAULT_ROUNDS, noisy_verdicts, timed_rounds
 from llmbench.ab.save import pair_id, save_pair, side_json
-from llmbench.ab.sides import AbError, Side, git, prepare_sides, remove_worktrees
+from llmbench.ab.sides import AbError, Side, git, parse_env, prepare_sides, remove_worktrees
 from llmbench.ab.verdict import compare_pair
 from llmbench.commands.arguments import add_verbose_argument, non_negative_int, positive_int
 from llmbench.config.combination import Combination
@@ -39,6 +39,8 @@ OPTION_FLAGS = (
     "--seed",
     "--base-python",
     "--head-python",
+    "--base-env",
+    "--head-env",
     "--keep-worktrees",
     "--one-side-at-a-time",
 )
@@ -64,6 +66,12 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
                         "Default: this one")  # fmt: skip
     parser.add_argument("--head-python", metavar="PATH", default=None,
                         help="interpreter for the head side's workers. Default: this one")  # fmt: skip
+    parser.add_argument("--base-env", metavar="KEY=VALUE", action="append", default=[],
+                        help="set a variable in the base side's workers' environment (over this one's); repeat "
+                        "for more. Default: none")  # fmt: skip
+    parser.add_argument("--head-env", metavar="KEY=VALUE", action="append", default=[],
+                        help="the same for the head side's workers, e.g. the faults of llmbench.testing.faults on "
+                        "one side only (docs/fault-injection.md). Default: none")  # fmt: skip
     parser.add_argument("--one-side-at-a-time", action="store_true",
                         help="one side's worker on the device at a time, for a model that does not fit twice: in "
                         "each load pair the side drawn first loads, runs all its rounds and exits before the other "
@@ -186,8 +194,10 @@ def ab_main(args: argparse.Namespace) -> int:
         return _error(f"--max-loads {args.max_loads} is below --loads {args.loads}: it must be at least --loads "
                       "(equal to it turns extra load pairs off)")  # fmt: skip
     try:
+        base_env, head_env = parse_env(args.base_env, "--base-env"), parse_env(args.head_env, "--head-env")
         repo = Path(git(["rev-parse", "--show-toplevel"], invocation))
-        base, head, scratch = prepare_sides(args.base, args.head, repo, args.base_python, args.head_python)
+        base, head, scratch = prepare_sides(args.base, args.head, repo, args.base_python, args.head_python,
+                                            base_env, head_env)  # fmt: skip
     except AbError as error:
         return _error(str(error))
     try:

@@ -9,6 +9,5 @@ from __future__ import annotations
 
 from llmbench.workers.client import Worker, WorkerFailed, WorkerModel
 from llmbench.workers.launch import WorkerLauncher
-from llmbench.workers.serve import FAULT_ENV
 
-__all__ = ["FAULT_ENV", "Worker", "WorkerFailed", "WorkerLauncher", "WorkerModel"]
+__all__ = ["Worker", "WorkerFailed", "WorkerLauncher", "WorkerModel"]

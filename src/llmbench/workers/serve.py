@@ -3,16 +3,14 @@
 Runs in a process started with multiprocessing's spawn context (:mod:`llmbench.workers.client`).
 Everything is measured here (the clock, the memory probe with its peak reset, the step times), so
 peaks are this process's own. Its stdout and stderr go to the setup's log file, with Python's
-fault handler on, so a crash leaves its last lines there.
-
-Test hook: :data:`FAULT_ENV` makes a worker fail on purpose (see :func:`fault_for`).
+fault handler on, so a crash leaves its last lines there. (Tests make a worker fail on purpose from the
+outside, through the environment: :mod:`llmbench.testing.faults`.)
 """
 
 from __future__ import annotations
 
 import faulthandler
 import os
-import signal
 import sys
 import time
 import traceback
@@ -46,38 +44,6 @@ from llmbench.workers.protocol import (
     Unavailable,
     WorkerSetup,
 )
-
-#: Test hook, set only by the harness's own tests: comma-separated ``FAULT:REQUEST[:KEY]`` entries.
-#: FAULT is ``kill`` (the worker sends itself SIGKILL, as the OOM killer would), ``raise`` (the
-#: request raises RuntimeError) or ``hang`` (the worker sleeps and never answers); REQUEST is a
-#: request kind (``load``, ``timed_generate``, ...) or ``*``; KEY (``model-precision-device``)
-#: limits the entry to one worker.
-FAULT_ENV = "LLMBENCH_WORKER_FAULT"
-FAULTS = ("kill", "raise", "hang")
-
-
-def fault_for(request_kind: str, key: tuple[str, str, str], spec: str | None = None) -> str | None:
-    """The fault :data:`FAULT_ENV` asks for on this request of this worker, or None."""
-    spec = os.environ.get(FAULT_ENV, "") if spec is None else spec
-    for entry in filter(None, (part.strip() for part in spec.split(","))):
-        fault, _, rest = entry.partition(":")
-        kind, _, target = rest.partition(":")
-        if fault not in FAULTS or not kind:
-            raise ValueError(f"{FAULT_ENV}: entry {entry!r} must be FAULT:REQUEST[:KEY] with FAULT one of {FAULTS}")
-        if kind in (request_kind, "*") and target in ("", "-".join(key)):
-            return fault
-    return None
-
-
-def _inject(fault: str, request_kind: str) -> None:
-    said = f"llmbench worker: {FAULT_ENV} asks for {fault!r} on a {request_kind!r} request"
-    print(said, file=sys.stderr, flush=True)
-    if fault == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    if fault == "hang":
-        while True:
-            time.sleep(60)
-    raise RuntimeError(said)
 
 
 def _send_output_to(path: os.PathLike[str]) -> None:
@@ -184,7 +150,6 @@ def run_worker(conn: Connection, setup: WorkerSetup) -> None:
         import torch
 
         torch.set_num_threads(setup.threads)
-    key = setup.combination.load_key
     server: ModelServer | None = None
     conn.send(Ready(os.getpid(), sys.executable))
     while True:
@@ -193,9 +158,6 @@ def run_worker(conn: Connection, setup: WorkerSetup) -> None:
         except EOFError:  # the parent is gone
             break
         try:
-            fault = fault_for(request.kind, key)
-            if fault is not None:
-                _inject(fault, request.kind)
             if server is None:
                 server = ModelServer(setup)
             reply = server.handle(request)
