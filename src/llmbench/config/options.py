@@ -102,6 +102,20 @@ def parse_isolation(text: str, what: str, origin: str) -> str:
     return mode
 
 
+#: Which pass is timed item by item (see docs/metrics.md, Per-item figures).
+PER_ITEM_MODES = ("quality", "batch-sizes", "off")
+
+
+def parse_per_item(text: str, what: str, origin: str) -> str:
+    """``quality``, ``batch-sizes`` or ``off``."""
+    mode = text.strip().lower()
+    if mode not in PER_ITEM_MODES:
+        raise SettingError(
+            f"{what}: {text!r} is not a per-item mode (from {origin}); expected one of {', '.join(PER_ITEM_MODES)}"
+        )
+    return mode
+
+
 def parse_seconds(text: str, what: str, origin: str) -> float:
     """A positive number of seconds."""
     try:
@@ -269,6 +283,16 @@ OPTIONS: tuple[Option, ...] = (
         "Batch size of the quality generation (outside the timed rounds). Default: %(default)r",
         "4",
         parse=parse_positive_int,
+    ),
+    Option(
+        "--llmbench-per-item",
+        "MODE",
+        "Per-item figures (latency, TTFT, tokens, decode tok/s, peak memory of each item's call): 'quality' "
+        "(the quality pass's calls, at the quality batch size: nearly free), 'batch-sizes' (instead, each test "
+        "times every quality item at its own batch size: one more pass of the data set per test) or 'off'. "
+        "Default: %(default)r",
+        "quality",
+        parse=parse_per_item,
     ),
     Option(
         "--llmbench-quality-target",

@@ -22,6 +22,7 @@ from llmbench.engine_types import Generation, LoadedModel
 from llmbench.gpu_driver import THROTTLE_INFO_KEY
 from llmbench.measure.distribution import distribution_metrics
 from llmbench.measure.energy import EnergyUnavailable, EnergyWindow, energy_metrics
+from llmbench.measure.per_item import PER_ITEM_KEY
 from llmbench.measure.probes import MemoryReading, Probes
 from llmbench.measure.speed import (
     engine_decode_metric,
@@ -208,11 +209,15 @@ class GenerateBenchmark:
         self.save()
 
     def add_quality(self, quality: QualityRun) -> None:
-        """Add the ROUGE and drift figures of this combination's model and the texts it generated."""
+        """Add the ROUGE and drift figures of this combination's model, the texts it generated and, where its
+        pass was timed item by item, every item's figures (``extra_info["per_item"]``)."""
         self.benchmark.extra_info["quality_items"] = len(quality.ids)
         self.benchmark.extra_info["outputs"] = dict(zip(quality.ids, quality.texts, strict=True))
         if quality.outputs_file is not None:
             self.benchmark.extra_info["outputs_file"] = str(quality.outputs_file)
+        if quality.per_item:
+            # Every item's figures (--llmbench-per-item; docs/metrics.md, Per-item figures).
+            self.benchmark.extra_info[PER_ITEM_KEY] = [dict(record) for record in quality.per_item]
         self.add(quality.metrics)
 
     def save(self) -> None:

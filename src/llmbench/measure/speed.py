@@ -18,6 +18,7 @@ from llmbench.metrics import Metric, median
 
 __all__ = [
     "RoundSpeed",
+    "SequenceSpeed",
     "engine_decode_metric",
     "engine_decode_rate",
     "file_bytes_metric",
@@ -28,6 +29,7 @@ __all__ = [
     "mbu_metric",
     "model_bandwidth_utilization",
     "round_speed",
+    "sequence_speeds",
     "speed_metrics",
     "weight_bytes_metric",
 ]
@@ -159,6 +161,47 @@ def round_speed(generation: Generation) -> RoundSpeed:
             f"Generation.batch_mode {generation.batch_mode!r} is not one of {sorted(_ROUND_SPEED)}"
         ) from None
     return compute(generation)
+
+
+@dataclass(frozen=True)
+class SequenceSpeed:
+    """The speed figures of one sequence of a ``generate`` call (None where not computable)."""
+
+    ttft_s: float | None
+    decode_tok_s: float | None
+
+
+def sequence_speeds(generation: Generation) -> list[SequenceSpeed]:
+    """Each sequence's own TTFT and decode rate, in batch order (the per-item figures of
+    :mod:`llmbench.measure.per_item`); the same definitions as :func:`round_speed`'s, for one sequence:
+
+    ``ttft_s``
+        batched: ``t[0]``, the batch's first step (one prefill for the whole batch: every row has it);
+        sequential: ``t_i[0]``, from the sequence's own start.
+    ``decode_tok_s``
+        batched: ``(g_i - 1) / (t[g_i - 1] - t[0])``; sequential: ``(g_i - 1) / (t_i[g_i - 1] - t_i[0])``;
+        None with fewer than 2 generated tokens.
+    """
+    batch = _check_shape(generation)
+    if generation.batch_mode == "sequential":
+        all_times = generation.sequence_step_times_s or tuple(() for _ in range(batch))
+        if len(all_times) != batch:
+            raise ValueError(f"Generation has {len(all_times)} sequence_step_times_s entries for a batch of {batch}")
+    elif generation.batch_mode == "batched":
+        all_times = tuple(generation.step_times_s for _ in range(batch))
+    else:
+        raise ValueError(f"Generation.batch_mode {generation.batch_mode!r} is not one of {sorted(_ROUND_SPEED)}")
+    out = []
+    for generated, times in zip(generation.generated_tokens, all_times, strict=True):
+        if not times or generated == 0:
+            out.append(SequenceSpeed(None, None))
+            continue
+        if len(times) < generated:
+            raise ValueError(f"Generation has {len(times)} step times for a sequence that generated {generated} tokens")
+        first = times[0]
+        decode = _ratio(generated - 1, times[generated - 1] - first) if generated >= 2 else None
+        out.append(SequenceSpeed(first if first > 0 else None, decode))
+    return out
 
 
 def _over_rounds(name: str, per_round: Sequence[float | None], note: str) -> Metric:

@@ -6,19 +6,25 @@ matrix file and a test file (see docs/writing-benchmarks.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from llmbench.backends import LoadedModel
 from llmbench.config.combination import Combination
-from llmbench.config.settings import SETTINGS_KEY, Settings
+from llmbench.config.settings import SETTINGS_KEY, Settings, option_value
 from llmbench.data import DataError, Item, load_dataset
+from llmbench.measure.per_item import ItemTimer, time_pass
 from llmbench.plugin.prompt_lengths import long_prompt_batch
-from llmbench.quality.runs import QualityRun, QualityRuns, prompt_of
+from llmbench.quality.runs import QualityRun, QualityRuns, TimedBatch, prompt_of
+from llmbench.workers.benchmark import timed_call
 
 #: The session's data sets, read and checked once when pytest starts (name -> items, in matrix order).
 DATASETS_KEY = pytest.StashKey[dict[str, list[Item]]]()
+#: The session's ``--llmbench-per-item`` mode, checked when pytest starts.
+PER_ITEM_MODE_KEY = pytest.StashKey[str]()
 
 
 def read_datasets(settings: Settings) -> dict[str, list[Item]]:
@@ -34,11 +40,37 @@ def read_datasets(settings: Settings) -> dict[str, list[Item]]:
     return out
 
 
+def per_item_mode(config: pytest.Config, settings: Settings) -> str:
+    """``--llmbench-per-item`` (docs/metrics.md, Per-item figures). Its items are the quality items: with
+    ``--llmbench-quality-items=0`` the default turns off, a mode asked for is a usage error naming both."""
+    mode = option_value(config, "--llmbench-per-item")
+    if settings.quality_items == 0 and mode.value != "off":
+        if mode.kind == "default":
+            return "off"
+        raise pytest.UsageError(
+            f"--llmbench-per-item: {mode.value!r} (from {mode.origin}) times the quality items, but "
+            f"--llmbench-quality-items is 0 (from {settings.origins.get('--llmbench-quality-items', 'the default')}); "
+            "give --llmbench-quality-items a number or 'all', or set --llmbench-per-item=off"
+        )
+    return str(mode.value)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Read the data sets before collection: a bad file stops the session before any model loads."""
+    """Read the data sets before collection: a bad file stops the session before any model loads (a bad
+    ``--llmbench-per-item`` too)."""
     if SETTINGS_KEY in config.stash:
         config.stash[DATASETS_KEY] = read_datasets(config.stash[SETTINGS_KEY])
+        config.stash[PER_ITEM_MODE_KEY] = per_item_mode(config, config.stash[SETTINGS_KEY])
+
+
+@pytest.fixture(scope="session")
+def llmbench_per_item(pytestconfig: pytest.Config, llmbench_settings: Settings) -> str:
+    """``--llmbench-per-item``: ``quality`` (the quality pass's calls are timed item by item), ``batch-sizes``
+    (each test times every quality item at its own batch size) or ``off``."""
+    if PER_ITEM_MODE_KEY not in pytestconfig.stash:
+        pytestconfig.stash[PER_ITEM_MODE_KEY] = per_item_mode(pytestconfig, llmbench_settings)
+    return pytestconfig.stash[PER_ITEM_MODE_KEY]
 
 
 @pytest.fixture(scope="session")
@@ -81,9 +113,16 @@ def max_new_tokens(llm_combination: Combination, llmbench_settings: Settings) ->
     return llmbench_settings.max_new_tokens_for(llm_combination)
 
 
+def _quality_pass_timer(batch_size: int) -> Callable[[Combination], TimedBatch]:
+    """A fresh per-item timer of each combination's quality pass (``--llmbench-per-item=quality``)."""
+    return lambda combination: ItemTimer(timed_call(combination.device), "quality", batch_size)
+
+
 @pytest.fixture(scope="session")
 def quality_runs(
-    llmbench_datasets: Mapping[str, list[Item]], llmbench_settings: Settings
+    llmbench_datasets: Mapping[str, list[Item]],
+    llmbench_settings: Settings,
+    llmbench_per_item: str,
 ) -> dict[str, QualityRuns] | None:
     """The session's quality generations, one :class:`QualityRuns` per data set (None with
     ``--llmbench-quality-items=0``). Where the test ids name the data set, its outputs are written to a
@@ -101,20 +140,47 @@ def quality_runs(
             target_share=settings.quality_target,
             outputs_dir=settings.outputs_dir / name if named else settings.outputs_dir,
             dataset=name,
+            timed_batches=_quality_pass_timer(settings.quality_batch_size) if llmbench_per_item == "quality" else None,
         )
         for name, items in llmbench_datasets.items()
     }
 
 
+@pytest.fixture(scope="session")
+def _llmbench_item_passes() -> dict[tuple[Any, ...], tuple[dict[str, Any], ...]]:
+    """The per-item records of each test's own pass (``--llmbench-per-item=batch-sizes``), by data set, model,
+    precision, device and batch size: the tests of one such combination (prompt lengths) share one pass."""
+    return {}
+
+
 @pytest.fixture
 def quality(
-    quality_runs: dict[str, QualityRuns] | None, llm: LoadedModel, llm_combination: Combination, max_new_tokens: int
+    quality_runs: dict[str, QualityRuns] | None,
+    llm: LoadedModel,
+    llm_combination: Combination,
+    max_new_tokens: int,
+    llmbench_per_item: str,
+    _llmbench_item_passes: dict[tuple[Any, ...], tuple[dict[str, Any], ...]],
 ) -> QualityRun | None:
     """ROUGE (with intervals) and drift of this combination's model, precision and device on its data set;
-    n/a with the reason where the data set has no references.
+    n/a with the reason where the data set has no references; with the per-item figures of its pass
+    (``per_item``, see ``--llmbench-per-item``).
 
     Generated once per session for each (model, precision, device) and data set, outside the timed rounds.
+    With ``--llmbench-per-item=batch-sizes`` every quality item is also generated, timed call by call, in
+    batches of this test's batch size (once per batch size), before the test's timed rounds.
     """
     if quality_runs is None:
         return None
-    return quality_runs[llm_combination.dataset_name].get(llm_combination, llm, max_new_tokens)
+    runs = quality_runs[llm_combination.dataset_name]
+    run = runs.get(llm_combination, llm, max_new_tokens)
+    if llmbench_per_item != "batch-sizes":
+        return run
+    c = llm_combination
+    key = (c.dataset_name, *c.load_key, c.batch_size)
+    if key not in _llmbench_item_passes:
+        timer = ItemTimer(timed_call(c.device), "test", c.batch_size)
+        ids, prompts = [item.id for item in runs.items], [prompt_of(c.model, item) for item in runs.items]
+        records = time_pass(timer, llm, ids, prompts, runs.max_new_tokens or max_new_tokens)
+        _llmbench_item_passes[key] = tuple(records)
+    return replace(run, per_item=_llmbench_item_passes[key])

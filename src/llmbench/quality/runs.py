@@ -13,13 +13,14 @@ the same; its ROUGE, semantic similarity and ROUGE shares are n/a with the reaso
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from llmbench.config.combination import Combination, ModelSpec
 from llmbench.data import Item
-from llmbench.engine_types import LoadedModel
+from llmbench.engine_types import Generation, LoadedModel
 from llmbench.metrics import Metric
 from llmbench.quality.accuracy import accuracy_metric, accuracy_scores
 from llmbench.quality.drift import agreement_metrics, share_metrics
@@ -28,6 +29,10 @@ from llmbench.quality.rouge import ROUGE_TYPES, rouge_metrics, rouge_scores
 from llmbench.quality.semantic import semantic_available, semantic_similarity
 
 LoadKey = tuple[str, str, str]
+#: Generates one batch of the quality pass and gives, beside the generation, one record of figures per item
+#: (the caller times it: quality/ imports no measure/, see llmbench.measure.per_item). Arguments: the model, the
+#: prompts, max_new_tokens, the items' ids.
+TimedBatch = Callable[[LoadedModel, list[str], int, list[str]], tuple[Generation, list[dict[str, Any]]]]
 #: The figures that need a reference text per item: n/a with the reason for a data set without references.
 REFERENCE_METRICS = (*ROUGE_TYPES, "semantic_sim", *(f"{name}_share" for name in ROUGE_TYPES), "quality_target_met")
 
@@ -58,6 +63,8 @@ class QualityRun:
     scores: dict[str, list[float]]
     metrics: tuple[Metric, ...]
     outputs_file: Path | None
+    #: Per-item figures of the pass's timed calls (``--llmbench-per-item``; docs/metrics.md), in item order.
+    per_item: tuple[dict[str, Any], ...] = ()
 
 
 class QualityRuns:
@@ -71,6 +78,7 @@ class QualityRuns:
         target_share: float,
         outputs_dir: Path | None,
         dataset: str | None = None,
+        timed_batches: Callable[[Combination], TimedBatch] | None = None,
     ) -> None:
         self.items = list(items)
         #: The data set's name, for the reason of n/a figures.
@@ -79,6 +87,8 @@ class QualityRuns:
         self.max_new_tokens = max_new_tokens
         self.target_share = target_share
         self.outputs_dir = outputs_dir
+        #: A fresh timer of the pass of each combination (None: the pass is not timed, no per-item figures).
+        self.timed_batches = timed_batches
         self._runs: dict[LoadKey, QualityRun] = {}
 
     def get(self, combination: Combination, llm: LoadedModel, max_new_tokens: int) -> QualityRun:
@@ -91,9 +101,16 @@ class QualityRuns:
         model = combination.model
         texts: list[str] = []
         token_ids: list[tuple[int, ...]] = []
+        per_item: list[dict[str, Any]] = []
+        timed = None if self.timed_batches is None else self.timed_batches(combination)
         for start in range(0, len(self.items), self.batch_size):
             batch = self.items[start : start + self.batch_size]
-            generation = llm.generate([prompt_of(model, item) for item in batch], max_new_tokens)
+            prompts = [prompt_of(model, item) for item in batch]
+            if timed is None:
+                generation = llm.generate(prompts, max_new_tokens)
+            else:
+                generation, records = timed(llm, prompts, max_new_tokens, [item.id for item in batch])
+                per_item.extend(records)
             texts.extend(generation.texts)
             token_ids.extend(generation.token_ids)
         references = [item.reference for item in self.items]
@@ -158,6 +175,7 @@ class QualityRuns:
             scores=scores,
             metrics=tuple(metrics),
             outputs_file=outputs_file,
+            per_item=tuple(per_item),
         )
 
 

@@ -9,21 +9,29 @@ from typing import Any
 import pandas as pd  # type: ignore[import-untyped]  # no stubs installed (pandas-stubs)
 
 from llmbench.report.frame import ReportError, Table
+from llmbench.runs import write_text_atomically
 
-__all__ = ["write_csv", "write_export"]
+__all__ = ["check_output", "write_csv", "write_export", "write_frame"]
 
 
 def write_csv(path: Path, records: Sequence[Mapping[str, Any]] | pd.DataFrame, columns: Sequence[str] = ()) -> Path:
-    """Records (or a frame) as CSV, ``columns`` first where given; pandas reads the empty cells back as NaN."""
+    """Records (or a frame) as CSV, ``columns`` first where given, written atomically; pandas reads the empty
+    cells back as NaN."""
     frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(list(records))
     if columns:
         frame = frame.reindex(columns=list(columns))
-    frame.to_csv(path, index=False)
+    write_text_atomically(path, frame.to_csv(index=False))
     return path
 
 
 def write_export(table: Table, output: Path) -> Path:
     """The table, one line per run x combination (:meth:`Table.wide`), as ``.csv`` or ``.parquet`` (pyarrow)."""
+    check_output(output)
+    return write_frame(table.wide(), output)
+
+
+def check_output(output: Path) -> None:
+    """A :class:`ReportError` unless ``output`` ends in ``.csv``, or in ``.parquet`` with pyarrow installed."""
     suffix = output.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise ReportError(f"--output: {str(output)!r} must end in .csv or .parquet")
@@ -35,9 +43,14 @@ def write_export(table: Table, output: Path) -> Path:
                 f"--output: writing {output.name} needs pyarrow, which is not installed; "
                 "install it (pip install pyarrow) or write a .csv file"
             ) from None
+
+
+def write_frame(frame: pd.DataFrame, output: Path) -> Path:
+    """A frame (:meth:`Table.wide`, :func:`llmbench.report.per_item.per_item_frames`) as ``.csv`` or
+    ``.parquet`` (pyarrow), chosen by the suffix (:func:`check_output`)."""
+    check_output(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    wide = table.wide()
-    if suffix == ".csv":
-        return write_csv(output, wide)
-    wide.to_parquet(output, engine="pyarrow", index=False)
+    if output.suffix.lower() == ".csv":
+        return write_csv(output, frame)
+    frame.to_parquet(output, engine="pyarrow", index=False)
     return output

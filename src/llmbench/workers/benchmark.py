@@ -16,10 +16,13 @@ from typing import Any, TypeVar
 from llmbench.backends import Generation, LoadedModel
 from llmbench.benchmark_storage import fixture_timer, round_times, set_fixture_timer
 from llmbench.measure.generate import GenerateBenchmark
+from llmbench.measure.per_item import CallFn, TimedCall, in_process_call
+from llmbench.measure.probes import Probes, probes_for
 from llmbench.workers.client import WorkerModel
 from llmbench.workers.protocol import TimedRound
 
 R = TypeVar("R")
+
 
 class WorkerClock:
     """A stand-in timer: 0.0 before a round, the worker's measured seconds after it."""
@@ -86,3 +89,20 @@ class WorkerGenerateBenchmark(GenerateBenchmark):
         latencies = round_times(self.benchmark)
         self.record(llm, [r.generation for r in timed], latencies, [r.memory for r in timed], max_new_tokens)
         return rounds[-1].generation
+
+
+def timed_call(device: str) -> CallFn:
+    """Times one ``generate`` call of a model on ``device`` for the per-item figures
+    (:mod:`llmbench.measure.per_item`): a :class:`WorkerModel`'s in its worker (where its memory is), any
+    other's in this process (the device's probes, made on first use)."""
+    probes: dict[str, Probes] = {}
+
+    def call(llm: LoadedModel, prompts: Sequence[str], max_new_tokens: int) -> TimedCall:
+        if isinstance(llm, WorkerModel):
+            timed = llm.timed_generate(prompts, max_new_tokens)
+            return TimedCall(timed.generation, timed.seconds, timed.memory)
+        if device not in probes:
+            probes[device] = probes_for(device)
+        return in_process_call(probes[device])(llm, prompts, max_new_tokens)
+
+    return call
