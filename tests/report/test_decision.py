@@ -32,8 +32,9 @@ from llmbench.report.decision_plots import memory_speed_plot, point_label, quali
 from llmbench.report.frame import rows_of
 from llmbench.report.html import write_report
 from llmbench.report.markdown import KeyTable, build_markdown
-from llmbench.runs import SavedRun, run_from_json
+from llmbench.runs import SavedRun, load_run, run_from_json
 from llmbench.units import GiB
+from tests.support.paths import DATA
 
 #: (model, precision, device) -> decode tok/s per sequence at bs1, ROUGE-Lsum, host RSS (GiB), the driver's
 #: GPU memory and torch's CUDA allocated peak (GiB; None on the CPU), weights and file (GiB).
@@ -45,6 +46,16 @@ FIGURES: dict[tuple[str, str, str], tuple[float, float, float, float | None, flo
     ("gemma3-4b", "nf4", "cuda"): (35.0, 0.58, 1.80, 4.0, 3.1, 2.6, 8.0),
 }
 BATCHES = (1, 2)
+#: What each combination's drift is against (``extra_info["quality_reference"]``); t5-small's run saved none
+#: (as a run before references were saved).
+REFERENCES: dict[tuple[str, str, str], dict[str, str]] = {
+    ("gemma3-270m", "fp32", "cpu"): {"model": "gemma3-270m", "precision": "fp32", "device": "cpu"},
+    ("gemma3-270m", "q4_k_m", "cpu"): {"model": "gemma3-270m", "precision": "fp32", "device": "cpu",
+                                       "source": "run 0007"},
+    ("gemma3-4b", "bf16", "cuda"): {"model": "gemma3-4b", "precision": "bf16", "device": "cuda"},
+    ("gemma3-4b", "nf4", "cuda"): {"model": "gemma3-4b", "precision": "bf16", "device": "cuda",
+                                   "source": "this session"},
+}  # fmt: skip
 #: The fronts these figures give (bs2 is slower per sequence, with more memory, at the same quality).
 QUALITY_FRONT = {"t5-small-fp32-cpu-bs1", "gemma3-270m-q4_k_m-cpu-bs1", "gemma3-4b-nf4-cuda-bs1",
                  "gemma3-4b-bf16-cuda-bs1"}  # fmt: skip
@@ -83,6 +94,8 @@ def bench(model: str, precision: str, device: str, batch: int | None, metrics: l
     if batch is not None:
         info["batch_size"] = batch
         name += f"-bs{batch}"
+    if batch is not None and (model, precision, device) in REFERENCES:
+        info["quality_reference"] = REFERENCES[(model, precision, device)]
     test = "test_generate" if batch is not None else "test_load"
     return {"name": f"{test}[{name}]", "fullname": f"benchmarks/{test}.py::{test}[{name}]", "param": name,
             "extra_info": info, "stats": {"median": 1.0, "data": [1.0]}}  # fmt: skip
@@ -138,6 +151,14 @@ def test_the_table_has_every_column_each_from_its_saved_metric() -> None:
     assert by_id.loc["gemma3-270m-q4_k_m-cpu-bs1", "file_bytes"] == pytest.approx(0.25 * GiB)
     assert by_id.loc["gemma3-270m-q4_k_m-cpu-bs1", "drift_identical_share"] == 0.5
     assert pd.isna(by_id.loc["gemma3-270m-fp32-cpu-bs1", "drift_identical_share"])
+    # What the drift is against, from the run's saved reference: itself for the reference, the run it came from.
+    assert by_id["reference"].fillna("not saved").to_dict() == {
+        **{f"gemma3-270m-fp32-cpu-bs{b}": "itself" for b in BATCHES},
+        **{f"gemma3-270m-q4_k_m-cpu-bs{b}": "gemma3-270m fp32 cpu (run 0007)" for b in BATCHES},
+        **{f"gemma3-4b-bf16-cuda-bs{b}": "itself" for b in BATCHES},
+        **{f"gemma3-4b-nf4-cuda-bs{b}": "gemma3-4b bf16 cuda" for b in BATCHES},
+        **{f"t5-small-fp32-cpu-bs{b}": "not saved" for b in BATCHES},
+    }
 
 
 def test_the_fronts_are_the_combinations_nothing_beats() -> None:
@@ -159,6 +180,7 @@ def test_the_page_and_markdown_show_the_table_with_its_sources(tmp_path: Path) -
     assert titles[4:] == [
         "Pareto front (against speed)",
         *(c.title for c in DECISION_COLUMNS if c.metric not in hidden),
+        "drift against",
     ]
     # Each header names its saved metric (hover), each cell with a saved note shows it.
     assert '<span title="peak_rss_bytes">host RAM peak (RSS)</span>' in section
@@ -175,6 +197,7 @@ def test_the_page_and_markdown_show_the_table_with_its_sources(tmp_path: Path) -
     assert shown["file size"] == "8.00 GiB"
     assert shown["ROUGE-Lsum"] == "0.580"
     assert shown["Pareto front (against speed)"] == "quality, device memory"
+    assert shown["drift against"] == "gemma3-4b bf16 cuda"
     assert "Columns left out (no combination has them): MPS allocated peak (torch), accuracy, accuracy / reference" in (
         section
     )
@@ -203,6 +226,27 @@ def test_a_cpu_only_run_leaves_the_device_columns_out_and_says_so() -> None:
     assert "host RAM peak (RSS)" in key.header
     assert "GPU memory peak (driver)" in key.hidden_line()
     assert not key.frame["front_device_memory_speed"].any()
+
+
+@pytest.mark.parametrize(
+    ("name", "combinations"),
+    [("old_format.json", 0), ("other_machine.json", 2), ("new_removed.json", 2), ("0001_base.json", 2)],
+)
+def test_runs_saved_by_earlier_versions_still_report(name: str, combinations: int, tmp_path: Path) -> None:
+    """Saved runs of earlier versions (tests/data/runs; old_format.json: a plain pytest-benchmark run, no
+    combination fields, so no rows) give the page, its decision section and both plots."""
+    path = next(p for p in (DATA / "runs").rglob(name))
+    run = load_run(path)
+    files = write_report(run, [run], tmp_path)
+    page = files.index.read_text(encoding="utf-8")
+    section = page[page.index('<h2 id="decision">') : page.index('<h2 id="plots">')]
+    rows = rows_of(run)
+    assert len(rows) == combinations
+    assert all(f'title="{row.combination}"' in section for row in rows)
+    assert section.count('src="data:image/png;base64,') == 2
+    frame = decision_frame(rows)
+    assert frame["latency_s"].notna().all()  # pytest-benchmark's median where no metrics were saved
+    assert "| model | precision | device | batch |" in files.markdown.read_text(encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------- the plots

@@ -35,6 +35,7 @@ __all__ = [
     "FRONTS",
     "HOST_MEMORY_METRIC",
     "QUALITY_METRICS",
+    "REFERENCE_INFO_KEY",
     "SPEED_METRIC",
     "DecisionColumn",
     "Front",
@@ -85,7 +86,7 @@ DECISION_COLUMNS: tuple[DecisionColumn, ...] = (
     DecisionColumn("accuracy_share", "accuracy / reference", optional=True),
 )
 
-#: What a line of the decision frame is (``reference``: the reference its drift is against, where the run saved one).
+#: What a line of the decision frame is (``reference``: what its drift is against, where the run saved it).
 DECISION_IDENTITY: tuple[str, ...] = (
     "run", "combination", "model", "precision", "device", "batch_size", "backend", "dataset", "prompt_length",
     "reference",
@@ -127,15 +128,26 @@ FRONTS: tuple[Front, ...] = (
 )
 
 
+#: ``extra_info`` key of the reference a combination's drift is compared with: ``{"model", "precision", "device",
+#: "target_share", "source"}`` (``source``: where its outputs came from, "this session", "the merged run", "run
+#: 0003"); saved by runs of the reference per comparison (docs/quality.md, "References and comparisons").
+REFERENCE_INFO_KEY = "quality_reference"
+#: Sources that are the run itself (the reference column names any other).
+_OWN_SOURCES = (None, "", "this session", "the merged run")
+
+
 def _reference(row: Row) -> str | None:
-    """The reference a row's drift is against, where its run saved one (``extra_info["reference"]``: text, or
-    a mapping of model, precision and device); None where it did not (runs before the reference per comparison:
-    the same model's reference precision on the same device)."""
-    saved = row.info.get("reference")
-    if isinstance(saved, Mapping):
-        parts = [str(saved[key]) for key in ("run", "model", "precision", "device") if saved.get(key)]
-        return " ".join(parts) or None
-    return str(saved) if saved else None
+    """The reference row's drift is against, where its run saved one: ``gemma3-4b bf16 cuda`` (with the run
+    it came from where that is another, ``... (run 0003)``), ``itself`` for the reference; None for a run
+    saved before references were saved (then: its model's reference precision on the same device)."""
+    saved = row.info.get(REFERENCE_INFO_KEY)
+    if not isinstance(saved, Mapping) or not all(saved.get(key) for key in ("model", "precision", "device")):
+        return None
+    key = (str(saved["model"]), str(saved["precision"]), str(saved["device"]))
+    if key == row.load_key:
+        return "itself"
+    source = saved.get("source")
+    return " ".join(key) + ("" if source in _OWN_SOURCES else f" ({source})")
 
 
 def decision_frame(rows: Sequence[Row]) -> pd.DataFrame:

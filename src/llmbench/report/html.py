@@ -365,16 +365,19 @@ def _decision_html(rows: Sequence[Row], regressed_combinations: set[str]) -> str
     key = KeyTable.of(rows)
     header = [_esc(title) for title in key.header[: len(key.identity) + 1]]
     header += [f'<span title="{_esc(c.metric)}">{_esc(c.title)}</span>' for c in key.columns]
+    header += [_esc(title) for title in key.header[len(header) :]]
     body, classes = [], []
     for index, row in enumerate(key.rows):
         cells = key.cells(index)
         identity = cells[: len(key.identity) + 1]  # and the Pareto front column
         first = f'<td title="{_esc(row.combination)}">{_swatch(row.precision)}{_esc(identity[0])}</td>'
         out = [first, *(f"<td>{_esc(cell)}</td>" for cell in identity[1:])]
-        for column, text in zip(key.columns, cells[len(identity) :], strict=True):
+        figures = cells[len(identity) : len(identity) + len(key.columns)]
+        for column, text in zip(key.columns, figures, strict=True):
             note = getattr(row.metric(column.metric), "note", "")
             css = "num na" if text == "n/a" else "num"
             out.append(f'<td class="{css}"' + (f' title="{_esc(note)}"' if note else "") + f">{_esc(text)}</td>")
+        out += [f"<td>{_esc(cell)}</td>" for cell in cells[len(identity) + len(key.columns) :]]
         body.append(out)
         classes.append("regressed" if row.combination in regressed_combinations else "")
     notes = [line for line in (key.hidden_line(), *key.front_sentences()) if line]

@@ -65,6 +65,8 @@ _AXES: tuple[tuple[str, Callable[[Row], str]], ...] = (
 )
 
 
+#: The last column where a run saved it: what the drift columns compare with.
+REFERENCE_TITLE = "drift against"
 #: The column saying which Pareto fronts a combination is on (after the identity columns, so always in view).
 FRONT_TITLE = "Pareto front (against speed)"
 
@@ -91,7 +93,13 @@ class KeyTable:
 
     @property
     def header(self) -> list[str]:
-        return [*(title for title, _ in self.identity), FRONT_TITLE, *(c.title for c in self.columns)]
+        reference = [REFERENCE_TITLE] if self.shows_reference else []
+        return [*(title for title, _ in self.identity), FRONT_TITLE, *(c.title for c in self.columns), *reference]
+
+    @property
+    def shows_reference(self) -> bool:
+        """Whether some row saved what its drift is against (runs before the reference per comparison did not)."""
+        return bool(self.frame["reference"].notna().any())
 
     def fronts(self, index: int) -> str:
         """What row ``index`` is on the Pareto front of, against speed: ``quality, RAM``; "" where on none."""
@@ -101,7 +109,9 @@ class KeyTable:
         """Row ``index``'s cells, formatted."""
         row = self.rows[index]
         figures = [_cell(_float(self.frame.at[index, c.metric]), c.unit) for c in self.columns]
-        return [*(show(row) for _, show in self.identity), self.fronts(index), *figures]
+        reference = self.frame.at[index, "reference"]
+        shown = [str(reference) if isinstance(reference, str) else "n/a"] if self.shows_reference else []
+        return [*(show(row) for _, show in self.identity), self.fronts(index), *figures, *shown]
 
     def front_sentences(self) -> list[str]:
         """One line per front with combinations on it: ``Pareto front of quality against speed (ROUGE-Lsum
