@@ -18,7 +18,10 @@ from llmbench.measure.probes import probes_for
 from llmbench.measure.speed import SequenceSpeed, sequence_speeds
 from llmbench.metrics import Metric
 from llmbench.quality.runs import QualityRuns, TimedBatch
+from llmbench.testing.fake_nvml import FakeGpu, FakeNvml
+from llmbench.units import MiB
 from tests.measure.test_speed import BATCHED, SEQUENTIAL
+from tests.support.fake_cuda import FakeCudaRuntime, fake_cuda_device
 
 
 class Reading(MemoryReading):
@@ -145,6 +148,31 @@ def test_the_in_process_call_reads_the_clock_and_memory_around_generate() -> Non
     assert timed.memory.peak_bytes() > 0
     (record,) = item_records(timed, ["x"], 0, "quality", 1, 0)
     assert record["peak_rss_bytes"] > 0
+
+
+def test_on_cuda_a_record_has_the_host_rss_and_each_gpu_figure_named_for_its_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # FAKE torch.cuda and FAKE NVML (tests/support/fake_cuda.py): the probes probes_for("cuda:0") builds, no GPU.
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpu = FakeGpu(name="NVIDIA H100 80GB HBM3")
+    runtime = FakeCudaRuntime(gpu, context_bytes=500 * MiB)
+    probes = fake_cuda_device(runtime, FakeNvml([gpu])).probes
+
+    class OnTheGpu(FakeModel):
+        def generate(self, prompts: Sequence[str], max_new_tokens: int) -> Generation:
+            held = runtime.allocate(64 * MiB)  # the call's activations and KV cache, freed at its end
+            del held
+            return super().generate(prompts, max_new_tokens)
+
+    runtime.allocate(1 * MiB)  # torch has initialised CUDA in this process: the allocator's figures are read
+    timed = in_process_call(probes)(OnTheGpu(), ["a b"], 2)  # type: ignore[arg-type]
+    (record,) = item_records(timed, ["x"], 0, "test", 1, 0)
+    peaks = {name: value for name, value in record.items() if name.startswith("peak_")}
+    assert set(peaks) >= {"peak_rss_bytes", "peak_gpu_process_bytes", "peak_cuda_allocated_bytes"}
+    assert peaks["peak_cuda_allocated_bytes"] >= 64 * MiB
+    assert peaks["peak_gpu_process_bytes"] >= 500 * MiB + 64 * MiB
+    assert peaks["peak_rss_bytes"] > 0
 
 
 def test_the_quality_pass_records_every_item_through_the_timer_it_is_handed(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ pandas snippet of docs/reports.md run on a real export."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -199,6 +200,28 @@ def test_a_malformed_record_names_the_run_combination_and_field(records: Any, me
     run = hand_run(benchmark("m-fp32-cpu-bs1", 1, records))
     with pytest.raises(ReportError, match=r"0007: m-fp32-cpu-bs1: extra_info\['per_item'\]" + message):
         per_item_frame(run)
+
+
+def test_llmbench_merge_keeps_each_shards_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shards = []
+    for batch_size in (1, 4):
+        path = tmp_path / f"shard{batch_size}.json"
+        bench = benchmark(
+            f"m-fp32-cpu-bs{batch_size}", batch_size, [record("a", 0, batch_size), record("b", 1, batch_size)]
+        )
+        data = {"machine_info": {}, "commit_info": None, "version": "5.0.0", "datetime": "2026-12-07T10:00:00",
+                "benchmarks": [bench]}  # fmt: skip
+        path.write_text(json.dumps(data), encoding="utf-8")
+        shards.append(str(path))
+    merged = tmp_path / "merged.json"
+    assert cli_main(["merge", *shards, "-o", str(merged)]) == 0
+    out = tmp_path / "merged.csv"
+    assert cli_main(["export", str(merged), "--per-item", "-o", str(out)]) == 0
+    assert "wrote 4 per-item rows (1 runs)" in capsys.readouterr().out
+    frame = pd.read_csv(out)
+    assert list(zip(frame["combination"], frame["item"], strict=True)) == [
+        ("m-fp32-cpu-bs1", "a"), ("m-fp32-cpu-bs1", "b"), ("m-fp32-cpu-bs4", "a"), ("m-fp32-cpu-bs4", "b"),
+    ]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- runs saved before
