@@ -265,6 +265,17 @@ def test_the_quality_plot_labels_every_point_and_draws_the_front() -> None:
     front = plot.series_named("Pareto front")
     expected = sorted((by_id[c].value("decode_tok_s_per_seq"), by_id[c].value("rougeLsum")) for c in QUALITY_FRONT)
     assert list(zip(front.x, front.y, strict=True)) == expected
+    # Points in the report's encoding: colour by model, marker by precision, size by batch size.
+    styles = {c: plot.series_named(c) for c in by_id}
+    assert len({styles[c].color for c in by_id if c.startswith("gemma3-4b")}) == 1
+    assert (
+        len({styles[c].color for c in ("t5-small-fp32-cpu-bs1", "gemma3-270m-fp32-cpu-bs1", "gemma3-4b-nf4-cuda-bs1")})
+        == 3
+    )
+    assert styles["gemma3-4b-nf4-cuda-bs1"].marker != styles["gemma3-4b-bf16-cuda-bs1"].marker
+    assert styles["t5-small-fp32-cpu-bs1"].marker == styles["gemma3-270m-fp32-cpu-bs1"].marker
+    assert styles["t5-small-fp32-cpu-bs2"].markersize > styles["t5-small-fp32-cpu-bs1"].markersize
+    assert styles["gemma3-4b-nf4-cuda-bs1"].key == ("gemma3-4b", "nf4", "cuda")
     # Each drawn point carries its label in the figure: the parts of the combination that differ.
     texts = {text.get_text() for text in plot.figure.axes[0].texts}
     assert texts == {point_label(row, rows) for row in rows}

@@ -28,7 +28,7 @@ from llmbench.report.decision import (
     front_lines,
     quality_metric,
 )
-from llmbench.report.figures import Plot, PlotSeries, no_data, plot_color
+from llmbench.report.figures import Encoding, Plot, PlotSeries, legend_title, no_data
 from llmbench.report.frame import Row, combination_sort_key
 from llmbench.units import byte_axis_scale
 
@@ -36,11 +36,7 @@ __all__ = ["FRONT_COLOR", "decision_plots", "memory_speed_plot", "point_label", 
 
 #: The colour of the front's line and of the ring around each point on it.
 FRONT_COLOR = "#222222"
-_MARKERS = {"cpu": "o", "cuda": "s", "mps": "^"}
-
-
-def _marker(device: str) -> str:
-    return _MARKERS.get(device.split(":")[0], "D")
+_GREY = "#777777"
 
 
 def _precision(row: Row) -> str:
@@ -62,16 +58,27 @@ def point_label(row: Row, rows: Sequence[Row]) -> str:
     return " ".join(varying) or row.combination
 
 
-def _legend(axes: Axes, rows: Sequence[Row], fronts: int) -> None:
-    precisions = dict.fromkeys(r.precision for r in rows)
-    devices = dict.fromkeys(r.device for r in rows)
-    handles = [Line2D([], [], linestyle="", marker="o", color=plot_color(p), label=p) for p in precisions]
-    handles += [Line2D([], [], linestyle="", marker=_marker(d), color="#777777", label=d) for d in devices]
+def _legend(axes: Axes, rows: Sequence[Row], encoding: Encoding, fronts: int) -> None:
+    """Colour: model; marker: precision (the report's :class:`~llmbench.report.figures.Encoding`); marker size:
+    batch size; the front. Entries only for what differs between ``rows``; the title says what they share."""
+    handles: list[Line2D] = []
+    models = list(dict.fromkeys(r.model for r in rows))
+    precisions = list(dict.fromkeys(r.precision for r in rows))
+    if len(models) > 1:
+        handles += [Line2D([], [], linestyle="", marker="o", color=encoding.color(m), label=m) for m in models]
+    if len(precisions) > 1:
+        handles += [
+            Line2D([], [], linestyle="", marker=encoding.style("", p, "").marker, color=_GREY, label=p)
+            for p in precisions
+        ]
     if fronts:
         handles.append(Line2D([], [], color=FRONT_COLOR, linestyle="--", marker="o", markerfacecolor="none",
                               label="Pareto front"))  # fmt: skip
     if handles:
-        axes.legend(handles=handles, fontsize="small", loc="best", title="colour: precision; marker: device")
+        title = ", ".join(
+            part for part in ("colour: model; marker: precision; size: batch", legend_title(rows)) if part
+        )
+        axes.legend(handles=handles, fontsize="small", loc="best", title=title, title_fontsize="small")
 
 
 def _panel(
@@ -81,6 +88,7 @@ def _panel(
     frame: pd.DataFrame,
     y: str,
     front: Front,
+    encoding: Encoding,
     *,
     factor: float = 1.0,
     prefix: str = "",
@@ -94,13 +102,14 @@ def _panel(
         speed, value = frame.at[index, SPEED_METRIC], frame.at[index, y]
         drawn = pd.notna(speed) and pd.notna(value)
         shown = float(value) / factor if pd.notna(value) else None
-        color = plot_color(row.precision)
+        style = encoding.style_of(row, batch=True)
         x = float(speed) if pd.notna(speed) else float("nan")
-        plot.series.append(PlotSeries(f"{prefix}{row.combination}", (x,), (shown,), color=color))
+        plot.series.append(PlotSeries(f"{prefix}{row.combination}", (x,), (shown,), **style.fields(), key=row.load_key))
         if not drawn or shown is None:
             left_out.append(row.combination)
             continue
-        axes.scatter([x], [shown], color=color, marker=_marker(row.device), s=55, zorder=3)
+        axes.plot([x], [shown], linestyle="", marker=style.marker, markersize=style.markersize + 2, color=style.color,
+                  markeredgecolor="white", markeredgewidth=0.6, zorder=3)  # fmt: skip
         labels.append((x, shown, point_label(row, rows)))
     lines = front_lines(frame, front.column, SPEED_METRIC)
     for number, part in enumerate(lines):
@@ -113,7 +122,7 @@ def _panel(
     _place_labels(axes, labels)
     axes.set_xlabel(f"{metric_label(SPEED_METRIC)} ({SPEED_METRIC}, tok/s)")
     axes.grid(alpha=0.3)
-    _legend(axes, [r for r in rows if r.combination not in left_out], len(lines))
+    _legend(axes, [r for r in rows if r.combination not in left_out], encoding, len(lines))
     return left_out
 
 
@@ -177,11 +186,13 @@ def _generate_rows(rows: Sequence[Row]) -> list[Row]:
     return sorted((r for r in rows if r.batch_size is not None), key=combination_sort_key)
 
 
-def quality_speed_plot(rows: Sequence[Row]) -> Plot:
+def quality_speed_plot(rows: Sequence[Row], encoding: Encoding | None = None) -> Plot:
     """Quality against decode speed per sequence, a point per combination, the Pareto front (higher quality
     and higher speed) marked. Series: one per combination (its id; x speed, y quality) and ``Pareto front``
-    (the front's points by speed; ``Pareto front 1``, ``2`` with several data sets or prompt lengths)."""
+    (the front's points by speed; ``Pareto front 1``, ``2`` with several data sets or prompt lengths). Points in
+    ``encoding`` (default: that of ``rows``): colour by model, marker by precision, size by batch size."""
     rows = _generate_rows(rows)
+    encoding = encoding or Encoding.of(rows)
     frame = decision_frame(rows)
     quality = quality_metric(frame)
     figure, (axes,) = _figure(1)
@@ -193,7 +204,7 @@ def quality_speed_plot(rows: Sequence[Row]) -> Plot:
         plot.caption = "No combination saved ROUGE-Lsum or accuracy: nothing to weigh speed against."
         return plot
     front = next(f for f in FRONTS if f.column == "front_quality_speed")
-    left_out = _panel(plot, axes, rows, frame, quality, front)
+    left_out = _panel(plot, axes, rows, frame, quality, front, encoding)
     axes.set_ylabel(f"{what} ({quality})")
     axes.set_title(plot.title)
     plot.caption = (
@@ -206,13 +217,14 @@ def quality_speed_plot(rows: Sequence[Row]) -> Plot:
     return plot
 
 
-def memory_speed_plot(rows: Sequence[Row]) -> Plot:
+def memory_speed_plot(rows: Sequence[Row], encoding: Encoding | None = None) -> Plot:
     """Peak memory against decode speed per sequence, a point per combination, the Pareto front (less memory,
     more speed) marked: host RAM (RSS) on top; device memory below where a combination measured it (the first
     of the driver's figure, torch's CUDA allocated, MPS allocated some combination has). Series:
     ``peak_rss_bytes: <combination>`` and ``peak_rss_bytes: Pareto front`` (in the axis unit), likewise for
-    the device memory metric."""
+    the device memory metric. Points in ``encoding`` as in :func:`quality_speed_plot`."""
     rows = _generate_rows(rows)
+    encoding = encoding or Encoding.of(rows)
     frame = decision_frame(rows)
     device = device_memory_metric(frame)
     figure, panels = _figure(2 if device else 1)
@@ -231,7 +243,7 @@ def memory_speed_plot(rows: Sequence[Row]) -> Plot:
         shown = [r for r in rows if metric == HOST_MEMORY_METRIC or r.value(metric) is not None]
         part = frame[[r in shown for r in rows]].reset_index(drop=True)
         factor, unit = byte_axis_scale([float(v) for v in part[metric] if pd.notna(v)])
-        left_out = _panel(plot, axes, shown, part, metric, front, factor=factor, prefix=f"{metric}: ")
+        left_out = _panel(plot, axes, shown, part, metric, front, encoding, factor=factor, prefix=f"{metric}: ")
         axes.set_ylabel(f"{what} ({metric_label(metric)}, {unit})")
         if left_out:
             notes.append(f"{what}: not drawn (not measured): {', '.join(left_out)}")
@@ -246,6 +258,7 @@ def memory_speed_plot(rows: Sequence[Row]) -> Plot:
     return plot
 
 
-def decision_plots(rows: Sequence[Row]) -> list[Plot]:
-    """The decision view's plots of one run, in page order."""
-    return [quality_speed_plot(rows), memory_speed_plot(rows)]
+def decision_plots(rows: Sequence[Row], encoding: Encoding | None = None) -> list[Plot]:
+    """The decision view's plots of one run, in page order, in the report's ``encoding`` (default: that of ``rows``)."""
+    encoding = encoding or Encoding.of(rows)
+    return [quality_speed_plot(rows, encoding), memory_speed_plot(rows, encoding)]

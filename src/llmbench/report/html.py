@@ -24,7 +24,7 @@ from llmbench.history.detect import DetectorMissing
 from llmbench.history.marks import change_marks
 from llmbench.report.decision_plots import decision_plots
 from llmbench.report.export import write_csv
-from llmbench.report.figures import Plot, plot_color
+from llmbench.report.figures import Encoding, Plot, plot_color
 from llmbench.report.frame import Row, Table, combination_sort_key, regressed
 from llmbench.report.history_plots import history_plots
 from llmbench.report.markdown import (
@@ -487,7 +487,9 @@ def write_report(
         changes = change_marks(runs)
     except DetectorMissing:  # the history extra is not installed: no change-point marks
         changes = []
-    figures = [*decision_plots(rows), *run_plots(rows), *history_plots(table, runs, marks, current, changes)]
+    encoding = Encoding.of(rows, table.rows)  # one for the page: the run's combinations first, then its history's
+    figures = [*decision_plots(rows, encoding), *run_plots(rows, encoding),
+               *history_plots(table, runs, marks, current, changes, encoding)]  # fmt: skip
     page = build_page(current, runs, rows, figures, verdict, budget, root, [path.name for path in paths])
     index = output / "index.html"
     index.write_text(page, encoding="utf-8")
