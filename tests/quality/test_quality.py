@@ -381,7 +381,8 @@ def test_outputs_round_trip_one_record_a_line(tmp_path: Path) -> None:
     assert "é" in text  # readable, not \u-escaped
     assert read_outputs(path) == records
     assert list(json.loads(text.splitlines()[0])) == [
-        "id", "reference", "output", "rouge1", "rouge2", "rougeLsum", "identical_to_reference_precision",
+        "id", "reference", "output", "rouge1", "rouge2", "rougeLsum", "semantic_sim",
+        "identical_to_reference_precision", "token_ids",
     ]  # fmt: skip
     assert sorted(p.name for p in path.parent.iterdir()) == ["outputs.jsonl"]
 

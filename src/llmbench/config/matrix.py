@@ -239,10 +239,12 @@ def _model_reference(path: Path, name: str, table: Mapping[str, Any]) -> dict[st
     (a precision), never both: they would be two references for the same combinations."""
     out: dict[str, Any] = {}
     if "reference" in table and "reference_precision" in table:
-        precision = table["reference_precision"]
-        raise _error(path, f"[models.{name}] has two references, reference = {table['reference']!r} and "
-                           f"reference_precision = {precision!r}: keep one (reference = {{ precision = "
-                           f"\"{precision}\" }} says what reference_precision says)")  # fmt: skip
+        precision, given = table["reference_precision"], table["reference"]
+        merged = {"precision": precision, **given} if isinstance(given, dict) else {"precision": precision}
+        written = ", ".join(f'{key} = "{merged[key]}"' for key in REFERENCE_KEYS if key in merged)
+        raise _error(path, f"[models.{name}] has two references, reference = {given!r} and reference_precision = "
+                           f"{precision!r}: keep one, e.g. reference = {{ {written} }} (reference_precision is "
+                           "the precision of reference)")  # fmt: skip
     if "reference" in table:
         out["reference"] = _reference(path, f"[models.{name}] reference", table["reference"])
     if "reference_precision" in table:

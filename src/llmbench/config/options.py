@@ -303,6 +303,13 @@ OPTIONS: tuple[Option, ...] = (
         parse=parse_share,
     ),
     Option(
+        "--llmbench-reference-run",
+        "RUN",
+        "A saved run whose per-item outputs serve as the references this session does not run (another "
+        "device, machine or shard): a run id in --benchmark-storage (e.g. 0003) or a run file. A reference that "
+        "runs in this session is taken from the session (docs/quality.md). Default: none",
+    ),
+    Option(
         "--llmbench-outputs-dir",
         "DIR",
         "Where the generated texts of each combination are written (one JSONL file per model, "

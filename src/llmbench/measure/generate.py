@@ -213,6 +213,8 @@ class GenerateBenchmark:
         pass was timed item by item, every item's figures (``extra_info["per_item"]``)."""
         self.benchmark.extra_info["quality_items"] = len(quality.ids)
         self.benchmark.extra_info["outputs"] = dict(zip(quality.ids, quality.texts, strict=True))
+        # Token ids and scores per item, the reference wanted: comparisons from saved outputs (quality/comparison.py).
+        self.benchmark.extra_info.update(quality.saved_info())
         if quality.outputs_file is not None:
             self.benchmark.extra_info["outputs_file"] = str(quality.outputs_file)
         if quality.per_item:

@@ -29,6 +29,7 @@ pytest_plugins = [
     "llmbench.plugin.shard_hooks",
     "llmbench.plugin.gate_hooks",
     "llmbench.plugin.report_hooks",
+    "llmbench.plugin.comparison_hooks",
 ]
 
 

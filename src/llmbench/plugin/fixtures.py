@@ -18,6 +18,7 @@ from llmbench.config.settings import SETTINGS_KEY, Settings, option_value
 from llmbench.data import DataError, Item, load_dataset
 from llmbench.measure.per_item import ItemTimer, time_pass
 from llmbench.plugin.prompt_lengths import long_prompt_batch
+from llmbench.quality.comparison import OutputKey, OutputSet
 from llmbench.quality.runs import QualityRun, QualityRuns, TimedBatch, prompt_of
 from llmbench.workers.benchmark import timed_call
 
@@ -123,6 +124,7 @@ def quality_runs(
     llmbench_datasets: Mapping[str, list[Item]],
     llmbench_settings: Settings,
     llmbench_per_item: str,
+    llmbench_reference_outputs: Mapping[OutputKey, OutputSet],
 ) -> dict[str, QualityRuns] | None:
     """The session's quality generations, one :class:`QualityRuns` per data set (None with
     ``--llmbench-quality-items=0``). Where the test ids name the data set, its outputs are written to a
@@ -141,6 +143,7 @@ def quality_runs(
             outputs_dir=settings.outputs_dir / name if named else settings.outputs_dir,
             dataset=name,
             timed_batches=_quality_pass_timer(settings.quality_batch_size) if llmbench_per_item == "quality" else None,
+            references=llmbench_reference_outputs,
         )
         for name, items in llmbench_datasets.items()
     }

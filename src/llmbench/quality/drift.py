@@ -1,6 +1,7 @@
-"""Drift of a precision from the reference precision of the same model, on the same items.
+"""Drift of a combination from its reference (by default the reference precision of the same model on the
+same device; another model or device where the matrix file says so), on the same items.
 
-``drift_identical_share``: the share of items whose output text equals the reference precision's.
+``drift_identical_share``: the share of items whose output text equals the reference's.
 ``drift_first_diff_token``: over the items whose tokens differ, the mean 0-based position of the first
 differing token. ``<rouge>_share``, ``accuracy_share`` and ``quality_target_met``: mean F1 (or the share
 correct) as a share of the reference's, and whether every share reaches the target (MLPerf Inference asks
@@ -19,7 +20,10 @@ from llmbench.metrics import Metric
 from llmbench.quality.rouge import ROUGE_TYPES, check_lengths
 from llmbench.stats import CONFIDENCE, RESAMPLES, SEED, bootstrap_ci, percentile_interval, resampled_rows
 
-__all__ = ["TARGET_SHARE", "agreement_metrics", "drift_metrics", "first_difference", "share_ci", "share_metrics"]
+__all__ = [
+    "TARGET_SHARE", "agreement_metrics", "drift_metrics", "first_difference", "first_difference_metric",
+    "identical_metric", "share_ci", "share_metrics",
+]  # fmt: skip
 
 Floats = npt.NDArray[np.float64]
 
@@ -53,6 +57,49 @@ def first_difference(tokens: Sequence[int], reference: Sequence[int]) -> int | N
     return None if len(tokens) == len(reference) else min(len(tokens), len(reference))
 
 
+def identical_metric(texts: Sequence[str], reference_texts: Sequence[str], reference: str = "fp32") -> Metric:
+    """``drift_identical_share``: the share of items whose output text equals the reference's (``reference``:
+    how the note names it), with its bootstrap interval and the per-item 0/1 values."""
+    n = check_lengths(texts=texts, reference_texts=reference_texts)
+    if n == 0:
+        raise ValueError("no items to compare")
+    identical = [1.0 if text == other else 0.0 for text, other in zip(texts, reference_texts, strict=True)]
+    same = int(sum(identical))
+    return Metric.of(
+        "drift_identical_share",
+        same / n,
+        identical,
+        ci=bootstrap_ci(identical),
+        note=f"{same} of {n} output texts identical to {reference}'s; bootstrap {CONFIDENCE:.0%} CI (seed {SEED})",
+    )
+
+
+def first_difference_metric(
+    token_ids: Sequence[Sequence[int]], reference_token_ids: Sequence[Sequence[int]], reference: str = "fp32"
+) -> Metric:
+    """``drift_first_diff_token``: over the items whose generated tokens differ from the reference's, the mean
+    0-based position of the first differing token (n/a where every item's tokens are equal)."""
+    n = check_lengths(token_ids=token_ids, reference_token_ids=reference_token_ids)
+    if n == 0:
+        raise ValueError("no items to compare")
+    positions = [
+        position
+        for tokens, other in zip(token_ids, reference_token_ids, strict=True)
+        if (position := first_difference(tokens, other)) is not None
+    ]
+    return Metric.of(
+        "drift_first_diff_token",
+        float(np.mean(positions)) if positions else None,
+        (float(p) for p in positions),
+        note=(
+            f"mean 0-based position of the first generated token that differs from {reference}'s, "
+            f"over the {len(positions)} of {n} items whose tokens differ"
+            if positions
+            else f"n/a: the generated tokens of all {n} items equal {reference}'s"
+        ),
+    )
+
+
 def agreement_metrics(
     token_ids: Sequence[Sequence[int]],
     reference_token_ids: Sequence[Sequence[int]],
@@ -60,45 +107,16 @@ def agreement_metrics(
     reference_texts: Sequence[str],
     reference_precision: str = "fp32",
 ) -> list[Metric]:
-    """``drift_identical_share`` and ``drift_first_diff_token``: how far the outputs are from the reference
-    precision's, whatever the data set scores (all sequences per item, in the same order)."""
-    n = check_lengths(
+    """``drift_identical_share`` and ``drift_first_diff_token``: how far the outputs are from the reference's,
+    whatever the data set scores (all sequences per item, in the same order; ``reference_precision``: how the
+    notes name the reference)."""
+    check_lengths(
         token_ids=token_ids, reference_token_ids=reference_token_ids, texts=texts, reference_texts=reference_texts
     )
-    if n == 0:
-        raise ValueError("no items to compare")
-    ref = reference_precision
-    identical = [1.0 if text == other else 0.0 for text, other in zip(texts, reference_texts, strict=True)]
-    same = int(sum(identical))
-    metrics = [
-        Metric.of(
-            "drift_identical_share",
-            same / n,
-            identical,
-            ci=bootstrap_ci(identical),
-            note=(f"{same} of {n} output texts identical to {ref}'s; bootstrap {CONFIDENCE:.0%} CI (seed {SEED})"),
-        )
+    return [
+        identical_metric(texts, reference_texts, reference_precision),
+        first_difference_metric(token_ids, reference_token_ids, reference_precision),
     ]
-
-    positions = [
-        position
-        for tokens, other in zip(token_ids, reference_token_ids, strict=True)
-        if (position := first_difference(tokens, other)) is not None
-    ]
-    metrics.append(
-        Metric.of(
-            "drift_first_diff_token",
-            float(np.mean(positions)) if positions else None,
-            (float(p) for p in positions),
-            note=(
-                f"mean 0-based position of the first generated token that differs from {ref}'s, "
-                f"over the {len(positions)} of {n} items whose tokens differ"
-                if positions
-                else f"n/a: the generated tokens of all {n} items equal {ref}'s"
-            ),
-        )
-    )
-    return metrics
 
 
 def _what(name: str) -> tuple[str, str]:

@@ -1,7 +1,9 @@
-"""The per-item outputs of one combination (id, reference, output, ROUGE, identical to the reference
-precision's), saved next to the run as JSON lines, atomically. See docs/quality.md. An item of a data set
-without references has an empty reference and null ROUGE; an item with an accuracy check also has the check
-in words (``check``) and whether its output passed it (``correct``).
+"""The per-item outputs of one combination (id, reference, output, ROUGE, semantic similarity, the generated
+token ids, identical to the reference's output), saved next to the run as JSON lines, atomically. See
+docs/quality.md. An item of a data set without references has an empty reference and null ROUGE; an item with
+an accuracy check also has the check in words (``check``) and whether its output passed it (``correct``).
+A file carries what a comparison needs (:func:`llmbench.quality.comparison.output_set_from_records`); a file
+of an earlier version, without ``token_ids`` and ``semantic_sim``, still reads (None).
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ class QualityRecord:
     check: str | None = None
     #: Whether the output passed the check; None where the item has none.
     correct: bool | None = None
+    #: Semantic similarity of output and reference (all-MiniLM-L6-v2); None without either.
+    semantic_sim: float | None = None
+    #: The generated token ids; None where not known (a file of an earlier version).
+    token_ids: tuple[int, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         accuracy = {} if self.check is None else {"check": self.check, "correct": self.correct}
@@ -46,13 +52,26 @@ class QualityRecord:
             "rouge1": self.rouge1,
             "rouge2": self.rouge2,
             "rougeLsum": self.rougeLsum,
+            "semantic_sim": self.semantic_sim,
             "identical_to_reference_precision": self.identical_to_reference_precision,
             **accuracy,
+            "token_ids": None if self.token_ids is None else list(self.token_ids),
         }
+
+    def scores(self) -> dict[str, float]:
+        """This item's scores by metric name (ROUGE, ``semantic_sim``, ``accuracy`` 1.0 or 0.0), where known."""
+        named: dict[str, float | None] = {
+            "rouge1": self.rouge1, "rouge2": self.rouge2, "rougeLsum": self.rougeLsum,
+            "semantic_sim": self.semantic_sim, "accuracy": None if self.correct is None else float(self.correct),
+        }  # fmt: skip
+        return {name: value for name, value in named.items() if value is not None}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> QualityRecord:
         identical, check, correct = (data.get(k) for k in ("identical_to_reference_precision", "check", "correct"))
+        tokens = data.get("token_ids")
+        if tokens is not None and (not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens)):
+            raise TypeError(f"field 'token_ids' must be a list of integers, got {tokens!r:.60}")
         return cls(
             id=str(data["id"]),
             reference=str(data["reference"]),
@@ -63,6 +82,8 @@ class QualityRecord:
             identical_to_reference_precision=None if identical is None else bool(identical),
             check=None if check is None else str(check),
             correct=None if correct is None else bool(correct),
+            semantic_sim=_score(data.get("semantic_sim")),
+            token_ids=None if tokens is None else tuple(tokens),
         )
 
 
@@ -78,15 +99,20 @@ def quality_records(
     reference_outputs: Sequence[str] | None = None,
     checks: Sequence[str | None] | None = None,
     correct: Sequence[bool | None] | None = None,
+    semantic: Sequence[float | None] | None = None,
+    token_ids: Sequence[Sequence[int]] | None = None,
 ) -> list[QualityRecord]:
-    """The per-item records of one combination (``reference_outputs``: the reference precision's texts;
+    """The per-item records of one combination (``reference_outputs``: the reference's texts, where known;
     ``scores`` None: a data set without references, the ROUGE fields null; a None score: an item without a
     reference; ``checks`` and ``correct``: each item's accuracy check in words and its result, None where
-    the item has no check)."""
+    the item has no check; ``semantic``: each item's semantic similarity; ``token_ids``: each item's generated
+    token ids)."""
     lengths: dict[str, Sequence[Any]] = {"ids": ids, "references": references, "outputs": outputs}
     if scores is not None:
         lengths.update({f"scores[{name!r}]": scores[name] for name in ROUGE_TYPES})
-    for name, given in (("reference_outputs", reference_outputs), ("checks", checks), ("correct", correct)):
+    given_lists = (("reference_outputs", reference_outputs), ("checks", checks), ("correct", correct),
+                   ("semantic", semantic), ("token_ids", token_ids))  # fmt: skip
+    for name, given in given_lists:
         if given is not None:
             lengths[name] = given
     n = check_lengths(**lengths)
@@ -101,6 +127,8 @@ def quality_records(
             identical_to_reference_precision=None if reference_outputs is None else outputs[i] == reference_outputs[i],
             check=None if checks is None else checks[i],
             correct=None if correct is None else correct[i],
+            semantic_sim=None if semantic is None else _score(semantic[i]),
+            token_ids=None if token_ids is None else tuple(token_ids[i]),
         )
         for i in range(n)
     ]

@@ -3,8 +3,11 @@
 For each (model, precision, device) the data set is generated once, greedily, in batches of the quality
 batch size, outside the timed rounds. The outputs of the items with a reference are scored with ROUGE, those
 of the items with an accuracy check with :mod:`llmbench.quality.accuracy`; both are compared with the
-model's reference precision (drift, and each score's share of the reference's) when that precision ran
-earlier in the session, and written per item to a JSONL file for reviewers.
+combination's reference (drift, each score's share of the reference's and its difference: see
+:mod:`llmbench.quality.comparison`) where the reference's outputs are already there (it ran earlier in the
+session, or is in the named reference run), and written per item to a JSONL file. The session compares again
+at its end, from the saved outputs (``llmbench.plugin.comparison_hooks``), and ``llmbench merge`` over the
+merged shards: a reference that runs later, or in another shard, is compared there.
 
 A data set without references (a file of prompts, an accuracy set) is generated and compared for drift all
 the same; its ROUGE, semantic similarity and ROUGE shares are n/a with the reason
@@ -13,17 +16,28 @@ the same; its ROUGE, semantic similarity and ROUGE shares are n/a with the reaso
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmbench.config.combination import Combination, ModelSpec
+from llmbench.config.combination import DEFAULT_DATASET, Combination, ModelSpec
 from llmbench.data import Item
 from llmbench.engine_types import Generation, LoadedModel
 from llmbench.metrics import Metric
 from llmbench.quality.accuracy import accuracy_metric, accuracy_scores
-from llmbench.quality.drift import agreement_metrics, share_metrics
+from llmbench.quality.comparison import (
+    ITEM_SCORES_KEY,
+    ITEMS_DIGEST_KEY,
+    OUTPUT_TOKEN_IDS_KEY,
+    REFERENCE_INFO_KEY,
+    OutputKey,
+    OutputSet,
+    compare,
+    items_digest,
+    mismatch,
+)
+from llmbench.quality.drift import TARGET_SHARE
 from llmbench.quality.outputs import quality_records, write_outputs
 from llmbench.quality.rouge import ROUGE_TYPES, rouge_metrics, rouge_scores
 from llmbench.quality.semantic import semantic_available, semantic_similarity
@@ -34,7 +48,8 @@ LoadKey = tuple[str, str, str]
 #: prompts, max_new_tokens, the items' ids.
 TimedBatch = Callable[[LoadedModel, list[str], int, list[str]], tuple[Generation, list[dict[str, Any]]]]
 #: The figures that need a reference text per item: n/a with the reason for a data set without references.
-REFERENCE_METRICS = (*ROUGE_TYPES, "semantic_sim", *(f"{name}_share" for name in ROUGE_TYPES), "quality_target_met")
+REFERENCE_METRICS = (*ROUGE_TYPES, "semantic_sim", *(f"{name}_share" for name in ROUGE_TYPES), "quality_target_met",
+                     *(f"{name}_diff" for name in (*ROUGE_TYPES, "semantic_sim")))  # fmt: skip
 
 
 def no_reference_reason(dataset: str | None, checked: bool = False) -> str:
@@ -65,6 +80,32 @@ class QualityRun:
     outputs_file: Path | None
     #: Per-item figures of the pass's timed calls (``--llmbench-per-item``; docs/metrics.md), in item order.
     per_item: tuple[dict[str, Any], ...] = ()
+    #: Score name -> item id -> value (ROUGE, semantic_sim, accuracy), over the items each applies to.
+    item_scores: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    #: :func:`llmbench.quality.comparison.items_digest` of the items.
+    digest: str | None = None
+    #: The data set's name (a combination's ``dataset_name``).
+    dataset: str = DEFAULT_DATASET
+    #: The (model, precision, device) it is compared with (``Combination.reference_key``), and the target.
+    reference: LoadKey | None = None
+    target_share: float = TARGET_SHARE
+
+    def output_set(self, source: str = "this session") -> OutputSet:
+        """These outputs as a comparison reads them."""
+        return OutputSet(*self.key, self.dataset, self.ids, self.texts, self.token_ids, self.item_scores,
+                         self.digest, source)  # fmt: skip
+
+    def saved_info(self) -> dict[str, Any]:
+        """What a benchmark's ``extra_info`` keeps for comparisons from saved outputs (besides ``outputs``):
+        the token ids and scores per item, the items' digest and the reference wanted."""
+        reference = self.reference or self.key
+        return {
+            OUTPUT_TOKEN_IDS_KEY: {item: list(tokens) for item, tokens in zip(self.ids, self.token_ids, strict=True)},
+            ITEM_SCORES_KEY: {name: dict(values) for name, values in self.item_scores.items()},
+            ITEMS_DIGEST_KEY: self.digest,
+            REFERENCE_INFO_KEY: {**dict(zip(("model", "precision", "device"), reference, strict=True)),
+                                 "target_share": self.target_share},
+        }  # fmt: skip
 
 
 class QualityRuns:
@@ -79,6 +120,7 @@ class QualityRuns:
         outputs_dir: Path | None,
         dataset: str | None = None,
         timed_batches: Callable[[Combination], TimedBatch] | None = None,
+        references: Mapping[OutputKey, OutputSet] | None = None,
     ) -> None:
         self.items = list(items)
         #: The data set's name, for the reason of n/a figures.
@@ -90,6 +132,13 @@ class QualityRuns:
         #: A fresh timer of the pass of each combination (None: the pass is not timed, no per-item figures).
         self.timed_batches = timed_batches
         self._runs: dict[LoadKey, QualityRun] = {}
+        #: The named reference run's outputs (``--llmbench-reference-run``), for references the session lacks.
+        self.references: Mapping[OutputKey, OutputSet] = references or {}
+
+    def reference_outputs(self, key: LoadKey, dataset: str) -> OutputSet | None:
+        """The outputs of the reference ``key``: this session's where it ran, else the reference run's."""
+        run = self._runs.get(key)
+        return run.output_set() if run is not None else self.references.get((*key, dataset))
 
     def get(self, combination: Combination, llm: LoadedModel, max_new_tokens: int) -> QualityRun:
         key = combination.load_key
@@ -120,6 +169,7 @@ class QualityRuns:
         # Per score, the per-item values over the items it applies to, in item order (the reference precision's
         # run has the same items): what the shares and the gate pair item by item.
         scores: dict[str, list[float]] = {}
+        semantic: list[float] = []
         metrics: list[Metric] = []
         if with_reference:
             scored_texts = [texts[i] for i in with_reference]
@@ -128,25 +178,40 @@ class QualityRuns:
             metrics.extend(rouge_metrics(scores))
             if semantic_available():
                 # Meaning-based similarity (all-MiniLM-L6-v2, offline): rewards paraphrases ROUGE misses.
-                metrics.append(semantic_similarity(scored_texts, scored_references))
+                metrics.append(similarity := semantic_similarity(scored_texts, scored_references))
+                semantic = list(similarity.samples)
         if checked:
             scores["accuracy"] = accuracy_scores([texts[i] for i in checked], [c for c in checks if c is not None])
             metrics.append(accuracy_metric(scores["accuracy"]))
-        reference_key = (model.name, model.reference_precision, combination.device)
-        reference = self._runs.get(reference_key) if reference_key != combination.load_key else None
+        ids = tuple(item.id for item in self.items)
+        # Per score, its values by item id (what a comparison pairs, here and from the saved run).
+        item_scores = {
+            name: {
+                ids[row]: value
+                for row, value in zip(checked if name == "accuracy" else with_reference, values, strict=True)
+            }
+            for name, values in {**scores, "semantic_sim": semantic}.items()
+            if values
+        }
+        current = OutputSet(*combination.load_key, combination.dataset_name, ids, tuple(texts), tuple(token_ids),
+                            item_scores, items_digest(self.items))  # fmt: skip
+        wanted = combination.reference_key
+        reference = None if wanted == combination.load_key else self.reference_outputs(wanted, combination.dataset_name)
         if reference is not None:
-            ref = model.reference_precision
-            metrics.extend(agreement_metrics(token_ids, reference.token_ids, texts, reference.texts, ref))
-            if scores:
-                metrics.extend(share_metrics(scores, reference.scores, self.target_share, ref))
-        elif reference_key != combination.load_key:
+            metrics.extend(compare(current, reference, self.target_share))
+        elif wanted != combination.load_key:
+            named = wanted[1] if (wanted[0], wanted[2]) == (model.name, combination.device) else " ".join(wanted)
             metrics.append(
                 Metric.of(
                     "drift_identical_share", None,
-                    note=f"n/a: the reference precision {model.reference_precision} did not run before "
-                    f"{combination.precision} in this session",
+                    note=f"n/a: the reference {named} did not run before {combination.precision} in this session "
+                    "(compared again at the end of the session, and by llmbench merge over shards)",
                 )
             )  # fmt: skip
+        aligned = None
+        if reference is not None and mismatch(current, reference) is None:
+            row = {item: index for index, item in enumerate(reference.ids)}
+            aligned = [reference.texts[row[item]] for item in ids]
         if not with_reference:
             reason = no_reference_reason(self.dataset, checked=bool(checked))
             kept = set() if not checked else {"quality_target_met"}
@@ -162,9 +227,11 @@ class QualityRuns:
                 quality_records(
                     [item.id for item in self.items], references, texts,
                     _per_item(scores, with_reference, len(texts)) if with_reference else None,
-                    reference.texts if reference is not None else None,
+                    aligned,
                     checks=[None if check is None else check.describe() for check in checks],
                     correct=[None if i not in correct else correct[i] == 1.0 for i in range(len(texts))],
+                    semantic=[item_scores.get("semantic_sim", {}).get(item) for item in ids],
+                    token_ids=token_ids,
                 ),
             )  # fmt: skip
         return QualityRun(
@@ -176,6 +243,11 @@ class QualityRuns:
             metrics=tuple(metrics),
             outputs_file=outputs_file,
             per_item=tuple(per_item),
+            item_scores=item_scores,
+            digest=current.digest,
+            dataset=combination.dataset_name,
+            reference=wanted,
+            target_share=self.target_share,
         )
 
 

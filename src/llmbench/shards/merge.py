@@ -7,6 +7,13 @@ The merged run has the same top-level keys (``machine_info``, ``commit_info``, `
 head sides of ``llmbench ab`` pairs merge too: each benchmark keeps its own load pairs (``--max-loads``
 adds pairs where a verdict is noisy, so shards run different numbers), and the rounds that must agree are
 those of one load pair. The command writes the merged run atomically (:mod:`llmbench.runs`).
+
+Every comparison with a reference (drift, quality shares and differences) is computed again over the merged
+run, from the outputs each benchmark saved (:func:`llmbench.quality.comparison.recompare`): a combination
+whose reference ran in another shard is compared here, so no comparison is n/a for that reason. The outputs
+travel inside the shards' runs (``extra_info``: texts, token ids, per-item scores), so the per-item outputs
+files, which stay on the shards' machines, are not needed. A comparison a shard made with a named reference
+run (``--llmbench-reference-run``) whose reference is in none of the merged runs is kept as saved.
 """
 
 from __future__ import annotations
@@ -18,15 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.gate.baseline import AB_MARK
+from llmbench.quality.comparison import REFERENCE_INFO_KEY, recompare
 from llmbench.runs import FINGERPRINT_KEY, RunError, read_json, run_from_json
 from llmbench.shards.costs import DURATIONS_KEY, durations_of
 from llmbench.shards.plan import SHARD_INFO_KEY
 
-__all__ = ["SHARDS_INFO_KEY", "TOP_LEVEL_KEYS", "MergeError", "merge_runs", "missing_shards"]
+__all__ = ["MERGED_SOURCE", "SHARDS_INFO_KEY", "TOP_LEVEL_KEYS", "MergeError", "merge_runs", "missing_shards"]
 
 #: The machine_info key of a merged run: shard file -> that shard's machine fingerprint.
 SHARDS_INFO_KEY = "llmbench_shards"
 TOP_LEVEL_KEYS = ("machine_info", "commit_info", "benchmarks", "datetime", "version")
+#: How the notes of a comparison made over the merged run name where the reference's outputs were.
+MERGED_SOURCE = "the merged run"
 
 
 class MergeError(Exception):
@@ -121,7 +131,8 @@ def merge_runs(paths: Sequence[Path | str]) -> dict[str, Any]:
 
     The merged run keeps the first file's ``machine_info``, ``commit_info`` and ``version``, takes the
     latest ``datetime``, adds ``machine_info["llmbench_shards"]`` (file -> that shard's fingerprint)
-    and ``extra_info["shard"]`` (the file) to every benchmark.
+    and ``extra_info["shard"]`` (the file) to every benchmark, and compares every benchmark with its
+    reference again over the merged run (:func:`compare_merged`).
     """
     if not paths:
         raise MergeError("no runs to merge")
@@ -179,6 +190,7 @@ def merge_runs(paths: Sequence[Path | str]) -> dict[str, Any]:
             merged = dict(bench)
             merged["extra_info"] = {**(bench.get("extra_info") or {}), "shard": name}
             benchmarks.append(merged)
+    compare_merged(benchmarks, len(files))
     return {
         "machine_info": machine_info,
         "commit_info": first["commit_info"],
@@ -186,6 +198,21 @@ def merge_runs(paths: Sequence[Path | str]) -> dict[str, Any]:
         "datetime": max(str(data["datetime"]) for data in runs.values()),
         "version": first["version"],
     }
+
+
+def compare_merged(benchmarks: Sequence[dict[str, Any]], runs: int) -> int:
+    """Compare each benchmark of the merged run with its reference's saved outputs (``extra_info`` changed in
+    place); returns how many were compared. A reference in none of the ``runs`` merged runs is n/a with the
+    reason, unless the shard compared with a named reference run (kept)."""
+
+    def absent(info: Mapping[str, Any], reference: str) -> str | None:
+        saved = info.get(REFERENCE_INFO_KEY)
+        if not isinstance(saved, Mapping) or saved.get("source") not in (None, "this session"):
+            return None  # a run of an earlier version, or compared with a named reference run: as saved
+        return f"n/a: the reference {reference} is in none of the {runs} merged runs"
+
+    infos = [bench["extra_info"] for bench in benchmarks if isinstance(bench.get("extra_info"), dict)]
+    return recompare(infos, MERGED_SOURCE, None, absent)
 
 
 def missing_shards(paths: Sequence[Path | str]) -> list[int]:
