@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmbench.cli import main as cli_main
 from llmbench.metrics import Metric, MetricSet
 from llmbench.report.decision import (
     DECISION_COLUMNS,
@@ -29,7 +30,7 @@ from llmbench.report.decision import (
     pareto_mask,
 )
 from llmbench.report.decision_plots import memory_speed_plot, point_label, quality_speed_plot
-from llmbench.report.frame import rows_of
+from llmbench.report.frame import Table, rows_of
 from llmbench.report.html import write_report
 from llmbench.report.markdown import KeyTable, build_markdown
 from llmbench.runs import SavedRun, load_run, run_from_json
@@ -226,6 +227,31 @@ def test_a_cpu_only_run_leaves_the_device_columns_out_and_says_so() -> None:
     assert "host RAM peak (RSS)" in key.header
     assert "GPU memory peak (driver)" in key.hidden_line()
     assert not key.frame["front_device_memory_speed"].any()
+
+
+def test_export_writes_the_decision_table(storage: Path, tmp_path: Path) -> None:
+    out = tmp_path / "decision.csv"
+    assert cli_main(["export", "--storage", str(storage), "--decision", "--output", str(out)]) == 0
+    frame = pd.read_csv(out)
+    run = load_run(next((storage / "Linux-CPython-3.11-64bit").glob("*.json")))
+    assert frame["combination"].tolist() == [row.combination for row in Table.of([run]).rows]
+    assert set(frame.loc[frame["front_host_memory_speed"], "combination"]) == RAM_FRONT
+    assert frame.set_index("combination").loc["gemma3-4b-bf16-cuda-bs2", "peak_gpu_process_bytes"] == pytest.approx(
+        9.0 * 1.05 * GiB
+    )
+    pytest.importorskip("pyarrow")
+    parquet = tmp_path / "decision.parquet"
+    assert cli_main(["export", "--storage", str(storage), "--decision", "--output", str(parquet)]) == 0
+    read = pd.read_parquet(parquet)
+    assert read["front_quality_speed"].dtype == bool
+    assert set(read.loc[read["front_quality_speed"], "combination"]) == QUALITY_FRONT
+
+
+def test_export_takes_one_table_at_a_time(storage: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "x.csv"
+    assert cli_main(["export", "--storage", str(storage), "--decision", "--per-item", "--output", str(out)]) == 2
+    assert "error: --per-item and --decision: give one of them" in capsys.readouterr().out
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(

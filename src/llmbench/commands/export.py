@@ -34,20 +34,27 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         help="write the per-prompt figures instead: one row per item, combination and run (latency, TTFT, "
         "tokens, decode tok/s, peak memory of the item's call; docs/reports.md, Per-prompt figures)",
     )  # fmt: skip
+    parser.add_argument(
+        "--decision", action="store_true",
+        help="write the decision table instead: one row per combination and run, the figures that choose a model, "
+        "precision and device, and the Pareto fronts they are on (docs/reports.md, Which one to pick)",
+    )  # fmt: skip
 
 
 def export_main(args: argparse.Namespace) -> int:
     """``llmbench export``: 0 when written, 2 on a problem the message explains."""
-    from llmbench.report.export import write_export
+    from llmbench.report.export import write_decision_export, write_export
 
     try:
+        if args.per_item and args.decision:
+            raise ReportError("--per-item and --decision: give one of them (each writes a table of its own)")
         runs = load_runs(args.storage, args.runs)
         if not runs:
             raise ReportError(f"no saved run in {str(args.storage)!r}")
         if args.per_item:
             return _export_per_item(runs, args.output)
         table = Table.of(runs)
-        path = write_export(table, args.output)
+        path = (write_decision_export if args.decision else write_export)(table, args.output)
     except ReportError as error:
         print(f"llmbench export: error: {error}")
         return 2

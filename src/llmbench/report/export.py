@@ -11,7 +11,7 @@ import pandas as pd  # type: ignore[import-untyped]  # no stubs installed (panda
 from llmbench.report.frame import ReportError, Table
 from llmbench.runs import write_text_atomically
 
-__all__ = ["check_output", "write_csv", "write_export", "write_frame"]
+__all__ = ["check_output", "write_csv", "write_decision_export", "write_export", "write_frame"]
 
 
 def write_csv(path: Path, records: Sequence[Mapping[str, Any]] | pd.DataFrame, columns: Sequence[str] = ()) -> Path:
@@ -28,6 +28,15 @@ def write_export(table: Table, output: Path) -> Path:
     """The table, one line per run x combination (:meth:`Table.wide`), as ``.csv`` or ``.parquet`` (pyarrow)."""
     check_output(output)
     return write_frame(table.wide(), output)
+
+
+def write_decision_export(table: Table, output: Path) -> Path:
+    """The decision table of the table's rows (:func:`llmbench.report.decision.decision_frame`: one line per run x
+    combination, the Pareto fronts within each run), as ``.csv`` or ``.parquet`` (pyarrow)."""
+    from llmbench.report.decision import decision_frame
+
+    check_output(output)
+    return write_frame(decision_frame(table.rows), output)
 
 
 def check_output(output: Path) -> None:
