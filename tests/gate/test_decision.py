@@ -508,11 +508,13 @@ def test_window_flags_a_change_beyond_its_spread(rule: Rule) -> None:
     assert better.verdict == "improved"
 
 
-def test_single_run_cannot_fail_a_speed_change_and_points_at_ab() -> None:
+def test_single_run_cannot_fail_a_speed_change_within_the_allowance_and_points_at_ab() -> None:
     # One baseline run says nothing about this machine's drift between runs (issue 12: 14% within
-    # minutes on the shared VM, against the 5.3% once assumed): a 20% change, beyond the threshold and
-    # significant, is noisy, pointing at llmbench ab; the same way for latency up and decode down.
-    for rule, factor in ((LATENCY, 1.2), (DECODE, 1 / 1.2)):
+    # minutes on the shared VM, against the 5.3% once assumed): a 15% change, beyond the threshold and
+    # significant but within the threshold plus the assumed first-baseline allowance (5% + 14%), is noisy,
+    # pointing at llmbench ab; the same way for latency up and decode down (tests/gate/test_first_baseline.py
+    # has the changes beyond it).
+    for rule, factor, sign in ((LATENCY, 1.15, "+"), (DECODE, 1 / 1.15, "-")):
         base = _speed(rule, _draw(1, 5, 0.002, 1.0))
         decision = decide(rule.metric, base, _speed(rule, _draw(2, 5, 0.002, factor)), rule)
         assert decision.p_value is not None
@@ -520,8 +522,9 @@ def test_single_run_cannot_fail_a_speed_change_and_points_at_ab() -> None:
         assert decision.verdict == "noisy"
         assert not decision.fails
         assert decision.reason == (
-            "the drift between runs on this machine is unknown (fewer than 2 steady saved runs with its fingerprint); "
-            "measure base and head side by side with `llmbench ab`"
+            "the drift between runs on this machine is unknown (fewer than 2 steady saved runs with its fingerprint): "
+            f"a change beyond {sign}19% is needed, the threshold plus an assumed allowance of 14% for the drift "
+            "between runs on shared machines; measure base and head side by side with `llmbench ab`"
         )
         assert "`llmbench ab`" in decision.sentence()
     # Memory still fails on its own evidence with a single run.

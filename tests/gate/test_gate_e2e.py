@@ -7,8 +7,8 @@ verdict is decided from controlled inputs, never from this machine's load: each 
 benchmark's clock (pytest-benchmark's timer, swapped for the rounds) by exactly 200 ms, returns the first
 sentence of each article (a lead-1 summary, so ROUGE has something to lose) and step times from a fixed
 clock (so TTFT and decode rates are controlled too); ``LLMBENCH_INJECT`` then makes both clocks 20% slower
-(``slow``), allocates and touches a quarter of the process's RSS inside the call (``memory``) or returns
-empty texts (``quality``). On real round times a busy machine spread the saved runs' rounds beyond their
+(``slow``; 33% slower, ``slow33``, against the first saved run alone), allocates and touches a quarter of the
+process's RSS inside the call (``memory``) or returns empty texts (``quality``). On real round times a busy machine spread the saved runs' rounds beyond their
 threshold, which left their timed figures out of the drift history and made the slowdown only ``noisy``.
 """
 
@@ -68,7 +68,7 @@ class Injected:
         # Both clocks are fixed: the call takes 200 ms, the first token comes at 100 ms, then one every
         # 10 ms (the tiny model's own times are milliseconds and vary two-fold between runs); 20% slower
         # when slow.
-        scale = 1.2 if self._mode == "slow" else 1.0
+        scale = {"slow": 1.2, "slow33": 1.33}.get(self._mode, 1.0)
         self._clock.now += scale * BASE_S
         texts = tuple("" if self._mode == "quality" else p.split(". ")[0] + "." for p in prompts)
         steps = tuple(scale * (0.1 + 0.01 * i) for i in range(len(out.step_times_s)))
@@ -108,6 +108,19 @@ def test_unchanged_runs_pass_and_injected_regressions_fail(
     first = suite.runpytest_subprocess(*ARGS, "--benchmark-autosave")
     first.assert_outcomes(passed=1)
     assert "llmbench regression gate" not in first.stdout.str()
+
+    # A first baseline (one saved run, no drift history): every timed figure 33% slower fails beyond the threshold
+    # plus the allowance assumed for the drift between runs (docs/gate.md, A first baseline), and says so.
+    monkeypatch.setenv("LLMBENCH_INJECT", "slow33")
+    gross = suite.runpytest_subprocess(*ARGS, "--benchmark-compare")
+    assert gross.ret == pytest.ExitCode.TESTS_FAILED, gross.stdout.str()
+    assumed = "beyond the threshold plus an assumed allowance for the drift between runs (5% + 14%)*"
+    for sentence in ("latency 200 → 266 ms (+33.0%, p*)", "TTFT 100 → 133 ms (+33.0%, p*)",
+                     "decode * → * tok/s (-24.8%, p*)"):  # fmt: skip
+        gross.stdout.fnmatch_lines(
+            ["regressions (*):", f"  tiny fp32 cpu bs1: {sentence}: {assumed}"], consecutive=False
+        )
+    monkeypatch.setenv("LLMBENCH_INJECT", "")
 
     second = suite.runpytest_subprocess(*ARGS, "--benchmark-autosave", "--benchmark-compare")
     second.assert_outcomes(passed=1)

@@ -15,8 +15,8 @@ from llmbench.commands.arguments import add_storage_argument, add_verbose_argume
 from llmbench.config.options import SettingError, add_cli_argument, parse_positive_int
 from llmbench.gate.baseline import GateError, choose_baseline, parse_baseline
 from llmbench.gate.compare import compare_runs, publish_markdown
-from llmbench.gate.rules import PAIRED_RULES
-from llmbench.gate.settings import parse_fingerprint_mode, resolve_rules
+from llmbench.gate.rules import PAIRED_RULES, with_first_baseline_allowance
+from llmbench.gate.settings import parse_fingerprint_mode, parse_first_baseline_allowance, resolve_rules
 from llmbench.runs import RunError, find_run, list_runs, load_run, machine_id_here, parse_run_id, run_number
 
 __all__ = ["add_compare_arguments", "compare_main"]
@@ -32,7 +32,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         "or 'window:N' (the N runs saved before CURRENT with its machine fingerprint, per-metric medians)",
     )  # fmt: skip
     parser.add_argument("current", metavar="CURRENT", help="a run file or a run id (e.g. 0004)")
-    for flag in ("--llmbench-fail", "--llmbench-fingerprint", "--llmbench-verdict", "--llmbench-drift-history"):
+    for flag in ("--llmbench-fail", "--llmbench-fingerprint", "--llmbench-verdict", "--llmbench-drift-history",
+                 "--llmbench-first-baseline-allowance"):  # fmt: skip
         add_cli_argument(parser, flag, parse=_as_given)
     add_storage_argument(parser, help="pytest-benchmark's storage folder, for run ids")
     add_verbose_argument(parser)
@@ -55,6 +56,9 @@ def compare_main(args: argparse.Namespace) -> int:
     machine_id = machine_id_here()
     try:
         rules = resolve_rules(args.fail, "--fail on the command line", "--fail")
+        if args.first_baseline_allowance is not None:
+            allowance = parse_first_baseline_allowance(args.first_baseline_allowance, "--first-baseline-allowance")
+            rules = with_first_baseline_allowance(rules, allowance)
         paired_rules = resolve_rules(args.fail, "--fail on the command line", "--fail", base=PAIRED_RULES)
         mode = parse_fingerprint_mode(args.fingerprint, "--fingerprint on the command line", "--fingerprint")
         spec = parse_baseline(args.baseline, "BASELINE on the command line", "BASELINE")

@@ -341,6 +341,13 @@ OPTIONS: tuple[Option, ...] = (
         parse=parse_positive_int,
     ),
     Option(
+        "--llmbench-first-baseline-allowance",
+        "PERCENT",
+        "Where fewer than 2 saved runs show this machine's drift between runs (a first baseline), a speed change "
+        "is a regression only beyond its threshold plus this allowance, and noisy below it; 'off': only noisy. "
+        "Default: the allowance measured on shared machines (docs/gate.md, A first baseline)",
+    ),
+    Option(
         "--llmbench-fail",
         "RULES",
         "Comma list of per-metric rules overriding the defaults, e.g. "

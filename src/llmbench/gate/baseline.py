@@ -264,6 +264,8 @@ def drift_note(baseline: Baseline) -> str:
     return (
         "fewer than 2 saved runs with this machine's fingerprint: its drift between runs is unknown (runs of "
         f"unchanged code differ by {DEFAULT_RUN_SPREAD:.1%} on a quiet machine, more on a busy one), so a speed "
-        "change is noisy, not a failure; measure base and head side by side with `llmbench ab`, or save more "
+        "change fails only beyond its threshold plus an allowance assumed for shared machines "
+        "(--llmbench-first-baseline-allowance) and is noisy below it; measure base and head side by side with "
+        "`llmbench ab`, or save more "
         "runs here (--llmbench-drift-history)"
     )

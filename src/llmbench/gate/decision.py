@@ -38,6 +38,7 @@ from llmbench.units import format_number, scale_for
 
 __all__ = [
     "AB_HINT",
+    "ASSUMED_DRIFT",
     "DEFAULT_RUN_SPREAD",
     "DIFFERENT_ITEMS",
     "DISTURBED_RATIO",
@@ -80,6 +81,8 @@ ROUND_TIME = "latency_s"
 DIFFERENT_ITEMS = "scored over different items"
 #: The pointer a speed verdict that history cannot settle ends with.
 AB_HINT = "measure base and head side by side with `llmbench ab`"
+#: How the reason of a timed verdict decided with the rule's first-baseline allowance begins (its sentence says it).
+ASSUMED_DRIFT = "beyond the threshold plus an assumed allowance for the drift between runs"
 
 
 @dataclass(frozen=True)
@@ -259,11 +262,17 @@ def _decide_rounds(
         disturbed = _disturbed(base, cur, threshold)
         if disturbed is not None:
             return noisy(disturbed)
-        drift = _within_run_drift(baseline, base_value, cur_value, threshold, up)
+        allowance = rule.first_baseline_allowance
+        drift = _within_run_drift(baseline, base_value, cur_value, threshold, up, allowance)
         if drift is not None:
             return replace(figures, verdict="noisy", reason=drift)
         verdict: Status = "regressed" if worse else "improved"
-        return replace(figures, verdict=verdict, reason="beyond the threshold and significant")
+        reason = "beyond the threshold and significant"
+        if len(_run_values(baseline)) < 2 and allowance is not None:
+            widen = (threshold or 0.0) * 100
+            reason = (f"{ASSUMED_DRIFT} ({widen:.0f}% + {allowance:.0%}): no saved runs show this machine's drift "
+                      "(a first baseline)")  # fmt: skip
+        return replace(figures, verdict=verdict, reason=reason)
     why = f"p={p:.2g}, not below {rule.alpha:g}" if p >= rule.alpha else "the ratio's interval includes 1"
     return noisy(f"beyond the threshold but not significant ({why})")
 
@@ -293,7 +302,7 @@ def _run_values(baseline: Metric) -> list[float]:
 
 
 def _within_run_drift(
-    baseline: Metric, base_value: float, cur_value: float, threshold: float | None, up: bool
+    baseline: Metric, base_value: float, cur_value: float, threshold: float | None, up: bool, allowance: float | None
 ) -> str | None:
     """Why a significant change beyond the threshold may still be drift between runs; None where it is not.
 
@@ -305,9 +314,10 @@ def _within_run_drift(
       this machine's fingerprint): beyond the extreme run median (max for a rise, min for a fall)
       widened by the threshold. A range, not a multiple of a spread estimate: with 5 runs a median
       absolute deviation is itself too noisy to scale by.
-    - fewer than 2: this machine's drift is unknown and an assumed figure (:data:`DEFAULT_RUN_SPREAD`)
-      failed unchanged code (docs/gate.md), so the change is ``noisy``, pointing at ``llmbench ab``,
-      which measures both sides interleaved and needs no history.
+    - fewer than 2 (a first baseline): this machine's drift is unknown, so the rule's
+      ``first_baseline_allowance`` (measured on shared machines, docs/gate.md) is assumed: the change must
+      pass the threshold plus it. Below that, or without an allowance, it is ``noisy``, pointing at
+      ``llmbench ab``, which measures both sides interleaved and needs no history.
     """
     widen = threshold if threshold is not None and math.isfinite(threshold) else 0.0
     runs = _run_values(baseline)
@@ -322,9 +332,14 @@ def _within_run_drift(
             f"{(low / base_value - 1) * 100:+.1f}%..{(high / base_value - 1) * 100:+.1f}% around its median, so "
             f"a change beyond {(bound / base_value - 1) * 100:+.1f}% is needed; {AB_HINT}"
         )
+    unknown = "the drift between runs on this machine is unknown (fewer than 2 steady saved runs with its fingerprint)"
+    if allowance is None or scale == 0:
+        return f"{unknown}; {AB_HINT}"
+    if beyond(abs(cur_value / base_value - 1), widen + allowance):
+        return None
     return (
-        "the drift between runs on this machine is unknown (fewer than 2 steady saved runs with its fingerprint); "
-        f"{AB_HINT}"
+        f"{unknown}: a change beyond {'+' if up else '-'}{(widen + allowance) * 100:.0f}% is needed, the threshold "
+        f"plus an assumed allowance of {allowance:.0%} for the drift between runs on shared machines; {AB_HINT}"
     )
 
 
@@ -491,6 +506,8 @@ def _sentence(d: Decision) -> str:
         level = f"{CONFIDENCE:.0%}"
         details.append(f"{level} CI {d.interval[0]:+.3g} to {d.interval[1]:+.3g}")
     text = f"{label} {value(d.baseline)} → {value(d.current)}{suffix} ({', '.join(details)})"
+    if d.reason.startswith(ASSUMED_DRIFT):
+        return f"{text}: {d.reason}" if d.verdict == "regressed" else f"{text}: {d.verdict}, {d.reason}"
     if d.verdict == "regressed":
         return f"{text}: {d.reason}" if d.reason.startswith(("below", "above")) else text
     if d.verdict == "noisy":

@@ -16,7 +16,16 @@ from llmbench.benchmark_storage import NotFileStorage, file_storage_path
 from llmbench.config.options import parse_positive_int
 from llmbench.config.settings import Setting, raw_value, resolve, resolve_path
 from llmbench.gate.baseline import DEFAULT_DRIFT_HISTORY, BaselineSpec, GateError, parse_baseline
-from llmbench.gate.rules import DEFAULT_RULES, PAIRED_RULES, FailSpecError, Rule, merge_rules, parse_fail_spec
+from llmbench.gate.rules import (
+    DEFAULT_RULES,
+    FIRST_BASELINE_ALLOWANCE,
+    PAIRED_RULES,
+    FailSpecError,
+    Rule,
+    merge_rules,
+    parse_fail_spec,
+    with_first_baseline_allowance,
+)
 from llmbench.runs import machine_id_here
 
 __all__ = [
@@ -27,6 +36,7 @@ __all__ = [
     "GateSettings",
     "gate_settings",
     "parse_fingerprint_mode",
+    "parse_first_baseline_allowance",
     "resolve_rules",
 ]
 
@@ -42,6 +52,27 @@ def parse_fingerprint_mode(text: str, origin: str, what: str = "--llmbench-finge
         if value == mode:
             return mode
     raise GateError(f"{what}: {text!r} is not a mode (from {origin}); allowed: {', '.join(FINGERPRINT_MODES)}")
+
+
+def parse_first_baseline_allowance(
+    text: str, what: str = "--llmbench-first-baseline-allowance", origin: str = "the command line"
+) -> float | None:
+    """``14%`` -> 0.14; ``off`` -> None (a first baseline's speed changes are only ever noisy). Raises GateError."""
+    value = text.strip().lower()
+    if value in ("off", "none"):
+        return None
+    number = value.removesuffix("%").strip()
+    try:
+        allowance = float(number) / 100 if value.endswith("%") else float("nan")
+    except ValueError:
+        allowance = float("nan")
+    if not (allowance >= 0 and allowance != float("inf")):
+        raise GateError(
+            f"{what}: {text!r} is not an allowance (from {origin}); give a percentage of at least 0, e.g. "
+            f"{FIRST_BASELINE_ALLOWANCE:.0%} (the default, docs/gate.md), or 'off' (a first baseline's speed "
+            "changes are only noisy)"
+        )
+    return allowance
 
 
 def resolve_rules(
@@ -105,6 +136,11 @@ def gate_settings(config: pytest.Config) -> GateSettings:
             baseline = BaselineSpec("last")
         fail = raw_value(config, "--llmbench-fail")
         rules = resolve_rules(fail.value if fail else None, fail.origin if fail else "the default")
+        allowance = raw_value(config, "--llmbench-first-baseline-allowance")
+        if allowance is not None:
+            what = "--llmbench-first-baseline-allowance"
+            parsed = parse_first_baseline_allowance(allowance.value, what, allowance.origin)
+            rules = with_first_baseline_allowance(rules, parsed)
         paired_rules = resolve_rules(fail.value if fail else None, fail.origin if fail else "the default",
                                      base=PAIRED_RULES)  # fmt: skip
         default_mode: Setting[FingerprintMode] = Setting("warn", "the default")

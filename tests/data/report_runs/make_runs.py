@@ -5,8 +5,9 @@ Three runs of gemma3-270m (fp32, bf16, q4_k_m; cpu; batch sizes 1 and 4) on one 
 - 0001: an old run, saved before the metrics object existed: only pytest-benchmark's stats (latency
   comes from its median) and the combination fields; every newer metric must show as n/a.
 - 0002: every metric, ROUGE with intervals, outputs and an outputs file with the references.
-- 0003: like 0002 with q4_k_m bs4 latency 30% slower (noisy for the gate: one earlier run cannot show the
-  machine's drift) and peak RSS 30% higher (a regression for the gate), plus a benchmark
+- 0003: like 0002 with q4_k_m bs4 latency 30% slower (a regression for the gate: one earlier run cannot show
+  the machine's drift, but 30% is beyond the threshold plus the assumed first-baseline allowance) and peak RSS
+  30% higher (a regression for the gate), plus a benchmark
   that failed before saving its fields (empty extra_info) and a load benchmark.
 
 Usage: python tests/data/report_runs/make_runs.py
