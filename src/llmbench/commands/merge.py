@@ -1,7 +1,9 @@
 """``llmbench merge RUN... -o RUN``: join the saved runs of the shards into one pytest-benchmark run.
 
 Exit status 0 when written, 2 when the runs cannot be merged (the message names the files). The
-merging is :mod:`llmbench.shards.merge`; see docs/ci-and-security.md.
+merging is :mod:`llmbench.shards.merge`, which also compares every combination with its reference again
+over the merged run (a reference that ran in another shard included: docs/quality.md, "References and
+comparisons"); see docs/ci-and-security.md.
 """
 
 from __future__ import annotations
