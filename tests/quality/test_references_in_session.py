@@ -16,7 +16,7 @@ from llmbench.quality.outputs import read_outputs
 from llmbench.report.frame import rows_of
 from llmbench.runs import list_runs, load_run
 from tests.support.matrices import tiny_matrix, write_matrix
-from tests.support.paths import REPO
+from tests.support.paths import DATA, REPO
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -141,3 +141,21 @@ def test_a_reference_run_that_is_not_there_is_a_usage_error(suite: pytest.Pytest
         ["*--llmbench-reference-run: '7' (from --llmbench-reference-run on the command line): run 0007: the storage "
          "folder *runs does not exist*"]
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("run", "message"),
+    [
+        ("other_machine.json", "the run */other_machine.json saved no per-item outputs (was it run with "
+                               "--llmbench-quality-items=0?); name a run with a quality pass"),
+        ("corrupted.json", "*corrupted.json: corrupted JSON (*"),
+    ],
+)  # fmt: skip
+def test_a_reference_run_without_outputs_or_unreadable_is_a_usage_error(
+    suite: pytest.Pytester, tiny_gemma3_dir: Path, run: str, message: str
+) -> None:
+    write_matrix(suite.path, tiny_matrix(tiny_gemma3_dir))
+    result = suite.runpytest("benchmarks", f"--llmbench-reference-run={DATA / 'runs' / run}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--llmbench-reference-run: '*{run}' (from --llmbench-reference-run on the command "
+                                 f"line): {message}"])  # fmt: skip
