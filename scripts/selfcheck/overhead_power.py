@@ -10,7 +10,9 @@ Usage (from the repository root; one process, the sides interleaved in one go, t
 ``triplets`` times, three calls in an order that rotates from triplet to triplet: the bare call
 (:func:`llmbench.selfcheck.agreement.bare_llama_cpp`), the harness's call inside the memory probe (as a
 timed round runs it), and the same harness call made 3% slower for real: after it, still inside the
-timed span, a sleep of 3% of its own duration. It writes every call's seconds, the load average at the
+timed span, 3% of its own CPU time spent spinning (CPU work, as the probes' is). Each call is timed on
+the wall clock (``time.perf_counter``) and in CPU time (``time.process_time``: the process's CPU, which
+other processes' load leaves out). It writes every call's seconds, the load average at the
 start and the end, the date and the command to ``--out`` (small JSON, committed).
 
 ``decide`` re-decides the overhead row from that file, without the model: for each number of pairs and
@@ -32,6 +34,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from llmbench.selfcheck.agreement import OVERHEAD_BUDGET, Overhead
@@ -68,21 +71,25 @@ def measure(args: argparse.Namespace) -> None:
             model.generate(prompts, args.tokens)
 
     def slowed() -> None:
-        began = time.perf_counter()
+        began = time.process_time()
         harness()
-        time.sleep(INJECTED * (time.perf_counter() - began))
+        spin_until = time.process_time() + INJECTED * (time.process_time() - began)
+        while time.process_time() < spin_until:  # CPU work, as the harness's own probes are
+            pass
 
     sides: dict[str, Callable[[], None]] = {"bare": bare, "harness": harness, "slowed": slowed}
     times: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
     for call in sides.values():  # warm-up
         call()
     names = list(sides)
     for index in range(args.triplets):
         for k in range(len(names)):
             name = names[(index + k) % len(names)]
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             sides[name]()
             times[name].append(time.perf_counter() - began)
+            cpu[name].append(time.process_time() - began_cpu)
         if index % 10 == 9:
             print(f"{index + 1} triplets, load {os.getloadavg()[0]:.2f}", flush=True)
     model.close()
@@ -97,6 +104,7 @@ def measure(args: argparse.Namespace) -> None:
         "injected": INJECTED,
         "order": "bare, harness, slowed, rotated by one each triplet",
         "seconds": times,
+        "cpu_seconds": cpu,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
@@ -109,8 +117,9 @@ def _rates(verdicts: list[str]) -> str:
 
 def decide(args: argparse.Namespace) -> None:
     record = json.loads(Path(args.data).read_text())
-    seconds = record["seconds"]
+    seconds = record[args.clock]
     bare, harness, slowed = seconds["bare"], seconds["harness"], seconds["slowed"]
+    print(f"clock: {args.clock} (seconds: time.perf_counter; cpu_seconds: time.process_time, this process's CPU)")
     n = len(bare)
     print(
         f"{record['model']}, {record['tokens']} tokens, {record['threads']} thread(s), {n} triplets from "
@@ -126,28 +135,41 @@ def decide(args: argparse.Namespace) -> None:
     print(f"budget {OVERHEAD_BUDGET:.0%}; {args.draws} random draws of N triplets (with replacement)")
     for pairs in PAIR_COUNTS:
         draws = [[rng.randrange(n) for _ in range(pairs)] for _ in range(args.draws)]
-        for rule in ("interval", "sequential"):
+        for rule in ("before", "fixed", "sequential"):
             line = []
             for name, side in (("A/A", harness), ("+3%", slowed)):
-                verdicts = [_verdict([side[i] for i in draw], [bare[i] for i in draw], rule, rng) for draw in draws]
-                line.append(f"{name}: {_rates(verdicts)}")
-            print(f"  N={pairs:3d} {rule:10s} ~{2 * pairs * call_s:4.0f} s   " + "   ".join(line))
+                found = [_verdict([side[i] for i in draw], [bare[i] for i in draw], rule) for draw in draws]
+                verdicts = [verdict for verdict, _ in found]
+                used = statistics.fmean(used for _, used in found)
+                line.append(f"{name}: {_rates(verdicts)} ({used:.0f} pairs, ~{2 * used * call_s:.0f} s)")
+            label = {
+                "before": f"{pairs} pairs, the rule before",
+                "fixed": f"{pairs} pairs",
+                "sequential": f"10 more while noisy, up to {pairs}",
+            }[rule]
+            print(f"  {label:32s} " + "   ".join(line))
         windows = [range(start, start + pairs) for start in range(0, n - pairs + 1, pairs)]
         for name, side in (("A/A", harness), ("+3%", slowed)):
-            found = [Overhead([side[i] for i in w], [bare[i] for i in w]).check("o", "w").status for w in windows]
-            print(f"      disjoint runs of {pairs} consecutive triplets, {name}: {found}")
+            statuses = [Overhead([side[i] for i in w], [bare[i] for i in w]).check("o", "w").status for w in windows]
+            print(f"      disjoint runs of {pairs} consecutive triplets, {name}: {statuses}")
 
 
-def _verdict(harness: list[float], bare: list[float], rule: str, rng: random.Random) -> str:
-    if rule == "interval":
-        return Overhead(harness, bare).check("o", "w").status
-    # sequential: look after 10, 20, ... pairs of the draw, stop at the first decided verdict
-    status = "noisy"
+def _verdict(harness: list[float], bare: list[float], rule: str) -> tuple[str, int]:
+    """The row's status and the pairs it used: all of them (``fixed``), or as ``harness_overhead`` adds
+    them (``sequential``): 10, then 10 more while the row reads noisy."""
+    if rule == "before":  # issue 21's starting point: noisy while the interval reaches back under the budget
+        check = replace(
+            Overhead(harness, bare).check("o", "w"), bound="at_most", allowed=None, noisy_when="limits", undecided=""
+        )
+        return check.status, len(bare)
+    if rule == "fixed":
+        return Overhead(harness, bare).check("o", "w").status, len(bare)
+    status, end = "noisy", 0
     for end in range(10, len(bare) + 1, 10):
         status = Overhead(harness[:end], bare[:end]).check("o", "w").status
         if status != "noisy":
             break
-    return status
+    return status, end
 
 
 def main() -> None:
@@ -160,8 +182,9 @@ def main() -> None:
     m.add_argument("--out", default="scripts/selfcheck/data/overhead_power.json")
     d = sub.add_parser("decide")
     d.add_argument("data")
-    d.add_argument("--draws", type=int, default=400)
+    d.add_argument("--draws", type=int, default=200)
     d.add_argument("--seed", type=int, default=21)
+    d.add_argument("--clock", choices=("seconds", "cpu_seconds"), default="cpu_seconds")
     args = parser.parse_args()
     measure(args) if args.what == "measure" else decide(args)
 

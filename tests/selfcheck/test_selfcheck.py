@@ -229,6 +229,7 @@ def test_sequential_overhead_adds_pairs_only_while_noisy(monkeypatch: pytest.Mon
     10 more each time, up to the most allowed (30)."""
     clock = VirtualClock()
     monkeypatch.setattr(time, "perf_counter", clock)
+    monkeypatch.setattr(time, "process_time", clock)  # the row decides on CPU time
     memory = probes_for("cpu").memory
     steady = harness_overhead(lambda: clock.advance(1.05), lambda: clock.advance(1.0), memory, 10, max_pairs=30)
     assert len(steady.bare_s) == 10
@@ -237,6 +238,8 @@ def test_sequential_overhead_adds_pairs_only_while_noisy(monkeypatch: pytest.Mon
     mixed = harness_overhead(lambda: clock.advance(next(shares)), lambda: clock.advance(1.0), memory, 10, 30)
     assert len(mixed.bare_s) == 30
     assert mixed.check("o", "w").status == "noisy"
+    assert "on the wall clock the pairs' median ratio reads +2.00%" in mixed.check("o", "w").how
+    assert "CPU time" in mixed.check("o", "w").how
 
 
 def test_numpy_read_bandwidth_is_a_plausible_rate() -> None:
@@ -388,3 +391,16 @@ def test_llama_cpp_rows_agree_on_the_real_model(real_llama_model: LlamaCppModel)
     assert end_to_end.measured is not None
     assert end_to_end.reference is not None
     assert 0 < end_to_end.measured <= end_to_end.reference * 1.001  # the loop around the steps only adds time
+
+
+def test_overhead_row_decides_only_when_its_interval_does() -> None:
+    """The overhead row is ``ok`` only with its whole interval within the budget, DISAGREES only with it
+    wholly beyond, and ``noisy`` where pairs spread too far to tell (a busy machine), whatever the median."""
+    quiet = [1.0, 1.002, 0.999, 1.001, 0.998, 1.0, 1.003, 0.997, 1.001, 0.999]
+    assert Overhead(quiet, [1.0] * 10).check("o", "w").status == "ok"
+    assert Overhead([r * 1.03 for r in quiet], [1.0] * 10).check("o", "w").status == "DISAGREES"
+    assert Overhead([r * 0.95 for r in quiet], [1.0] * 10).check("o", "w").status == "DISAGREES"  # faster: skipped work
+    busy = [1.0, 1.06, 0.95, 1.04, 0.97, 1.05, 0.96, 1.03, 0.98, 1.0]
+    check = Overhead([r * 1.03 for r in busy], [1.0] * 10).check("o", "w")
+    assert check.status == "noisy"
+    assert "the machine is too busy to tell" in check.how

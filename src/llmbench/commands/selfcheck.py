@@ -15,6 +15,7 @@ from pathlib import Path
 
 from llmbench.commands.arguments import positive_int
 from llmbench.config.models import BUILTIN_MODELS
+from llmbench.selfcheck.agreement import MAX_PAIRS
 from llmbench.selfcheck.checks import render_checks
 from llmbench.selfcheck.cuda_device import cuda_unavailable_reason
 from llmbench.selfcheck.run import run_selfcheck
@@ -46,8 +47,11 @@ def add_selfcheck_arguments(parser: argparse.ArgumentParser) -> None:
         help="the llama.cpp precision checked against its counters ('none': skip). Default: %(default)r",
     )  # fmt: skip
     parser.add_argument(
-        "--torch-precision", default="bf16", metavar="PRECISION",
-        help="the transformers precision checked against a bare generate ('none': skip). Default: %(default)r",
+        "--torch-precision", default="fp32", metavar="PRECISION",
+        help=(
+            "the transformers precision checked against a bare generate ('none': skip); fp32 by default: bf16 on a "
+            "CPU without bf16 instructions reads within the rows' 3% by little (docs/metrics.md). Default: %(default)r"
+        ),
     )  # fmt: skip
     parser.add_argument(
         "--rounds", type=positive_int, default=9, metavar="N",
@@ -58,7 +62,14 @@ def add_selfcheck_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--pairs", type=positive_int, default=10, metavar="N",
-        help="interleaved harness/bare pairs for the overhead. Default: %(default)r",
+        help=(
+            "interleaved harness/bare pairs for the overhead, and how many more each time its row reads noisy "
+            "(up to --max-pairs). Default: %(default)r"
+        ),
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-pairs", type=positive_int, default=MAX_PAIRS, metavar="N",
+        help="the most overhead pairs per backend while its row reads noisy (docs/metrics.md). Default: %(default)r",
     )  # fmt: skip
     parser.add_argument(
         "--max-new-tokens", type=positive_int, default=32, metavar="N",

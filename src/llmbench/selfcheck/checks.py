@@ -51,11 +51,13 @@ class Check:
     fix: str = ""
     #: Where the tolerance comes from: the committed measurement behind it (script, docs section).
     basis: str = ""
-    #: With an ``interval``, which reach of it makes a reading beyond the limits ``noisy`` rather than
-    #: ``DISAGREES``: ``limits`` (it reaches back within them) or ``no difference`` (it reaches the
-    #: reference itself: the paired rule of ``llmbench ab``, a change beyond the threshold whose interval
-    #: excludes no change fails).
-    noisy_when: Literal["limits", "no difference"] = "limits"
+    #: With an ``interval``: ``limits``, a reading beyond the limits is ``noisy`` rather than ``DISAGREES``
+    #: while its interval reaches back within them (a reading within them is ``ok``); ``undecided``, the
+    #: interval decides both ways: ``ok`` only wholly within the limits, ``DISAGREES`` only wholly beyond
+    #: them, ``noisy`` while it straddles one (the estimate's noise cannot tell).
+    noisy_when: Literal["limits", "undecided"] = "limits"
+    #: Why this estimate cannot be decided here whatever it reads (its samples spread too far): ``noisy``.
+    undecided: str = ""
 
     def __post_init__(self) -> None:
         assert (self.bound == "range") == (self.allowed is not None), "allowed goes with bound='range' only"
@@ -88,11 +90,19 @@ class Check:
         difference = self.difference
         if difference is None or self.reference is None:
             return "DISAGREES"  # a figure that could not be read is not an agreement
+        if self.undecided:
+            return "noisy"
+        if self.interval is not None and self.noisy_when == "undecided":
+            low, high = (value / self.reference - 1 for value in self.interval)
+            if self._within(low) and self._within(high):
+                return "ok"
+            allowed_low, allowed_high = self.limits()
+            return "DISAGREES" if low > allowed_high + 1e-12 or high < allowed_low - 1e-12 else "noisy"
         if self._within(difference):
             return "ok"
         if self.interval is not None:
             low, high = (value / self.reference - 1 for value in self.interval)
-            allowed_low, allowed_high = self.limits() if self.noisy_when == "limits" else (0.0, 0.0)
+            allowed_low, allowed_high = self.limits()
             if low <= allowed_high + 1e-12 and high >= allowed_low - 1e-12:  # the interval reaches them
                 return "noisy"
         return "DISAGREES"

@@ -20,6 +20,7 @@ from llmbench.config.options import default_cache_dir
 from llmbench.data import SHIPPED_DATA, load_items
 from llmbench.measure.probes import probes_for
 from llmbench.selfcheck.agreement import (
+    MAX_PAIRS,
     bare_llama_cpp,
     bare_transformers,
     harness_overhead,
@@ -60,6 +61,10 @@ def _with_model(
         model.close()
 
 
+def _max_pairs(args: argparse.Namespace) -> int:
+    return max(int(args.pairs), int(getattr(args, "max_pairs", MAX_PAIRS)))
+
+
 def run_selfcheck(args: argparse.Namespace, say: Callable[[str], None]) -> list[Check]:
     """Every check, in order: on the CPU llama.cpp counters and overhead, transformers bare loop and
     overhead, machine; on a CUDA device (``args.device``, checked available first) its rows."""
@@ -79,7 +84,9 @@ def run_selfcheck(args: argparse.Namespace, say: Callable[[str], None]) -> list[
         found = llama_cpp_checks(model, prompts, args.max_new_tokens, args.rounds)
         counts = model.generate(prompts, args.max_new_tokens).generated_tokens
         bare = bare_llama_cpp(model, prompts, counts)
-        overhead = harness_overhead(lambda: model.generate(prompts, args.max_new_tokens), bare, memory, args.pairs)
+        overhead = harness_overhead(
+            lambda: model.generate(prompts, args.max_new_tokens), bare, memory, args.pairs, _max_pairs(args)
+        )
         found.append(overhead.check("harness overhead (llama.cpp)", "LlamaCppModel.generate"))
         found.extend(cpu_memory_checks(lambda: model.generate(prompts, args.max_new_tokens)))
         return found
@@ -88,7 +95,9 @@ def run_selfcheck(args: argparse.Namespace, say: Callable[[str], None]) -> list[
         found = transformers_checks(model, prompts, args.max_new_tokens, args.rounds)
         longest = max(model.generate(prompts, args.max_new_tokens).generated_tokens)
         bare = bare_transformers(model, prompts, longest)
-        overhead = harness_overhead(lambda: model.generate(prompts, longest), bare, memory, args.pairs)
+        overhead = harness_overhead(
+            lambda: model.generate(prompts, longest), bare, memory, args.pairs, _max_pairs(args)
+        )
         found.append(overhead.check("harness overhead (transformers)", "TransformersModel.generate"))
         return found
 
