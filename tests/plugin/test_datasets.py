@@ -69,8 +69,8 @@ def test_two_data_sets_are_separate_combinations_everywhere(
 
     # The report (its text; drawing the plots is the report's own tests' work).
     report = build_markdown(run, rows_of(run), None, DEFAULT_BUDGET_BYTES)
-    assert "| tiny-fp32-cpu-bs1-summaries |" in report
-    assert "| tiny-fp32-cpu-bs1-parables |" in report
+    assert "| tiny | fp32 | cpu | 1 | summaries |" in report  # the decision table's data set column
+    assert "| tiny | fp32 | cpu | 1 | parables |" in report
     assert "data sets parables, summaries" in report
     assert f"Note: ROUGE-Lsum n/a for tiny-fp32-cpu-bs1-parables: {REASON}" in report
     items = side_by_side(rows_of(run), suite.path)

@@ -409,7 +409,7 @@ def test_accuracy_is_in_the_report_markdown_and_the_export(tmp_path: Path) -> No
     run = _shown_run()
     table = Table.of([run])
     markdown = build_markdown(run, table.of_run(run), None, 8 * 2**30)
-    header = next(line for line in markdown.splitlines() if line.startswith("| combination"))
+    header = next(line for line in markdown.splitlines() if line.startswith("| model | precision"))
     assert "accuracy" in [cell.strip() for cell in header.split("|")]
     assert "75.0%" in markdown
     (plot,) = [p for p in run_plots(table.of_run(run)) if p.name == "accuracy"]

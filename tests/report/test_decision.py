@@ -86,6 +86,23 @@ def figures_of(model: str, precision: str, device: str, batch: int) -> list[Metr
     return metrics
 
 
+#: The combinations with per-item figures (the quality pass at batch size 2, saved with each of their tests).
+PER_ITEM = (("t5-small", "fp32", "cpu"), ("gemma3-4b", "nf4", "cuda"))
+ITEMS = ("a1", "a2", "a3")
+
+
+def per_item_records(model: str, precision: str, device: str) -> list[dict[str, Any]]:
+    """Items a1, a2 in one call, a3 in the next; latency 0.5 s + 0.1 s per item index (distinct per model)."""
+    offset = 0.0 if model == "t5-small" else 1.0
+    return [
+        {"item": item, "index": index, "source": "quality", "batch_size": 2, "call": index // 2,
+         "call_items": 2 if index < 2 else 1, "latency_s": 0.5 + offset + 0.1 * (index // 2), "ttft_s": 0.05,
+         "prompt_tokens": 100 + index, "generated_tokens": 20 + index, "decode_tok_s": 40.0 - index,
+         "peak_rss_bytes": 0.5 * GiB}
+        for index, item in enumerate(ITEMS)
+    ]  # fmt: skip
+
+
 def bench(model: str, precision: str, device: str, batch: int | None, metrics: list[Metric]) -> dict[str, Any]:
     saved = MetricSet()
     saved.extend(metrics)
@@ -95,6 +112,8 @@ def bench(model: str, precision: str, device: str, batch: int | None, metrics: l
     if batch is not None:
         info["batch_size"] = batch
         name += f"-bs{batch}"
+    if batch is not None and (model, precision, device) in PER_ITEM:
+        info["per_item"] = per_item_records(model, precision, device)
     if batch is not None and (model, precision, device) in REFERENCES:
         info["quality_reference"] = REFERENCES[(model, precision, device)]
     test = "test_generate" if batch is not None else "test_load"
@@ -273,6 +292,51 @@ def test_runs_saved_by_earlier_versions_still_report(name: str, combinations: in
     frame = decision_frame(rows)
     assert frame["latency_s"].notna().all()  # pytest-benchmark's median where no metrics were saved
     assert "| model | precision | device | batch |" in files.markdown.read_text(encoding="utf-8")
+
+
+def test_the_page_and_markdown_show_the_per_prompt_table_and_its_pivot(tmp_path: Path) -> None:
+    run = matrix_run()
+    files = write_report(run, [run], tmp_path)
+    page = files.index.read_text(encoding="utf-8")
+    section = page[page.index('<h2 id="per-item">') : page.index('<h2 id="guidance">')]
+    # The latency pivot: one line per prompt, one column per combination of the pass (its batch size, 2).
+    pivot = section[: section.index("</table>")]
+    assert re.findall(r"<th>(.*?)</th>", pivot) == ["item", "gemma3-4b-nf4-cuda-bs2", "t5-small-fp32-cpu-bs2"]
+    lines = [re.findall(r"<td[^>]*>(.*?)</td>", line) for line in re.findall(r"<tr>(.*?)</tr>", pivot)][1:]
+    assert lines == [["a1", "1.50 s", "500.0 ms"], ["a2", "1.50 s", "500.0 ms"], ["a3", "1.60 s", "600.0 ms"]]
+    # The tokens and decode pivots, and the whole table (each item once, though saved with two tests each).
+    assert "tokens generated for the item (generated_tokens), pass: quality" in section
+    assert "the per-prompt table (6 lines: item x combination)" in section
+    assert "<th>peak RSS</th>" in section
+    csv = pd.read_csv(tmp_path / "per_item.csv")
+    assert len(csv) == 6
+    assert "per_item.csv" in page
+    markdown = files.markdown.read_text(encoding="utf-8")
+    block = markdown[markdown.index("<details><summary>Per prompt: latency") :]
+    assert "| item | gemma3-4b-nf4-cuda-bs2 | t5-small-fp32-cpu-bs2 |" in block
+    assert "| a3 | 1.60 s | 600.0 ms |" in block
+
+
+def test_a_run_without_per_item_figures_says_so(tmp_path: Path) -> None:
+    data = matrix_data()
+    for entry in data["benchmarks"]:
+        entry["extra_info"].pop("per_item", None)
+    run = run_from_json(data, "no per-item", name="0002")
+    files = write_report(run, [run], tmp_path)
+    page = files.index.read_text(encoding="utf-8")
+    assert "No per-item figures were saved with this run" in page
+    assert not (tmp_path / "per_item.csv").exists()
+    assert "Per prompt:" not in files.markdown.read_text(encoding="utf-8")
+
+
+def test_a_malformed_per_item_record_is_named_and_the_report_stands(tmp_path: Path) -> None:
+    data = matrix_data()
+    data["benchmarks"][0]["extra_info"]["per_item"] = 5
+    run = run_from_json(data, "bad per-item", name="0003")
+    page = write_report(run, [run], tmp_path).index.read_text(encoding="utf-8")
+    assert "Per-item figures not shown: " in page
+    assert "is a int, not a list of per-item records" in page
+    assert '<h2 id="guidance">' in page
 
 
 # ----------------------------------------------------------------------------- the plots

@@ -10,13 +10,11 @@ side-by-side outputs (words that differ from the full-precision output marked), 
 from __future__ import annotations
 
 import base64
-import difflib
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmbench.config.precisions import precision_rank
 from llmbench.fingerprint import describe_gpu_state
 from llmbench.gate import Verdict, decision_cells
 from llmbench.gate.verdict import TABLE_COLUMNS
@@ -25,7 +23,7 @@ from llmbench.history.marks import change_marks
 from llmbench.report.decision_plots import decision_plots
 from llmbench.report.export import write_csv
 from llmbench.report.figures import Encoding, Plot, plot_color
-from llmbench.report.frame import Row, Table, combination_sort_key, regressed
+from llmbench.report.frame import Row, Table, regressed
 from llmbench.report.history_plots import history_plots
 from llmbench.report.markdown import (
     GUIDANCE_COLUMNS,
@@ -37,7 +35,9 @@ from llmbench.report.markdown import (
     na_notes,
     run_line,
 )
+from llmbench.report.per_item_view import PerItemView
 from llmbench.report.plots import run_plots
+from llmbench.report.side_by_side import ItemOutputs, marked_differences, side_by_side
 from llmbench.runs import SavedRun
 from llmbench.units import GiB, format_bytes, format_value
 
@@ -55,104 +55,6 @@ class ReportFiles:
     markdown: Path
     csvs: tuple[Path, ...]
     plots: tuple[Plot, ...] = field(default=(), repr=False)
-
-
-# ----------------------------------------------------------------------------- side by side
-
-
-@dataclass(frozen=True)
-class ItemOutputs:
-    """One quality item: its reference summary and each combination's output (marked against the
-    full-precision output of the same model and device)."""
-
-    id: str
-    #: The reference text; "" for an item without one (a set of prompts), None where the file is not here.
-    reference: str | None
-    #: (label, output text, marked HTML, whether this is the full-precision output itself)
-    outputs: tuple[tuple[str, str, str, bool], ...]
-    #: The item's data set, where the test ids name it (several data sets, or another than the default).
-    dataset: str | None = None
-
-
-def marked_differences(text: str, reference: str) -> str:
-    """``text`` as HTML with the words that differ from ``reference`` in ``<mark>`` (difflib on words);
-    where words of the reference are missing, a marked gap says which."""
-    words, reference_words = text.split(), reference.split()
-    matcher = difflib.SequenceMatcher(a=reference_words, b=words, autojunk=False)
-    parts: list[str] = []
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            parts.append(html.escape(" ".join(words[j1:j2])))
-        elif tag in ("replace", "insert"):
-            parts.append(f"<mark>{html.escape(' '.join(words[j1:j2]))}</mark>")
-        else:  # delete: words of the reference that this output lacks
-            missing = html.escape(" ".join(reference_words[i1:i2]), quote=True)
-            parts.append(f'<mark class="gap" title="missing: {missing}">&#8230;</mark>')
-    return " ".join(part for part in parts if part)
-
-
-def _references(rows: Sequence[Row], root: Path | None) -> dict[str, str]:
-    """Reference summaries (an accuracy item: its check) per item, from the outputs files the runs point to
-    (where still on disk)."""
-    from llmbench.quality.outputs import read_outputs
-
-    found: dict[str, str] = {}
-    for row in rows:
-        if not row.outputs_file:
-            continue
-        candidates = [Path(row.outputs_file)]
-        if root is not None and not Path(row.outputs_file).is_absolute():
-            candidates.append(root / row.outputs_file)
-        for path in candidates:
-            if path.is_file():
-                try:
-                    records = read_outputs(path)
-                except ValueError:
-                    break
-                for record in records:
-                    # An accuracy item has no reference summary: its check stands in ("expected: numeric 84").
-                    expected = f"expected: {record.check}" if record.check and not record.reference else ""
-                    found.setdefault(record.id, record.reference or expected)
-                break
-    return found
-
-
-def side_by_side(rows: Sequence[Row], root: Path | None = None) -> list[ItemOutputs]:
-    """Every quality item of the rows with the reference and one output per model, precision and device,
-    data set by data set."""
-    datasets = dict.fromkeys(row.named_dataset for row in sorted(rows, key=combination_sort_key))
-    return [item for dataset in datasets for item in _items_of([r for r in rows if r.named_dataset == dataset], root)]
-
-
-def _items_of(rows: Sequence[Row], root: Path | None) -> list[ItemOutputs]:
-    """The side-by-side items of the rows of one data set."""
-    per_key: dict[tuple[str, str, str], Row] = {}
-    for row in sorted(rows, key=combination_sort_key):
-        if row.outputs:
-            per_key.setdefault(row.load_key, row)
-    if not per_key:
-        return []
-    dataset = next(iter(per_key.values())).named_dataset
-    references = _references(list(per_key.values()), root)
-    # The full-precision output of each (model, device): fp32 where it ran, else the highest precision.
-    full: dict[tuple[str, str], Row] = {}
-    for row in sorted(per_key.values(), key=lambda r: precision_rank(r.precision)):
-        full.setdefault((row.model, row.device), row)
-    ids = list(dict.fromkeys(item for row in per_key.values() for item in row.outputs))
-    items = []
-    for item in ids:
-        outputs = []
-        for key, row in per_key.items():
-            text = row.outputs.get(item)
-            if text is None:
-                continue
-            base = full[(row.model, row.device)]
-            is_base = base is row
-            base_text = base.outputs.get(item)
-            marked = html.escape(text) if is_base or base_text is None else marked_differences(text, base_text)
-            outputs.append((" ".join(key), text, marked, is_base))
-        items.append(ItemOutputs(item, references.get(item), tuple(outputs), dataset))
-    return items
 
 
 # ----------------------------------------------------------------------------- HTML
@@ -394,6 +296,7 @@ def build_page(
     budget: float,
     root: Path | None,
     csv_names: Sequence[str],
+    per_item: PerItemView | None = None,
 ) -> str:
     """The page of ``current``'s ``rows``; ``figures``: the run's plots, then the history's (``history_*``)."""
     combos = {c for c, _ in regressed(verdict, current)}
@@ -416,7 +319,7 @@ def build_page(
     ) + "".join(f'<p class="muted">{_esc(line)}.</p>' for line in na_notes(rows))
     sections = [
         ("summary", "Summary"), ("decision", "Which one to pick"), ("plots", "Plots"), ("history", "History"),
-        ("outputs", "Side by side"), ("guidance", "Hardware guidance"),
+        ("outputs", "Side by side"), ("per-item", "Per prompt"), ("guidance", "Hardware guidance"),
     ]  # fmt: skip
     nav = "".join(f'<a href="#{anchor}">{title}</a>' for anchor, title in sections)
     history_runs = ", ".join(run.label for run in history)
@@ -449,6 +352,8 @@ says on which plot's front below a combination is: nothing else is as fast and a
 {history_html}
 <h2 id="outputs">Side by side</h2>
 {_outputs_html(side_by_side(rows, root))}
+<h2 id="per-item">Per prompt</h2>
+{(per_item or PerItemView.of(current, rows)).html()}
 <h2 id="guidance">Hardware guidance</h2>
 {_guidance_html(guidance(rows, budget), budget)}
 </body></html>
@@ -482,6 +387,9 @@ def write_report(
         write_csv(output / "guidance.csv", [g.record() for g in guidance(rows, budget)], GUIDANCE_COLUMNS),
         write_csv(output / "outputs.csv", outputs, ["dataset", "item", "source", "text"]),
     ]
+    per_item = PerItemView.of(current, rows)
+    if not per_item.frame.empty:
+        paths.append(write_csv(output / "per_item.csv", per_item.frame))
     marks = regressed(verdict, current)
     try:
         changes = change_marks(runs)
@@ -490,11 +398,11 @@ def write_report(
     encoding = Encoding.of(rows, table.rows)  # one for the page: the run's combinations first, then its history's
     figures = [*decision_plots(rows, encoding), *run_plots(rows, encoding),
                *history_plots(table, runs, marks, current, changes, encoding)]  # fmt: skip
-    page = build_page(current, runs, rows, figures, verdict, budget, root, [path.name for path in paths])
+    page = build_page(current, runs, rows, figures, verdict, budget, root, [path.name for path in paths], per_item)
     index = output / "index.html"
     index.write_text(page, encoding="utf-8")
     markdown = output / "report.md"
     open_regressions = [change.sentence() for change in changes if change.open]
-    text = build_markdown(current, rows, verdict, budget, marks, open_regressions=open_regressions)
+    text = build_markdown(current, rows, verdict, budget, marks, open_regressions=open_regressions, per_item=per_item)
     markdown.write_text(text, encoding="utf-8")
     return ReportFiles(index, markdown, tuple(paths), tuple(figures))

@@ -25,6 +25,7 @@ from llmbench.report.decision import (
     shown_columns,
 )
 from llmbench.report.frame import Row, combination_sort_key
+from llmbench.report.per_item_view import PerItemView
 from llmbench.runs import SavedRun
 from llmbench.tables import markdown_line, markdown_table
 from llmbench.units import format_bytes, format_compact, format_value
@@ -249,11 +250,13 @@ def build_markdown(
     regressed: frozenset[tuple[str, str]] = frozenset(),
     page: str = "index.html",
     open_regressions: Sequence[str] = (),
+    per_item: PerItemView | None = None,
 ) -> str:
     """GitHub markdown: verdict, machine, matrix, the decision table (and guidance), under :data:`MARKDOWN_BUDGET`
     characters. ``regressed``: the (combination, metric) pairs the verdict found regressed, listed first.
     ``open_regressions``: one line per regression change point of the runs shown that no improvement
-    followed (:func:`llmbench.history.marks.change_marks`)."""
+    followed (:func:`llmbench.history.marks.change_marks`). ``per_item``: the run's per-item figures, whose
+    latency pivot (its first items, folded) follows the table where it fits (default: read from ``current``)."""
     rows = sorted(rows, key=combination_sort_key)
     combos = {c for c, _ in regressed}
     rows = [r for r in rows if r.combination in combos] + [r for r in rows if r.combination not in combos]
@@ -287,7 +290,9 @@ def build_markdown(
     fronts = "".join(f"\n\n{markdown_line(line)}" for line in key.front_sentences())
     hidden = f"\n\n{markdown_line(key.hidden_line())}." if key.hidden else ""
 
-    def render(count: int) -> str:
+    items = (per_item or PerItemView.of(current, rows)).markdown()
+
+    def render(count: int, with_items: bool = True) -> str:
         table = "**Which one to pick** (docs/reports.md):\n\n"
         table += "\n".join(markdown_table(key.header, [key.cells(index) for index in range(count)]))
         table += "".join(f"\n\nNote: {markdown_line(line)}" for line in na_notes(rows[:count])) + hidden + fronts
@@ -296,13 +301,15 @@ def build_markdown(
             if count < len(rows)
             else ""
         )
-        return "\n".join(head) + "\n" + table + more + "\n" + "\n".join(tail) + "\n"
+        pivot = f"\n\n{items}" if items and with_items else ""
+        return "\n".join(head) + "\n" + table + more + pivot + "\n" + "\n".join(tail) + "\n"
 
-    text = render(len(rows))
-    if len(text) <= MARKDOWN_BUDGET:
-        return text
+    for with_items in (True, False):  # the per-prompt pivot is the first thing left out
+        text = render(len(rows), with_items)
+        if len(text) <= MARKDOWN_BUDGET:
+            return text
     fits, too_many = 0, len(rows)  # the most rows that fit: binary search (the text grows with each row)
     while too_many - fits > 1:
         middle = (fits + too_many) // 2
-        fits, too_many = (middle, too_many) if len(render(middle)) <= MARKDOWN_BUDGET else (fits, middle)
-    return render(fits)
+        fits, too_many = (middle, too_many) if len(render(middle, False)) <= MARKDOWN_BUDGET else (fits, middle)
+    return render(fits, False)
