@@ -35,7 +35,7 @@ from llmbench.report.html import write_report
 from llmbench.report.markdown import KeyTable, build_markdown
 from llmbench.runs import SavedRun, load_run, run_from_json
 from llmbench.units import GiB
-from tests.support.paths import DATA
+from tests.support.paths import DATA, REPO
 
 #: (model, precision, device) -> decode tok/s per sequence at bs1, ROUGE-Lsum, host RSS (GiB), the driver's
 #: GPU memory and torch's CUDA allocated peak (GiB; None on the CPU), weights and file (GiB).
@@ -264,6 +264,24 @@ def test_export_writes_the_decision_table(storage: Path, tmp_path: Path) -> None
     read = pd.read_parquet(parquet)
     assert read["front_quality_speed"].dtype == bool
     assert set(read.loc[read["front_quality_speed"], "combination"]) == QUALITY_FRONT
+
+
+def test_the_docs_snippet_picks_from_the_export(
+    storage: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/reports.md's pandas snippet runs on a real export and prints the quality front, fastest first."""
+    text = (REPO / "docs" / "reports.md").read_text(encoding="utf-8")
+    snippet = text[text.index("To pick from the export") :]
+    code = snippet[snippet.index("```python\n") + len("```python\n") : snippet.index("\n```\n")]
+    assert (
+        cli_main(["export", "--storage", str(storage), "--decision", "--output", str(tmp_path / "decision.csv")]) == 0
+    )
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/reports.md", "exec"), {})
+    printed = capsys.readouterr().out
+    order = ["t5-small-fp32-cpu-bs1", "gemma3-270m-q4_k_m-cpu-bs1", "gemma3-4b-nf4-cuda-bs1", "gemma3-4b-bf16-cuda-bs1"]
+    assert [line.split()[1] for line in printed.splitlines()[1:]] == order
 
 
 def test_export_takes_one_table_at_a_time(storage: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
