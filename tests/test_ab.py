@@ -1,7 +1,7 @@
 """llmbench ab: the paired statistic (property-based), the interleaving with stand-in models, the saved
 pair read by ``llmbench compare``, and the command end to end on a temporary git repository of two
-commits with the tiny Gemma 3 model whose workers report a fixed clock and fixed memory figures
-(tests/support/fixed_clock_worker.py; HEAD's commit makes every timed figure 20% slower)."""
+commits with the tiny Gemma 3 model whose workers run on a fixed clock with fixed memory figures
+(llmbench.testing.faults; the head side's environment makes every engine step 20% slower)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ from llmbench.gate.rules import DEFAULT_RULES, PAIRED_RULES, PAIRED_THRESHOLD
 from llmbench.gate.settings import resolve_rules
 from llmbench.metrics import Metric
 from llmbench.runs import load_run
+from llmbench.testing import faults
 from llmbench.workers.protocol import MemoryFigures, TimedRound
-from tests.support.fixed_clock_worker import inject_fixed_clock, set_slow_share
 from tests.support.git_repos import git
 from tests.support.matrices import TINY_FP32_MATRIX
 from tests.support.paths import REPO
@@ -402,27 +402,30 @@ def test_ab_end_to_end_flags_a_slower_head_and_passes_a_a(
     tmp_path: Path, tiny_gemma3_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The command as a user runs it (in this process: the parent's code is this installation's either way),
-    # on a repository of two commits whose workers report a fixed clock and fixed memory figures
-    # (tests/support/fixed_clock_worker.py): HEAD's commit makes every timed figure 20% slower. The verdicts are
-    # decided from those controlled figures, so neither the A/A pass nor the flag depends on the machine's
-    # load, and no figure is left noisy (no extra load pairs). Two load pairs of one round are the fewest
-    # that decide; the statistic itself is tested above.
+    # on a repository of two commits. Every worker inherits a fixed clock and fixed memory figures from the
+    # environment (llmbench.testing.faults); the head side's --head-env makes every engine step 20% slower.
+    # The verdicts are decided from those controlled figures, so neither the A/A pass nor the flag depends on
+    # the machine's load, and no figure is left noisy (no extra load pairs). Two load pairs of one round are
+    # the fewest that decide; the statistic itself is tested above.
     repo = tmp_path / "repo"
     shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
     (repo / "benchmarks").mkdir()
     shutil.copy(REPO / "benchmarks" / "test_generate.py", repo / "benchmarks")
     (repo / "benchmarks" / "matrix.toml").write_text(MATRIX.format(path=tiny_gemma3_dir).replace("[1, 2]", "[1]"))
-    inject_fixed_clock(repo / "src", slow_share=0.0)
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "base")
-    set_slow_share(repo / "src", 0.2)
-    git(repo, "commit", "-q", "-am", "head: 20% slower")
+    (repo / "NEWS").write_text("head\n")
+    git(repo, "add", "NEWS")
+    git(repo, "commit", "-q", "-m", "head")
     monkeypatch.chdir(repo)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    fixed = "clock=fixed,memory=fixed"
+    for key, value in faults.environment(fixed).items():
+        monkeypatch.setenv(key, value)  # both sides' workers inherit it
 
-    def ab(base: str, head: str, quality_items: int) -> tuple[int, str, str]:
-        status = cli_main(["ab", base, head, "--loads=2", "--rounds=1", "--warmup-rounds=0", "--",
+    def ab(base: str, head: str, quality_items: int, *options: str) -> tuple[int, str, str]:
+        status = cli_main(["ab", base, head, "--loads=2", "--rounds=1", "--warmup-rounds=0", *options, "--",
                            "benchmarks", f"--llmbench-quality-items={quality_items}",
                            "--llmbench-peak-bandwidth=10GB/s", "--benchmark-storage=runs",
                            f"--llmbench-verdict={base}-{head}.md"])  # fmt: skip
@@ -438,10 +441,10 @@ def test_ab_end_to_end_flags_a_slower_head_and_passes_a_a(
     assert "quality of base HEAD~1" in err
     assert "test_generate.py: 1" in err
     assert "test_generate.py" not in out
-    # HEAD (the working tree, at the slower commit) against the base commit's worktree.
-    status, out, err = ab("main~1", "HEAD", quality_items=0)
+    # HEAD (the working tree) against the base commit's worktree, its workers' engine steps 20% slower.
+    status, out, err = ab("main~1", "HEAD", 0, "--head-env", f"{faults.ENV}={fixed},slow=0.2")
     assert status == 1, out + err
-    assert "tiny fp32 cpu bs1: latency 200 → 240 ms (+20.0%" in out
+    assert "tiny fp32 cpu bs1: latency 130 → 156 ms (+20.0%" in out
     assert "tiny fp32 cpu bs1: decode 100 → 83.3 tok/s (-16.7%)" in out  # the engine's steps, not only a sleep
     assert "llmbench gate: FAILED: 5 regressions in 1 of 1 combination" in out
     assert "(extra)" not in err
@@ -451,5 +454,6 @@ def test_ab_end_to_end_flags_a_slower_head_and_passes_a_a(
     assert "rouge1" in aa_head["benchmarks"][0]["extra_info"]["metrics"]
     head_run = json.loads(saved[-1].read_text())
     assert head_run["machine_info"]["llmbench_ab"]["side"] == "head"
+    assert head_run["machine_info"]["llmbench_ab"]["env"] == [faults.ENV]  # the names, not the values
     assert head_run["commit_info"]["id"] == git(repo, "rev-parse", "HEAD").strip()
     assert not git(repo, "worktree", "list", "--porcelain").count("worktree ") > 1  # worktrees removed

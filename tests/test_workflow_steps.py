@@ -14,9 +14,9 @@ upload and download actions do, and keeps the history on the repository's ``benc
    the comment; the report's headline is the pull request's run.
 
 The model is the real Gemma 3 270M at Q4_K_M in llama.cpp (no torch in the shards; the tiny Gemma 3 where
-llama-cpp-python is not installed), on two short quality items; every worker reports the fixed clock of
-``tests/support/fixed_clock_worker.py`` (committed into the repository), so every verdict is decided
-from controlled figures.
+llama-cpp-python is not installed), on two short quality items; every worker runs on the fixed clock with
+fixed memory figures of ``llmbench.testing.faults``, given to the runners' environment (``LLMBENCH_FAULTS``,
+installed by the job's own ``sitecustomize``), so every verdict is decided from controlled figures.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.fixed_clock_worker import inject_fixed_clock
+import tests.support.runner as stand_in
+from llmbench.testing import faults
 from tests.support.git_repos import git
 from tests.support.paths import REPO
 from tests.support.runner import FAKE_GH, JobResult, Runner, shards
@@ -51,8 +52,8 @@ DATA = [
 
 
 def working_tree_repository(tmp_path: Path) -> tuple[Path, str]:
-    """A repository of this working tree's files (tracked and new, as a commit of them would hold), with the
-    fixed-clock workers committed: (its folder, the commit)."""
+    """A repository of this working tree's files (tracked and new, as a commit of them would hold): (its folder,
+    the commit)."""
     tree = tmp_path / "tree"
     listed = git(REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
     for name in filter(None, listed):
@@ -60,7 +61,6 @@ def working_tree_repository(tmp_path: Path) -> tuple[Path, str]:
         if source.is_file():
             (tree / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, tree / name)
-    inject_fixed_clock(tree / "src")
     git(tree.parent, "init", "-q", "-b", "main", str(tree))
     git(tree, "add", ".")
     git(tree, "commit", "-q", "-m", "main")
@@ -128,7 +128,23 @@ def assert_ran(job: JobResult, expected: dict[str, str]) -> None:
     assert ran(job) == expected, f"{job.name}: {ran(job)}\n{failed}"
 
 
-def test_two_nights_and_a_pull_request_step_by_step(tmp_path: Path, model_args: str) -> None:
+def fixed_clock_in_every_job(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The runners' variables that give every worker a fixed clock and fixed memory figures: a job's Python has
+    the stand-in runner's own sitecustomize first on its path, which then runs the faults' one."""
+    write = stand_in.write_only_installed
+
+    def write_and_install_faults(folder: Path, job: str, extras: Any) -> None:
+        write(folder, job, extras)
+        with (folder / "sitecustomize.py").open("a") as file:
+            file.write(f"\nimport runpy\nrunpy.run_path({str(faults.SITE_DIR / 'sitecustomize.py')!r})\n")
+
+    monkeypatch.setattr(stand_in, "write_only_installed", write_and_install_faults)
+    return {faults.ENV: "clock=fixed,memory=fixed"}
+
+
+def test_two_nights_and_a_pull_request_step_by_step(
+    tmp_path: Path, model_args: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tree, main1 = working_tree_repository(tmp_path)
     server = tmp_path / "server"
     bare = server / f"{REPOSITORY}.git"
@@ -146,7 +162,7 @@ def test_two_nights_and_a_pull_request_step_by_step(tmp_path: Path, model_args: 
         "PATH": f"{fake_bin}:/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home()), "LANG": "C.UTF-8",
         "HF_HUB_OFFLINE": "1", "FAKE_GH_STATE": str(gh_state),
         # The runners' own environment (a self-hosted runner's .env): one load pair per shard's A/B.
-        "LLMBENCH_AB_ARGS": "--loads=1",
+        "LLMBENCH_AB_ARGS": "--loads=1", **fixed_clock_in_every_job(monkeypatch),
     })  # fmt: skip
     variables = {"LLMBENCH_ARGS": model_args}
     history = str(bare)

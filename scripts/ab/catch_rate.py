@@ -1,104 +1,91 @@
-"""Measure llmbench ab against injected changes (docs/ab.md): flagged counts, next to the history gate.
+"""Measure llmbench ab against known faults (docs/ab.md): flagged counts per metric, next to the history gate.
 
 Usage (from the repository root, the scale is a parameter)::
 
     .venv/bin/python scripts/ab/catch_rate.py --pairs 20 --out results/ab-catch-rate -- \\
         benchmarks --llmbench-model=gemma3-270m --llmbench-precision=q4_k_m --llmbench-batch-size=1
+    .venv/bin/python scripts/ab/catch_rate.py --summarize --out scripts/ab/data/ab-catch-rate-DATE.tar.xz
 
-A scratch clone gets the working tree's ``src`` committed as ``base`` and one branch per injected
-change (scripts/ab/inject.py). Scenarios run round-robin (A/A, then each injection, then A/A
-again...) so slow drift of the machine spreads over all of them. Per pair: ``llmbench ab``'s exit
-status and the verdict on latency and peak RSS; and the history-based gate (``compare_runs`` with
-the latest earlier base run as baseline and up to 10 earlier base runs as drift history) on the same
-head run. Writes ``results.jsonl`` and prints the table of docs/ab.md.
+A scratch clone of the repository's HEAD is measured against itself; each scenario gives the head side's
+workers a fault of llmbench.testing.faults through their environment (``llmbench ab --head-env``): the
+engine's decode or prompt step slowed by 2, 3, 5 or 10% of its own duration, memory held (+5% of RSS,
++64 MiB), half the outputs damaged (quality, with quality items), or nothing (A/A). Scenarios run
+round-robin (A/A, then each fault, then A/A again...) so slow drift of the machine spreads over all of them.
+Writes OUT/results.jsonl (one line per pair) and the saved pairs under OUT/runs.
+
+``--summarize`` re-decides every saved pair with the current code, one table per metric: how often
+``llmbench ab`` flagged the metric, and how often the one-sided history gate did on the same head run, given
+what a history gate has: a history of base runs made at other times (the base runs of the pairs saved before
+this one, never this pair's own), the latest of them as the baseline, and the same thresholds as
+``llmbench ab`` (its paired rules), so the contrast measures interleaving, not the threshold.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inject import inject
-
+from llmbench.ab.verdict import compare_pair
 from llmbench.gate import choose_baseline, compare_runs, parse_baseline
-from llmbench.runs import list_runs, load_run, machine_id_here
+from llmbench.gate.rules import PAIRED_RULES
+from llmbench.runs import load_run
+from llmbench.testing.faults import ENV, parse_faults
 
 REPO = Path(__file__).resolve().parents[2]
-MiB = 2**20
-#: name -> (slow share, held bytes, held share of RSS); "aa" is the base on both sides.
+#: name -> the head side's faults ("" for A/A: both sides unchanged).
 SCENARIOS = {
-    "aa": (0.0, 0, 0.0),
-    "slow3": (0.03, 0, 0.0),
-    "slow5": (0.05, 0, 0.0),
-    "slow10": (0.10, 0, 0.0),
-    "slow20": (0.20, 0, 0.0),
-    "mem5": (0.0, 0, 0.05),
-    "mem64": (0.0, 64 * MiB, 0.0),
+    "aa": "",
+    **{f"decode{p}": f"decode_slow={p / 100}" for p in (2, 3, 5, 10)},
+    **{f"prefill{p}": f"prefill_slow={p / 100}" for p in (2, 3, 5, 10)},
+    "mem5": "hold_share=0.05",
+    "mem64": "hold_mib=64",
+    "quality": "degrade=0.5",
 }
+#: The metrics a table is made for, in order.
+METRICS = ("latency_s", "ttft_s", "prefill_tok_s", "decode_tok_s_total", "peak_rss_bytes", "rougeLsum")
+#: Scenarios of the runs of 2026-11-30 and 2026-12-01 (scripts/ab/data), made with the injector of the time:
+#: a sleep after each generate call (latency only) and memory held by the worker. Read by --summarize only.
+LEGACY = {"slow3": "", "slow5": "", "slow10": "", "slow20": "", "mem5": "", "mem64": ""}
+#: Quality items of a scenario's pairs: the quality pass runs only where quality is what the fault moves.
+QUALITY_ITEMS = {"quality": 8}
+
+
+def moved(scenario: str) -> tuple[str, ...]:
+    """The metrics a scenario's fault moves (docs/fault-injection.md); none for A/A."""
+    spec = SCENARIOS.get(scenario, "")
+    if scenario in LEGACY and scenario.startswith("slow"):
+        return ("latency_s",)
+    if scenario.startswith("mem"):
+        return ("peak_rss_bytes",)
+    faults = parse_faults(spec)
+    out = []
+    if faults.prefill_slow:
+        out += ["latency_s", "ttft_s", "prefill_tok_s"]
+    if faults.decode_slow:
+        out += ["latency_s", "decode_tok_s_total"]
+    if faults.degrade:
+        out += ["rougeLsum"]
+    return tuple(out)
 
 
 def git(cwd: Path, *args: str) -> str:
-    env = {"GIT_AUTHOR_NAME": "ab", "GIT_AUTHOR_EMAIL": "ab@localhost", "GIT_COMMITTER_NAME": "ab",
-           "GIT_COMMITTER_EMAIL": "ab@localhost", "PATH": "/usr/bin:/bin:/usr/local/bin"}  # fmt: skip
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def scratch_repo(where: Path, scenarios: list[str]) -> Path:
-    repo = where / "repo"
-    git(REPO, "clone", "--quiet", "--local", str(REPO), str(repo))
-    shutil.rmtree(repo / "src")
-    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    git(repo, "checkout", "--quiet", "-B", "base")
-    git(repo, "add", "-A", "src")
-    git(repo, "commit", "--quiet", "--allow-empty", "-m", "base: the working tree's src")
-    for name in scenarios:
-        if name == "aa":
-            continue
-        slow, hold_bytes, hold_share = SCENARIOS[name]
-        git(repo, "checkout", "--quiet", "-B", f"inject-{name}", "base")
-        inject(repo, slow=slow, hold_bytes=hold_bytes, hold_share=hold_share)
-        git(repo, "commit", "--quiet", "-am", f"inject {name}")
-    git(repo, "checkout", "--quiet", "base")
-    return repo
-
-
-def target(scenario: str) -> str | None:
-    """The metric an injected change must be flagged on; None for A/A (any regression is a false alarm)."""
-    return None if scenario == "aa" else "peak_rss_bytes" if scenario.startswith("mem") else "latency_s"
-
-
-def flagged(runs_dir: Path, head: Path, metric: str | None) -> tuple[bool, bool, str, str]:
-    """(ab flagged the metric, the history gate flagged it, ab's verdict, the history gate's verdict) on
-    one head run; with ``metric`` None (A/A), whether each failed at all, and their latency verdicts."""
-    from llmbench.ab.verdict import compare_pair
-
-    folder = head.parent
-    saved = list_runs(folder.parent, folder.name)
-    number = int(head.name[:4])
-    base_runs = [p for p in saved if p.name.endswith("-base.json") and int(p.name[:4]) < number]
-    head_run = load_run(head)
-    pair = compare_pair(load_run(base_runs[-1]), head_run)
-    with tempfile.TemporaryDirectory(prefix="ab-history-") as plain:
-        # The gate never takes a run saved by llmbench ab as one-sided history: copies without the pair's
-        # marks stand for the same rounds saved by one-sided runs.
-        history = [unpaired(path, Path(plain) / folder.name) for path in base_runs]
-        head_plain = load_run(unpaired(head, Path(plain) / folder.name))
-        baseline = choose_baseline(parse_baseline("last", "catch_rate.py"), history, head_plain.fingerprint,
-                                   storage=Path(plain), machine_id=folder.name, drift_history=10)  # fmt: skip
-        gate = compare_runs(baseline, head_plain)
-    found = []
-    for verdict in (pair, gate):
-        cells = [d for r in verdict.results for d in r.decisions if d.metric == (metric or "latency_s")]
-        failed = verdict.failed if metric is None else any(d.fails for d in cells)
-        found.append((failed, cells[0].verdict if cells else "n/a"))
-    return found[0][0], found[1][0], found[0][1], found[1][1]
+def base_of(head: Path) -> Path:
+    """The base run of the pair whose head run is ``head`` (saved just before it, under the same pair id)."""
+    pair = head.name.split("_ab-", 1)[1].removesuffix("-head.json")
+    return next(head.parent.glob(f"*_ab-{pair}-base.json"))
 
 
 def unpaired(path: Path, folder: Path) -> Path:
@@ -113,58 +100,47 @@ def unpaired(path: Path, folder: Path) -> Path:
     return copy
 
 
-def summarize(out: Path, first_pair: int = 0) -> list[str]:
-    """Re-decide every saved pair (from index ``first_pair`` on) with the current code; the markdown
-    table of docs/ab.md."""
-    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
-    rows = [row for row in rows if int(row["pair"]) >= first_pair]
-    runs = (out / "runs").resolve()
-    counts: dict[str, dict[str, int]] = {}
-    spread: dict[str, list[float]] = {}
-    for row in rows:
-        tally = counts.setdefault(str(row["scenario"]), {})
-        tally["pairs"] = tally.get("pairs", 0) + 1
-        if "head_run" not in row:
-            tally["errors"] = tally.get("errors", 0) + 1
-            continue
-        head = runs / machine_id_here() / str(row["head_run"])
-        ab, gate, ab_cell, gate_cell = flagged(runs, head, target(str(row["scenario"])))
-        extra = loads_run(head) - int(json.loads(head.read_text())["machine_info"]["llmbench_ab"]["loads"])
-        for key, value in (("ab", ab), ("gate", gate), (f"ab {ab_cell}", 1), (f"gate {gate_cell}", 1),
-                           ("extended", extra > 0), ("extra loads", extra)):  # fmt: skip
-            tally[key] = tally.get(key, 0) + int(value)
-        spread.setdefault(str(row["scenario"]), []).extend(load_ratios(head, target(str(row["scenario"]))))
-
-    def verdicts(tally: dict[str, int], side: str) -> str:
-        return ", ".join(f"{tally[f'{side} {v}']} {v}" for v in ("regressed", "noisy", "unchanged", "improved", "n/a")
-                         if tally.get(f"{side} {v}"))  # fmt: skip
-
-    lines = ["| scenario | metric | pairs | per-load change (min..max) | llmbench ab flagged | its verdicts "
-             "| pairs with extra load pairs (extra loads) | history gate flagged | its verdicts | errors |",
-             "|---|---|---:|---|---:|---|---:|---:|---|---:|"]  # fmt: skip
-    for name, tally in counts.items():
-        metric = target(name) or "any (latency shown)"
-        ratios = spread.get(name) or [1.0]
-        changes = f"{(min(ratios) - 1) * 100:+.1f}%..{(max(ratios) - 1) * 100:+.1f}%"
-        lines.append(f"| {name} | {metric} | {tally['pairs']} | {changes} | {tally.get('ab', 0)} "
-                     f"| {verdicts(tally, 'ab')} "
-                     f"| {tally.get('extended', 0)} ({tally.get('extra loads', 0)}) "
-                     f"| {tally.get('gate', 0)} | {verdicts(tally, 'gate')} | {tally.get('errors', 0)} |")  # fmt: skip
-    return lines
+def decisions(verdict: Any) -> dict[str, str]:
+    """metric -> verdict (the worst over the combinations: regressed before noisy before the rest)."""
+    order = {"regressed": 0, "noisy": 1, "improved": 2, "unchanged": 3}
+    out: dict[str, str] = {}
+    for result in verdict.results:
+        for decision in result.decisions:
+            if decision.metric not in out or order.get(decision.verdict, 4) < order.get(out[decision.metric], 4):
+                out[decision.metric] = decision.verdict
+    return out
 
 
-def load_ratios(head: Path, metric: str | None) -> list[float]:
-    """head / base of ``metric`` (latency for A/A) in each load pair of the pair whose head run is ``head``."""
-    pair = head.name.split("_ab-", 1)[1].removesuffix("-head.json")
-    base = next(head.parent.glob(f"*_ab-{pair}-base.json"))
-    name = metric or "latency_s"
+def decide(head: Path, earlier_bases: Sequence[Path], history: int = 10) -> dict[str, dict[str, str]]:
+    """``llmbench ab``'s verdict per metric on the pair whose head run is ``head``, and the one-sided history
+    gate's on the same head run against ``earlier_bases`` (base runs of other pairs, saved before it; oldest
+    first), under the same rules. The gate's verdicts are empty where there is no earlier base run."""
+    base = base_of(head)
+    found = {"ab": decisions(compare_pair(load_run(base), load_run(head)))}
+    found["gate"] = {}
+    if earlier_bases:
+        with tempfile.TemporaryDirectory(prefix="ab-history-") as plain:
+            # The gate never takes a run saved by llmbench ab as history: copies without the pair's marks stand
+            # for the same rounds saved by one-sided runs.
+            folder = Path(plain) / head.parent.name
+            runs = [unpaired(path, folder) for path in earlier_bases]
+            head_plain = load_run(unpaired(head, folder))
+            baseline = choose_baseline(parse_baseline("last", "catch_rate.py"), runs, head_plain.fingerprint,
+                                       storage=Path(plain), machine_id=folder.name, drift_history=history)  # fmt: skip
+            found["gate"] = decisions(compare_runs(baseline, head_plain, rules=PAIRED_RULES))
+    return found
+
+
+def load_ratios(head: Path, metric: str) -> list[float]:
+    """head / base of ``metric`` in each load pair of the pair whose head run is ``head``."""
+    base = base_of(head)
     sides = [json.loads(path.read_text())["benchmarks"] for path in (base, head)]
     ratios = []
     for b, h in zip(*sides, strict=True):
         for lb, lh in zip(b["extra_info"]["llmbench_ab"]["loads"], h["extra_info"]["llmbench_ab"]["loads"],
                           strict=True):  # fmt: skip
-            if lb.get(name) and lh.get(name):
-                ratios.append(lh[name] / lb[name])
+            if lb.get(metric) and lh.get(metric):
+                ratios.append(lh[metric] / lb[metric])
     return ratios
 
 
@@ -174,53 +150,136 @@ def loads_run(head: Path) -> int:
     return max((len(b["extra_info"]["llmbench_ab"]["loads"]) for b in benchmarks), default=0)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=20, help="pairs per scenario. Default: %(default)r")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list. Default: %(default)s")
-    parser.add_argument("--first-pair", type=int, default=0,
-                        help="index (and seed) of the first pair, to add pairs to an earlier --out; "
-                        "with --summarize, only the pairs from this index on")  # fmt: skip
-    parser.add_argument("--loads", type=int, default=3)
-    parser.add_argument("--max-loads", type=int, default=None,
-                        help="llmbench ab --max-loads (extra load pairs where the loads disagree). "
-                        "Default: llmbench ab's own (the run of 2026-11-30 predates it: exactly --loads)")  # fmt: skip
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("results/ab-catch-rate"))
-    parser.add_argument("--summarize", action="store_true", help="only re-decide the saved pairs and print the table")
-    parser.add_argument("pytest_args", nargs="*", help="after --: the pytest arguments of each llmbench ab")
-    args = parser.parse_args()
-    if args.summarize:
-        print("\n".join(summarize(args.out, args.first_pair)))
-        return 0
-    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+@contextmanager
+def saved_data(out: Path) -> Iterator[Path]:
+    """``out`` itself, or a committed ``.tar.xz`` of it unpacked for the duration."""
+    if out.is_dir():
+        yield out
+        return
+    with tempfile.TemporaryDirectory(prefix="ab-catch-rate-") as tmp, tarfile.open(out) as archive:
+        archive.extractall(tmp, filter="data")
+        [results] = Path(tmp).rglob("results.jsonl")
+        yield results.parent
+
+
+def summarize(out: Path, first_pair: int = 0) -> list[str]:
+    """Re-decide every saved pair (from index ``first_pair`` on) with the current code: one markdown table per
+    metric."""
+    with saved_data(out) as folder:
+        rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
+        heads = {path.name: path for path in (folder / "runs").rglob("*-head.json")}
+        bases = sorted((folder / "runs").rglob("*-base.json"), key=lambda p: p.name)
+        tallies: dict[str, dict[str, dict[str, Any]]] = {metric: {} for metric in METRICS}
+        for row in rows:
+            name = str(row["scenario"])
+            if int(row["pair"]) < first_pair:
+                continue
+            head = heads.get(str(row.get("head_run")))
+            own = base_of(head).name if head is not None else ""
+            # A history made at other times: the base runs saved before this pair, of other pairs.
+            earlier = [p for p in bases if head is not None and p.name < own]
+            found = decide(head, earlier) if head is not None else {"ab": {}, "gate": {}}
+            extra = loads_run(head) - int(row.get("loads", 3)) if head is not None else 0
+            for metric in METRICS:
+                tally = tallies[metric].setdefault(name, {"pairs": 0, "errors": 0, "ratios": [], "extended": 0})
+                tally["pairs"] += 1
+                if head is None:
+                    tally["errors"] += 1
+                    continue
+                tally["extended"] += extra > 0
+                tally["ratios"] += load_ratios(head, metric)
+                for side in ("ab", "gate"):
+                    verdict = found[side].get(metric, "n/a" if side == "ab" or earlier else "no history")
+                    tally[f"{side} {verdict}"] = tally.get(f"{side} {verdict}", 0) + 1
+        return [line for metric in METRICS for line in table(metric, tallies[metric])]
+
+
+def table(metric: str, tallies: dict[str, dict[str, Any]]) -> list[str]:
+    if not any(t["pairs"] - t["errors"] for t in tallies.values()):
+        return []
+
+    def verdicts(tally: dict[str, Any], side: str) -> str:
+        kinds = ("regressed", "noisy", "unchanged", "improved", "n/a", "no history")
+        return ", ".join(f"{tally[f'{side} {v}']} {v}" for v in kinds if tally.get(f"{side} {v}"))
+
+    lines = [f"#### {metric}", "",
+             "| scenario | moves it | pairs | per-load change (min..max) | llmbench ab flagged | its verdicts "
+             "| pairs with extra load pairs | history gate flagged | its verdicts | errors |",
+             "|---|---|---:|---|---:|---|---:|---:|---|---:|"]  # fmt: skip
+    for name, tally in tallies.items():
+        ratios = tally["ratios"] or [1.0]
+        changes = f"{(min(ratios) - 1) * 100:+.1f}%..{(max(ratios) - 1) * 100:+.1f}%" if tally["ratios"] else "n/a"
+        moves = "yes" if metric in moved(name) else "no"
+        ab, gate = (f"{tally.get(f'{side} regressed', 0)} | {verdicts(tally, side)}" for side in ("ab", "gate"))
+        lines.append(f"| {name} | {moves} | {tally['pairs']} | {changes} | {ab} | {tally['extended']} | {gate} "
+                     f"| {tally['errors']} |")  # fmt: skip
+    return [*lines, ""]
+
+
+def measure(args: argparse.Namespace, scenarios: Sequence[str]) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     runs = (args.out / "runs").resolve()
-    log = (args.out / "results.jsonl").open("a")
-    llmbench = str(Path(sys.executable).parent / "llmbench")
-    with tempfile.TemporaryDirectory(prefix="ab-catch-rate-") as scratch:
-        repo = scratch_repo(Path(scratch), scenarios)
+    with (args.out / "results.jsonl").open("a") as log, tempfile.TemporaryDirectory(prefix="ab-catch-rate-") as tmp:
+        repo = Path(tmp) / "repo"
+        git(REPO, "clone", "--quiet", "--local", str(REPO), str(repo))
+        commit = git(repo, "rev-parse", "HEAD")
+        site = repo / "src" / "llmbench" / "testing" / "faults_site"
         for index in range(args.first_pair, args.first_pair + args.pairs):
             for name in scenarios:
-                head = "base" if name == "aa" else f"inject-{name}"
+                spec = SCENARIOS[name]
+                head_env = ["--head-env", f"{ENV}={spec}", "--head-env", f"PYTHONPATH={site}"] if spec else []
                 extra = [] if args.max_loads is None else [f"--max-loads={args.max_loads}"]
-                command = [llmbench, "ab", "base", head, f"--loads={args.loads}", *extra, f"--rounds={args.rounds}",
-                           f"--seed={index}", "--", *args.pytest_args, f"--benchmark-storage={runs}",
-                           "--llmbench-quality-items=0"]  # fmt: skip
+                # The parent runs the clone's code too (python -c: the clone's root is on sys.path, as the
+                # suite's conftest needs), not this working tree's.
+                command = [sys.executable, "-c", "import sys; from llmbench.cli import main; sys.exit(main())",
+                           "ab", commit, commit, f"--loads={args.loads}", *extra, f"--rounds={args.rounds}",
+                           f"--seed={index}", *head_env, "--", *args.pytest_args, f"--benchmark-storage={runs}",
+                           f"--llmbench-quality-items={QUALITY_ITEMS.get(name, 0)}"]  # fmt: skip
+                env = {key: value for key, value in os.environ.items() if key != ENV}
+                env["PYTHONPATH"] = str(repo / "src")
                 started = time.monotonic()
-                done = subprocess.run(command, cwd=repo, capture_output=True, text=True)
+                done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, check=False)
                 seconds = time.monotonic() - started
-                heads = sorted((runs / machine_id_here()).glob("*-head.json"))
-                row: dict[str, object] = {"scenario": name, "pair": index, "exit": done.returncode, "seconds": seconds}
+                heads = sorted(runs.rglob("*-head.json"), key=lambda p: p.name)
+                row: dict[str, object] = {"scenario": name, "faults": spec, "pair": index, "commit": commit,
+                                          "exit": done.returncode, "seconds": round(seconds, 1),
+                                          "loads": args.loads}  # fmt: skip
                 if done.returncode in (0, 1) and heads:
-                    row["ab"], row["gate"], row["ab_cell"], row["gate_cell"] = flagged(runs, heads[-1], target(name))
                     row["head_run"] = heads[-1].name
                     row["loads_run"] = loads_run(heads[-1])
+                    row["ab"] = decisions(compare_pair(load_run(base_of(heads[-1])), load_run(heads[-1])))
                 else:
                     row["error"] = done.stderr[-2000:]
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 print(json.dumps(row), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=20, help="pairs per scenario. Default: %(default)r")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list. Default: %(default)s")
+    parser.add_argument("--first-pair", type=int, default=0,
+                        help="index (and seed) of the first pair, to add pairs to an earlier --out; "
+                        "with --summarize, only the pairs from this index on")  # fmt: skip
+    parser.add_argument("--loads", type=int, default=3, help="llmbench ab --loads. Default: %(default)r")
+    parser.add_argument("--max-loads", type=int, default=None,
+                        help="llmbench ab --max-loads. Default: llmbench ab's own")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=5, help="llmbench ab --rounds. Default: %(default)r")
+    parser.add_argument("--out", type=Path, default=Path("results/ab-catch-rate"),
+                        help="the results folder (with --summarize also a committed .tar.xz of one). "
+                        "Default: %(default)s")  # fmt: skip
+    parser.add_argument("--summarize", action="store_true", help="only re-decide the saved pairs and print the tables")
+    parser.add_argument("pytest_args", nargs="*", help="after --: the pytest arguments of each llmbench ab")
+    args = parser.parse_args(argv)
+    if args.summarize:
+        print("\n".join(summarize(args.out, args.first_pair)))
+        return 0
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [s for s in scenarios if s not in SCENARIOS]
+    if unknown:
+        parser.error(f"--scenarios: unknown {unknown}; known: {', '.join(SCENARIOS)}")
+    measure(args, scenarios)
     return 0
 
 

@@ -2,7 +2,9 @@
 
 It loads ``llmbench/testing/faults.py`` by its path under a private name, never importing the ``llmbench``
 package: a model worker of an ``llmbench ab`` side gets its side's ``sys.path`` only after start, and must
-import its own checkout's ``llmbench`` then. Another ``sitecustomize`` later on the path still runs.
+import its own checkout's ``llmbench`` then. Another ``sitecustomize`` later on the path still runs. Where an
+environment has a ``sitecustomize`` of its own first on the path, that one can run this file:
+``runpy.run_path(".../faults_site/sitecustomize.py")``.
 See :mod:`llmbench.testing.faults`.
 """
 
@@ -35,7 +37,9 @@ def _next_sitecustomize() -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     rest = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != here]
     spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
-    if spec is not None and spec.loader is not None and spec.origin != os.path.abspath(__file__):
+    # Not the one importing now (a sitecustomize of its own may run this file: runpy.run_path).
+    running = getattr(sys.modules.get("sitecustomize"), "__file__", None)
+    if spec is not None and spec.loader is not None and spec.origin not in (os.path.abspath(__file__), running):
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
 
