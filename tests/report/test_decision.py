@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from llmbench.runs import SavedRun, load_run, run_from_json
 from llmbench.units import GiB
 from tests.support.paths import DATA, REPO
 
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 #: (model, precision, device) -> decode tok/s per sequence at bs1, ROUGE-Lsum, host RSS (GiB), the driver's
 #: GPU memory and torch's CUDA allocated peak (GiB; None on the CPU), weights and file (GiB).
 FIGURES: dict[tuple[str, str, str], tuple[float, float, float, float | None, float | None, float, float]] = {
@@ -333,6 +336,23 @@ def test_the_page_and_markdown_show_the_per_prompt_table_and_its_pivot(tmp_path:
     block = markdown[markdown.index("<details><summary>Per prompt: latency") :]
     assert "| item | gemma3-4b-nf4-cuda-bs2 | t5-small-fp32-cpu-bs2 |" in block
     assert "| a3 | 1.60 s | 600.0 ms |" in block
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package chromium)")
+def test_chromium_renders_the_decision_table_and_its_plots(tmp_path: Path) -> None:
+    run = matrix_run()
+    files = write_report(run, [run], tmp_path / "report")
+    command = [
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+        "--dump-dom", files.index.resolve().as_uri(),
+    ]  # fmt: skip
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+    section = dom[dom.index('<h2 id="decision">') : dom.index('<h2 id="plots">')]
+    # Every combination's row, and both plots as images the browser decoded from the page itself.
+    assert len(re.findall(r'<td title="[^"]+-bs[12]">', section)) == len(FIGURES) * len(BATCHES)
+    assert re.findall(r'<figure id="plot-([a-z_]+)">', section) == ["quality_vs_speed", "memory_vs_speed"]
+    assert section.count('<img alt="') == 2
 
 
 def test_a_run_without_per_item_figures_says_so(tmp_path: Path) -> None:
