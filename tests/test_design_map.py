@@ -2,7 +2,8 @@
 
 The map is the ``text`` block of the page: ``src/llmbench/`` entries (a package ``name/`` or a module
 ``name.py``, two spaces in) with their description lines, then the top folders (``benchmarks/``,
-``tests/``, ``scripts/``). Every ``*.py`` named in an entry's lines must exist in that package or folder;
+``examples/``, ``fixtures/``, ``tests/``, ``scripts/``) and files (``conftest.py``). Every ``*.py`` named
+in an entry's lines must exist in that package or folder;
 every package and module of ``src/llmbench`` must have an entry, and every module of a package must be
 named in its entry; the layer list names every package and top-level module exactly once.
 """
@@ -17,7 +18,9 @@ from tests.support.paths import REPO
 SRC = REPO / "src" / "llmbench"
 PAGE = REPO / "docs" / "design.md"
 #: A top folder of the repository the map describes (besides src/llmbench/).
-TOP_FOLDERS = ("benchmarks", "tests", "scripts")
+TOP_FOLDERS = ("benchmarks", "examples", "fixtures", "tests", "scripts")
+#: A file at the top of the repository the map describes.
+TOP_FILES = ("conftest.py",)
 
 
 def _map_block() -> list[str]:
@@ -67,7 +70,7 @@ def test_every_entry_names_something_that_exists() -> None:
             for module in set(re.findall(r"[\w/]+\.py\b", text)):
                 if not list(folder.rglob(module)) and not (REPO / module).exists():
                     stale.append(f"{name}{module}")
-        elif not (SRC / name).is_file():
+        elif not (REPO / name if name in TOP_FILES else SRC / name).is_file():
             stale.append(name)
     assert not stale, f"docs/design.md's map names what does not exist: {stale}"
 
@@ -85,9 +88,11 @@ def test_every_module_of_a_package_is_named_in_its_entry() -> None:
 
 def test_the_top_folders_are_described() -> None:
     entries = _entries()
-    assert [name for name in TOP_FOLDERS if f"{name}/" not in entries] == []
+    assert [name for name in (*TOP_FOLDERS, *TOP_FILES) if name not in entries and f"{name}/" not in entries] == []
     named = set(re.findall(r"[\w]+\.py\b", entries["benchmarks/"]))
     assert named == set(_modules(REPO / "benchmarks")), "benchmarks/: every test file, and only those"
+    named = set(re.findall(r"(?<![\w/])[\w]+\.py\b", entries["fixtures/"]))
+    assert named == set(_modules(REPO / "fixtures")), "fixtures/: every fixture module, and only those"
 
 
 def test_the_layer_list_names_every_package_and_top_level_module_once() -> None:
