@@ -156,7 +156,7 @@ def decide(args: argparse.Namespace) -> None:
 
 def _verdict(harness: list[float], bare: list[float], rule: str) -> tuple[str, int]:
     """The row's status and the pairs it used: all of them (``fixed``), or as ``harness_overhead`` adds
-    them (``sequential``): 10, then 10 more while the row reads noisy."""
+    them (``sequential``): 10, then 10 more while the row reads noisy (not where the pairs are too spread)."""
     if rule == "before":  # issue 21's starting point: noisy while the interval reaches back under the budget
         check = replace(
             Overhead(harness, bare).check("o", "w"), bound="at_most", allowed=None, noisy_when="limits", undecided=""
@@ -166,8 +166,9 @@ def _verdict(harness: list[float], bare: list[float], rule: str) -> tuple[str, i
         return Overhead(harness, bare).check("o", "w").status, len(bare)
     status, end = "noisy", 0
     for end in range(10, len(bare) + 1, 10):
-        status = Overhead(harness[:end], bare[:end]).check("o", "w").status
-        if status != "noisy":
+        check = Overhead(harness[:end], bare[:end]).check("o", "w")
+        status = check.status
+        if status != "noisy" or check.undecided:
             break
     return status, end
 

@@ -1,5 +1,5 @@
-"""Every CPU row of ``llmbench selfcheck`` fails when one side of its comparison is off by 5%, and passes
-on the readings unchanged (issue 21).
+"""Every CPU row of ``llmbench selfcheck`` fails when one side of its comparison is off by 5% (the
+bandwidth row by 40%: it cannot resolve less), and passes on the readings unchanged (issue 21).
 
 Each row is built by its own function from the two sides' readings (the seam: the readings passed in),
 here the readings the selfcheck took on the development machine (docs/metrics.md, selfcheck), then
@@ -64,7 +64,7 @@ ROWS: dict[str, Callable[[float, float], Check]] = {
     "peak RSS vs a known allocation": lambda h, r: known_allocation_check(
         (560 + 256.1) * MiB * h, 560 * MiB * r, round(256 * MiB * r)
     ),
-    "peak bandwidth vs numpy read": lambda h, r: bandwidth_check(13.9e9 * h, 14.0e9 * r),
+    "peak bandwidth vs numpy read": lambda h, r: bandwidth_check(13.2e9 * h, 15.0e9 * r),
 }
 
 OFF = {
@@ -93,12 +93,17 @@ def test_unchanged_readings_pass_every_row(monkeypatch: pytest.MonkeyPatch, caps
         assert check.band() in out  # every row shows the readings that agree with its reference
 
 
+#: The bandwidth row compares two read kernels that differ by 10-40% by their nature and the machine's
+#: load (docs/metrics.md): from its reading here (-12%) it catches a figure off by 40% either way, not 5%.
+COARSE = {"peak bandwidth vs numpy read": 40}
+
+
 @pytest.mark.parametrize("off", list(OFF))
 @pytest.mark.parametrize("row", list(ROWS))
 def test_a_side_off_by_five_percent_fails_its_row(
     row: str, off: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    harness, reference = OFF[off]
+    harness, reference = (1 + (share - 1) * COARSE.get(row, 5) / 5 for share in OFF[off])
     bad = ROWS[row](harness, reference)
     assert bad.status == "DISAGREES", render_checks([bad])
     checks = [ROWS[name](1.0, 1.0) if name != row else bad for name in ROWS]

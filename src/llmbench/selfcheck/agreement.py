@@ -379,7 +379,7 @@ def harness_overhead(
     times each, alternating which goes first (ABBA), after one warm-up call of each, in CPU time (the
     process's, which other processes' load leaves out) and on the wall clock; then, while the
     row reads ``noisy`` and fewer than ``max_pairs`` pairs ran, ``pairs`` more (sequential: a clear
-    reading stops early, an unclear one gets more pairs)."""
+    reading stops early, an unclear one gets more pairs, pairs too spread to tell get no more)."""
 
     def probed() -> None:
         with memory.measure():
@@ -401,5 +401,6 @@ def harness_overhead(
             timed(*first)
             timed(*second)
         found = Overhead(times["harness"], times["bare"], times["harness_cpu"], times["bare_cpu"])
-        if len(times["bare"]) + pairs > (max_pairs or pairs) or found.check("", "").status != "noisy":
-            return found
+        check = found.check("", "")
+        if len(times["bare"]) + pairs > (max_pairs or pairs) or check.status != "noisy" or check.undecided:
+            return found  # decided, or as many pairs as allowed, or too spread for more pairs to help

@@ -28,10 +28,15 @@ __all__ = [
     "sampled_peak_check",
 ]
 
-#: Two read kernels on one memory system: within 20% (different loops, threads and vector widths; one
-#: thread reads about 15% slower through numpy's max than through torch's sum here: docs/metrics.md).
+#: Two read kernels on one memory system: within 20% (different loops, threads and vector widths; numpy's
+#: max read 10.6% and 17.7% below torch's sum on one thread at load average 1.4-2.4, docs/metrics.md). Not
+#: widened since; at load average 7.4 the two spread from -39% to +8% round by round
+#: (scripts/selfcheck/bandwidth_kernels.py). This row catches a figure off by more than that, not by 5%.
 BANDWIDTH_TOLERANCE = 0.20
-BANDWIDTH_BASIS = "scripts/selfcheck/bandwidth_kernels.py (docs/metrics.md)"
+BANDWIDTH_BASIS = (
+    "two read kernels differ by 10-40% by their nature and the load: catches a gross error, not 5% "
+    "(scripts/selfcheck/bandwidth_kernels.py, docs/metrics.md)"
+)
 #: The kernel's reset high-water mark against RSS sampled every millisecond over the same call: at least
 #: the samples (less the kernel's per-thread RSS counter batching), at most a short peak above them.
 SAMPLED_ALLOWED = (-0.005, 0.01)
