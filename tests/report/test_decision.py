@@ -26,6 +26,7 @@ from llmbench.cli import main as cli_main
 from llmbench.metrics import Metric, MetricSet
 from llmbench.report.decision import (
     DECISION_COLUMNS,
+    FIGURE_COLUMNS,
     decision_frame,
     dominates,
     pareto_front,
@@ -85,7 +86,8 @@ def figures_of(model: str, precision: str, device: str, batch: int) -> list[Metr
                     Metric.of("peak_cuda_allocated_bytes", allocated * more * GiB)]  # fmt: skip
     if precision not in ("fp32", "bf16"):  # the reference precisions of their models: no drift against themselves
         metrics += [Metric.of("drift_identical_share", 0.5, note="2 of 4 output texts identical to the reference's"),
-                    Metric.of("rougeLsum_share", 0.95)]  # fmt: skip
+                    Metric.of("rougeLsum_share", 0.95),
+                    Metric.of("rougeLsum_diff", -0.02, ci=(-0.05, 0.01))]  # fmt: skip
     return metrics
 
 
@@ -153,7 +155,7 @@ def test_the_table_has_every_column_each_from_its_saved_metric() -> None:
     frame = decision_frame(rows)
     assert len(frame) == len(FIGURES) * len(BATCHES)
     expected = ["run", "combination", "model", "precision", "device", "batch_size", "backend", "dataset",
-                "prompt_length", "reference", *(c.metric for c in DECISION_COLUMNS),
+                "prompt_length", "reference", *FIGURE_COLUMNS,
                 "front_quality_speed", "front_host_memory_speed", "front_device_memory_speed"]  # fmt: skip
     assert list(frame.columns) == expected
     for index, row in enumerate(rows):
@@ -174,6 +176,10 @@ def test_the_table_has_every_column_each_from_its_saved_metric() -> None:
     assert by_id.loc["gemma3-270m-q4_k_m-cpu-bs1", "file_bytes"] == pytest.approx(0.25 * GiB)
     assert by_id.loc["gemma3-270m-q4_k_m-cpu-bs1", "drift_identical_share"] == 0.5
     assert pd.isna(by_id.loc["gemma3-270m-fp32-cpu-bs1", "drift_identical_share"])
+    # The ROUGE difference keeps its paired interval.
+    assert by_id.loc[
+        "gemma3-4b-nf4-cuda-bs1", ["rougeLsum_diff", "rougeLsum_diff_ci_low", "rougeLsum_diff_ci_high"]
+    ].tolist() == [-0.02, -0.05, 0.01]
     # What the drift is against, from the run's saved reference: itself for the reference, the run it came from.
     assert by_id["reference"].fillna("not saved").to_dict() == {
         **{f"gemma3-270m-fp32-cpu-bs{b}": "itself" for b in BATCHES},
@@ -221,6 +227,7 @@ def test_the_page_and_markdown_show_the_table_with_its_sources(tmp_path: Path) -
     assert shown["ROUGE-Lsum"] == "0.580"
     assert shown["Pareto front (against speed)"] == "quality, device memory"
     assert shown["drift against"] == "gemma3-4b bf16 cuda"
+    assert shown["ROUGE-Lsum − reference"] == "-0.020 [-0.050, 0.010]"
     assert "Columns left out (no combination has them): MPS allocated peak (torch), accuracy, accuracy / reference" in (
         section
     )

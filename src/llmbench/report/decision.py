@@ -32,6 +32,7 @@ __all__ = [
     "DECISION_COLUMNS",
     "DECISION_IDENTITY",
     "DEVICE_MEMORY_METRICS",
+    "FIGURE_COLUMNS",
     "FRONTS",
     "HOST_MEMORY_METRIC",
     "QUALITY_METRICS",
@@ -60,6 +61,8 @@ class DecisionColumn:
     title: str
     #: Shown in the page and the markdown only where some combination has it (the frame always has it).
     optional: bool = False
+    #: Whether the frame carries the metric's saved interval too (``<metric>_ci_low``, ``<metric>_ci_high``).
+    interval: bool = False
 
     @property
     def unit(self) -> str:
@@ -84,8 +87,15 @@ DECISION_COLUMNS: tuple[DecisionColumn, ...] = (
     DecisionColumn("drift_identical_share", "identical to reference"),
     DecisionColumn("rougeLsum_share", "ROUGE-Lsum / reference", optional=True),
     DecisionColumn("accuracy_share", "accuracy / reference", optional=True),
+    DecisionColumn("rougeLsum_diff", "ROUGE-Lsum − reference", optional=True, interval=True),
 )
 
+#: The frame's figure columns: each metric of :data:`DECISION_COLUMNS`, its interval's ends after it where kept.
+FIGURE_COLUMNS: tuple[str, ...] = tuple(
+    name
+    for column in DECISION_COLUMNS
+    for name in (column.metric, *((f"{column.metric}_ci_low", f"{column.metric}_ci_high") if column.interval else ()))
+)
 #: What a line of the decision frame is (``reference``: what its drift is against, where the run saved it).
 DECISION_IDENTITY: tuple[str, ...] = (
     "run", "combination", "model", "precision", "device", "batch_size", "backend", "dataset", "prompt_length",
@@ -151,20 +161,27 @@ def _reference(row: Row) -> str | None:
 
 
 def decision_frame(rows: Sequence[Row]) -> pd.DataFrame:
-    """One line per row (the order given): :data:`DECISION_IDENTITY`, a column per :data:`DECISION_COLUMNS`
-    metric (NaN where not saved), and a boolean column per front of :data:`FRONTS` (False where the front
-    cannot be drawn: no quality figure, no device memory)."""
+    """One line per row (the order given): :data:`DECISION_IDENTITY`, the :data:`FIGURE_COLUMNS` (a column per
+    :data:`DECISION_COLUMNS` metric, NaN where not saved, and the saved interval of those that keep one), and a
+    boolean column per front of :data:`FRONTS` (False where the front cannot be drawn: no quality figure, no
+    device memory)."""
     records: list[dict[str, Any]] = []
     for row in rows:
         identity = row.identity()
         record: dict[str, Any] = {name: identity.get(name) for name in DECISION_IDENTITY}
         record.update(prompt_length=row.prompt_length, reference=_reference(row))
-        record.update({column.metric: row.value(column.metric) for column in DECISION_COLUMNS})
+        for column in DECISION_COLUMNS:
+            record[column.metric] = row.value(column.metric)
+            if column.interval:
+                saved = row.metric(column.metric)
+                ci = saved.ci if saved is not None else None
+                record.update({f"{column.metric}_ci_low": ci[0] if ci else None,
+                               f"{column.metric}_ci_high": ci[1] if ci else None})  # fmt: skip
         records.append(record)
-    columns = [*DECISION_IDENTITY, *(c.metric for c in DECISION_COLUMNS)]
+    columns = [*DECISION_IDENTITY, *FIGURE_COLUMNS]
     frame = pd.DataFrame.from_records(records, columns=columns)
     frame = frame.astype({"batch_size": "Int64", "prompt_length": "Int64",
-                          **{c.metric: "float64" for c in DECISION_COLUMNS}})  # fmt: skip
+                          **{name: "float64" for name in FIGURE_COLUMNS}})  # fmt: skip
     ys = (quality_metric(frame), HOST_MEMORY_METRIC, device_memory_metric(frame))
     for front, y in zip(FRONTS, ys, strict=True):
         frame[front.column] = (

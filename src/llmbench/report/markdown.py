@@ -102,6 +102,16 @@ class KeyTable:
         """Whether some row saved what its drift is against (runs before the reference per comparison did not)."""
         return bool(self.frame["reference"].notna().any())
 
+    def _figure(self, index: int, column: DecisionColumn) -> str:
+        """A figure's cell, with its interval where the column keeps one: ``-0.020 [-0.050, 0.010]``."""
+        text = _cell(_float(self.frame.at[index, column.metric]), column.unit)
+        if not column.interval or text == "n/a":
+            return text
+        low, high = (_float(self.frame.at[index, f"{column.metric}_ci_{end}"]) for end in ("low", "high"))
+        if low is None or high is None:
+            return text
+        return f"{text} [{_cell(low, column.unit)}, {_cell(high, column.unit)}]"
+
     def fronts(self, index: int) -> str:
         """What row ``index`` is on the Pareto front of, against speed: ``quality, RAM``; "" where on none."""
         return ", ".join(front.short for front in FRONTS if bool(self.frame.at[index, front.column]))
@@ -109,7 +119,7 @@ class KeyTable:
     def cells(self, index: int) -> list[str]:
         """Row ``index``'s cells, formatted."""
         row = self.rows[index]
-        figures = [_cell(_float(self.frame.at[index, c.metric]), c.unit) for c in self.columns]
+        figures = [self._figure(index, c) for c in self.columns]
         reference = self.frame.at[index, "reference"]
         shown = [str(reference) if isinstance(reference, str) else "n/a"] if self.shows_reference else []
         return [*(show(row) for _, show in self.identity), self.fronts(index), *figures, *shown]
