@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from llmbench.ab.collect import Plan, collect_plan
 from llmbench.ab.interleave import Progress, Schedule, measure_pair
 from llmbench.ab.paired import decide_paired, signed_rank_interval
 from llmbench.ab.save import save_pair, side_json
-from llmbench.ab.sides import Side
+from llmbench.ab.sides import Side, side_environment
 from llmbench.ab.verdict import compare_pair, is_pair
 from llmbench.backends import Generation
 from llmbench.backends.base import KVLayout
@@ -391,6 +392,26 @@ def test_max_loads_below_loads_is_refused_before_anything_is_checked_out(
     monkeypatch.chdir(tmp_path)  # not a git repository: the check comes first
     assert cli_main(["ab", "main", "HEAD", "--loads=4", "--max-loads=3", "--", "benchmarks"]) == 2
     assert "--max-loads 3 is below --loads 4" in capsys.readouterr().err
+
+
+def test_a_side_variable_without_a_name_is_refused_before_anything_is_checked_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # not a git repository: the check comes first
+    assert cli_main(["ab", "main", "HEAD", "--base-env", "A=1", "--head-env", "=decode_slow=0.05"]) == 2
+    assert capsys.readouterr().err == (
+        "llmbench ab: error: --head-env '=decode_slow=0.05' must be KEY=VALUE (a variable name, '=', its value; "
+        "VALUE may be empty)\n"
+    )
+
+
+def test_a_side_environment_is_set_while_its_worker_starts_and_restored_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMBENCH_TEST_A", "before")
+    monkeypatch.delenv("LLMBENCH_TEST_B", raising=False)
+    with side_environment((("LLMBENCH_TEST_A", "side"), ("LLMBENCH_TEST_B", ""))) as env:
+        assert (env["LLMBENCH_TEST_A"], env["LLMBENCH_TEST_B"]) == ("side", "")
+    assert os.environ["LLMBENCH_TEST_A"] == "before"
+    assert "LLMBENCH_TEST_B" not in os.environ
 
 
 # ------------------------------------------------------------------------------- end to end
