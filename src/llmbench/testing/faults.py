@@ -296,8 +296,9 @@ def _hold(state: _State) -> None:
         return
     size = faults.hold_mib * MiB
     if faults.hold_share:
-        with open("/proc/self/statm") as statm:  # resident pages, without importing psutil
-            size = int(faults.hold_share * int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+        import psutil  # imported here: a process without hold_share never needs it
+
+        size = int(faults.hold_share * psutil.Process().memory_info().rss)
     if size > 0:
         block = bytearray(size)
         block[::4096] = b"\x01" * len(range(0, size, 4096))  # write every page: resident, not just reserved
