@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Sequence
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,14 @@ def _bench(model: str, precision: str, device: str, batch: int, speed: float = 4
     return {"name": name, "fullname": f"benchmarks/test_generate.py::{name}", "stats": {}, "extra_info": info}
 
 
-def _run(number: int, combinations: Sequence[tuple[str, str, str]], batches: Sequence[int] = (1, 2, 4)) -> SavedRun:
+def _run(
+    number: int, combinations: Sequence[tuple[str, str, str]], batches: Sequence[int] = (1, 2, 4), outputs: bool = False
+) -> SavedRun:
+    """A saved run of ``combinations`` at ``batches``; ``outputs``: with two generated texts saved by each."""
     benchmarks = [_bench(m, p, d, b) for m, p, d in combinations for b in batches]
+    for bench in benchmarks if outputs else ():
+        info = bench["extra_info"]
+        info["outputs"] = {"a": f"{info['model']} says a", "b": f"{info['precision']} says b"}
     data = {"machine_info": {}, "commit_info": {"id": f"{number}" * 7}, "benchmarks": benchmarks,
             "datetime": f"2025-01-0{number}T00:00:00"}  # fmt: skip
     return run_from_json(data, f"{number:04d}", f"{number:04d}")
@@ -233,6 +240,90 @@ def test_a_page_of_three_models_renders_in_a_browser_with_every_plot_told_apart(
     dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True)
     assert dom.stdout.count("<img") == len(files.plots)
     assert "net::ERR_" not in dom.stderr
+    # The rendered decision table marks each model in its plots' colour.
+    rendered = _Cells()
+    rendered.feed(dom.stdout)
+    colours = {s.key[0]: s.color for plot in files.plots for s in plot.series if s.key is not None}
+    marks = {(model, fill) for (model, fill, _), *_ in (row for row in rendered.sections["decision"] if row)}
+    assert marks == set(colours.items())
     shot = tmp_path / "shot.png"
     subprocess.run([*common, f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
     assert png_size(shot) == (1400, 2000)
+
+
+class _Cells(HTMLParser):
+    """The page's table rows by section (the ``h2`` ids): each cell's text and the swatch in it, if any (its
+    fill colour and SVG path)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: dict[str, list[list[tuple[str, str | None, str | None]]]] = {}
+        self._section = ""
+        self._cell: list[str] | None = None
+        self._swatch: tuple[str | None, str | None] = (None, None)
+        self._in_swatch = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "h2":
+            self._section = found.get("id") or ""
+        elif tag == "tr":
+            self.sections.setdefault(self._section, []).append([])
+        elif tag == "td":
+            self._cell, self._swatch = [], (None, None)
+        elif tag == "svg" and found.get("class") == "swatch":
+            self._in_swatch = True
+        elif tag == "path" and self._in_swatch:
+            self._swatch = (found.get("fill"), found.get("d"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "svg":
+            self._in_swatch = False
+        elif tag == "td" and self._cell is not None:
+            self.sections[self._section][-1].append(("".join(self._cell).strip(), *self._swatch))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None and not self._in_swatch:
+            self._cell.append(data)
+
+
+def test_the_page_tables_mark_each_combination_as_the_plots_draw_it(tmp_path: Path) -> None:
+    # Three models; one also at a second precision. The history's run has a model on the colour of one of
+    # the run's (tiny-t5gemma falls on tiny-t5's), so the page's one encoding is what both must follow.
+    combinations = [(m, "fp32", "cpu") for m in MODELS] + [("tiny-gemma3", "q4_k_m", "cpu")]
+    old = _run(1, [("tiny-t5gemma", "fp32", "cpu")], batches=(1,), outputs=True)
+    new = _run(2, combinations, batches=(1, 2), outputs=True)
+    files = write_report(new, [old, new], tmp_path / "report")
+    drawn = {s.key: s for plot in files.plots for s in plot.series if s.key is not None and s.filled}
+    colours = {key[0]: series.color for key, series in drawn.items()}
+    markers = {key[1]: series.marker for key, series in drawn.items()}
+    assert len(set(colours.values())) == 3  # three models, three colours in the plots
+    assert markers == {"fp32": "o", "q4_k_m": "D"}
+    page = _Cells()
+    page.feed(files.index.read_text(encoding="utf-8"))
+    # The decision table: model, precision, device, batch first; each row's mark in its model's plot colour.
+    decision = [row for row in page.sections["decision"] if row]
+    assert len(decision) == len(combinations) * 2
+    paths: dict[str, set[str | None]] = {}
+    for (model, fill, path), (precision, _, _), *_ in decision:
+        assert fill == colours[model], model
+        paths.setdefault(precision, set()).add(path)
+    # One mark per precision, its plot marker's outline: fp32 a circle (curves), q4_k_m a diamond (lines).
+    assert all(len(found) == 1 for found in paths.values())
+    (circle,), (diamond,) = paths["fp32"], paths["q4_k_m"]
+    assert circle is not None
+    assert "C" in circle
+    assert diamond is not None
+    assert "C" not in diamond
+    assert diamond.count("L") == 3
+    # Side by side: each output's mark (its source names model, precision and device).
+    sources = [row[0] for row in page.sections["outputs"] if row and row[0][0] != "reference summary"]
+    assert len(sources) == 2 * len(combinations)
+    for text, fill, path in sources:
+        model, precision, _ = text.split(" ")[:3]
+        assert (fill, path) == (colours[model], next(iter(paths[precision])))
+    # Hardware guidance: the model cell.
+    guidance = [row[0] for row in page.sections["guidance"] if row]
+    assert guidance
+    assert all(fill == colours[model] for model, fill, _ in guidance)

@@ -29,8 +29,6 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from llmbench.config.precisions import precision_color
-
 __all__ = [
     "DEVICE_LINESTYLES",
     "MODEL_COLORS",
@@ -46,7 +44,6 @@ __all__ = [
     "nan_values",
     "new_figure",
     "no_data",
-    "plot_color",
     "scaled",
 ]
 
@@ -71,13 +68,6 @@ DEVICE_LINESTYLES: dict[str, str | tuple[float, tuple[float, ...]]] = {
     "long dashed": (0, (8, 3)), "densely dotted": (0, (1, 1)),
 }  # fmt: skip
 _DEVICE_ORDER = {"cpu": 0, "cuda": 1, "cuda:0": 1, "mps": 2}
-
-
-def plot_color(precision: str) -> str:
-    """The precision's own colour (:func:`llmbench.config.precisions.precision_color`; unknown names: a stable
-    hash into :data:`MODEL_COLORS`). Plots colour by model (:class:`Encoding`); this is for pages that mark
-    a precision alone."""
-    return precision_color(precision) or MODEL_COLORS[_crc(precision) % len(MODEL_COLORS)]
 
 
 def _crc(name: str) -> int:

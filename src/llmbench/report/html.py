@@ -10,10 +10,14 @@ side-by-side outputs (words that differ from the full-precision output marked), 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from matplotlib.markers import MarkerStyle
+from matplotlib.path import Path as MarkerPath
 
 from llmbench.fingerprint import describe_gpu_state
 from llmbench.gate import Verdict, decision_cells
@@ -22,7 +26,7 @@ from llmbench.history.detect import DetectorMissing
 from llmbench.history.marks import change_marks
 from llmbench.report.decision_plots import decision_plots
 from llmbench.report.export import write_csv
-from llmbench.report.figures import Encoding, Plot, plot_color
+from llmbench.report.figures import Encoding, Plot, Style
 from llmbench.report.frame import Row, Table, regressed
 from llmbench.report.history_plots import history_plots
 from llmbench.report.markdown import (
@@ -69,8 +73,8 @@ th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums;
 .na{color:#888}.fit-yes{background:#e6f4ea}.fit-no{background:#fde8e8}
 .regressed{background:#fde8e8}figure{margin:16px 0 28px}figure img{max-width:100%;border:1px solid #eee}
 figcaption{color:#444;font-size:14px;max-width:1000px}mark{background:#ffe27a;padding:0 1px}
-mark.gap{background:#f7b3b3}.swatch{display:inline-block;width:11px;height:11px;margin-right:5px;
-border-radius:2px;vertical-align:middle}details{margin:6px 0}summary{cursor:pointer;font-weight:600}
+mark.gap{background:#f7b3b3}.swatch{width:12px;height:12px;margin-right:5px;vertical-align:middle}
+details{margin:6px 0}summary{cursor:pointer;font-weight:600}
 .muted{color:#666;font-size:14px}dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px}
 dt{font-weight:600}dd{margin:0}.warn{background:#fff4e0;padding:4px 8px}
 h4{margin:12px 0 4px}.out td:first-child{white-space:nowrap}
@@ -98,8 +102,37 @@ def _num(text: str) -> str:
     return f'<td class="{css}">{_esc(text)}</td>'
 
 
-def _swatch(precision: str) -> str:
-    return f'<span class="swatch" style="background:{plot_color(precision)}"></span>'
+#: SVG path commands of matplotlib's path codes (a marker's outline).
+_SVG_COMMANDS = {MarkerPath.MOVETO: "M", MarkerPath.LINETO: "L", MarkerPath.CURVE3: "Q", MarkerPath.CURVE4: "C"}
+
+
+@functools.cache
+def _marker_svg(marker: str) -> str:
+    """The outline of matplotlib's ``marker`` (its own path, at the size it draws: about one unit across) as
+    an SVG path, y pointing down as in SVG."""
+    style = MarkerStyle(marker)
+    path = style.get_path().transformed(style.get_transform())
+    parts = []
+    for vertices, code in path.iter_segments(simplify=False, curves=True):
+        if code == MarkerPath.CLOSEPOLY:
+            parts.append("Z")
+            continue
+        points = vertices.reshape(-1, 2)
+        parts.append(_SVG_COMMANDS[code] + " ".join(f"{x:.3f},{-y:.3f}" for x, y in points))
+    return "".join(parts)
+
+
+def _swatch(style: Style, what: str) -> str:
+    """A combination's mark as the plots draw it (the page's :class:`~llmbench.report.figures.Encoding`):
+    its precision's marker in its model's colour; ``what`` names them (its tooltip)."""
+    return (
+        f'<svg class="swatch" viewBox="-0.75 -0.75 1.5 1.5" role="img" aria-label="{_esc(what)}">'
+        f'<path d="{_marker_svg(style.marker)}" fill="{style.color}"/></svg>'
+    )
+
+
+def _row_swatch(encoding: Encoding, row: Row) -> str:
+    return _swatch(encoding.style_of(row), f"model {row.model} (colour), precision {row.precision} (marker)")
 
 
 #: Items of a list in the gate's verdict shown before the rest is folded.
@@ -193,12 +226,13 @@ def _fingerprint_html(run: SavedRun) -> str:
     return f'<dl>{body}</dl><p class="muted">No llmbench machine fingerprint was saved with this run.</p>'
 
 
-def _outputs_html(items: Sequence[ItemOutputs]) -> str:
+def _outputs_html(items: Sequence[ItemOutputs], encoding: Encoding) -> str:
     if not items:
         return '<p class="muted">No generated outputs were saved with this run (quality items: 0).</p>'
     parts = [
         '<p class="muted">For each item of the quality set: the reference summary and each model, precision '
-        "and device's output. <mark>Marked</mark> words differ from the full-precision output of the same model "
+        "and device's output, after its mark in the plots (the model's colour, the precision's marker). "
+        "<mark>Marked</mark> words differ from the full-precision output of the same model "
         'and device (the row marked "reference for differences"); <mark class="gap">&#8230;</mark> stands for '
         "missing words (hover to see them).</p>"
     ]
@@ -212,9 +246,11 @@ def _outputs_html(items: Sequence[ItemOutputs]) -> str:
         )
         rows = [["<td><b>reference summary</b></td>", f"<td>{reference}</td>"]]
         for label, _, marked, is_base in item.outputs:
-            precision = label.split(" ")[1] if " " in label else label
+            model, precision, device = label.rsplit(" ", 2)  # side_by_side's label: "model precision device"
+            swatch = _swatch(encoding.style(model, precision, device), f"model {model} (colour), precision "
+                             f"{precision} (marker)")  # fmt: skip
             note = ' <span class="muted">(reference for differences)</span>' if is_base else ""
-            rows.append([f"<td>{_swatch(precision)}{_esc(label)}{note}</td>", f"<td>{marked}</td>"])
+            rows.append([f"<td>{swatch}{_esc(label)}{note}</td>", f"<td>{marked}</td>"])
         opened = " open" if index < 3 else ""
         parts.append(
             f"<details{opened}><summary>{_esc(_item_label(item))}</summary>"
@@ -227,14 +263,14 @@ def _item_label(item: ItemOutputs) -> str:
     return f"item {item.id}" if item.dataset is None else f"data set {item.dataset}, item {item.id}"
 
 
-def _guidance_html(entries: Sequence[Guidance], budget: float) -> str:
+def _guidance_html(entries: Sequence[Guidance], budget: float, encoding: Encoding) -> str:
     if not entries:
         return '<p class="muted">No generate benchmark in this run.</p>'
     rows, classes = [], []
     for g in entries:
         ratio = "n/a" if g.measured is None or not g.predicted else f"{g.measured / g.predicted:.2f}x"
         rows.append([
-            f"<td>{_swatch(g.row.precision)}{_esc(g.row.model)}</td>", f"<td>{_esc(g.row.precision)}</td>",
+            f"<td>{_row_swatch(encoding, g.row)}{_esc(g.row.model)}</td>", f"<td>{_esc(g.row.precision)}</td>",
             f"<td>{_esc(g.row.device)}</td>", _num(str(g.row.batch_size)),
             _num(format_value(g.weights, "bytes")), _num(format_value(g.kv, "bytes")),
             _num(format_value(g.predicted, "bytes")), _num(format_value(g.measured, "bytes")),
@@ -260,7 +296,7 @@ def _guidance_html(entries: Sequence[Guidance], budget: float) -> str:
 _DECISION_PLOTS = ("quality_vs_speed", "memory_vs_speed")
 
 
-def _decision_html(rows: Sequence[Row], regressed_combinations: set[str]) -> str:
+def _decision_html(rows: Sequence[Row], regressed_combinations: set[str], encoding: Encoding) -> str:
     """The decision table (docs/reports.md, "Which one to pick"): a row per combination, each column's header
     naming the saved metric it shows (hover), each cell's saved note as its tooltip; rows the gate found
     regressed highlighted."""
@@ -272,7 +308,7 @@ def _decision_html(rows: Sequence[Row], regressed_combinations: set[str]) -> str
     for index, row in enumerate(key.rows):
         cells = key.cells(index)
         identity = cells[: len(key.identity) + 1]  # and the Pareto front column
-        first = f'<td title="{_esc(row.combination)}">{_swatch(row.precision)}{_esc(identity[0])}</td>'
+        first = f'<td title="{_esc(row.combination)}">{_row_swatch(encoding, row)}{_esc(identity[0])}</td>'
         out = [first, *(f"<td>{_esc(cell)}</td>" for cell in identity[1:])]
         figures = cells[len(identity) : len(identity) + len(key.columns)]
         for column, text in zip(key.columns, figures, strict=True):
@@ -297,8 +333,11 @@ def build_page(
     root: Path | None,
     csv_names: Sequence[str],
     per_item: PerItemView | None = None,
+    encoding: Encoding | None = None,
 ) -> str:
-    """The page of ``current``'s ``rows``; ``figures``: the run's plots, then the history's (``history_*``)."""
+    """The page of ``current``'s ``rows``; ``figures``: the run's plots, then the history's (``history_*``);
+    ``encoding``: the one the figures were drawn in (default: that of ``rows``), for the tables' marks."""
+    encoding = encoding or Encoding.of(rows)
     combos = {c for c, _ in regressed(verdict, current)}
     decision_figures = [p for p in figures if p.name in _DECISION_PLOTS]
     plots = [p for p in figures if not p.name.startswith("history_") and p.name not in _DECISION_PLOTS]
@@ -342,7 +381,7 @@ def build_page(
 columns of their own, each named for where it is measured; hover a header for the saved metric, a cell for
 how it was measured) and what it gives in quality and drift against the reference. The Pareto front column
 says on which plot's front below a combination is: nothing else is as fast and as good (or as small).</p>
-{_decision_html(rows, combos)}
+{_decision_html(rows, combos, encoding)}
 {missing_html}
 <p class="muted">Tables as CSV next to this page: {_esc(", ".join(csv_names))}.</p>
 {"".join(_figure_html(p) for p in decision_figures)}
@@ -351,11 +390,11 @@ says on which plot's front below a combination is: nothing else is as fast and a
 <h2 id="history">History</h2>
 {history_html}
 <h2 id="outputs">Side by side</h2>
-{_outputs_html(side_by_side(rows, root))}
+{_outputs_html(side_by_side(rows, root), encoding)}
 <h2 id="per-item">Per prompt</h2>
 {(per_item or PerItemView.of(current, rows)).html()}
 <h2 id="guidance">Hardware guidance</h2>
-{_guidance_html(guidance(rows, budget), budget)}
+{_guidance_html(guidance(rows, budget), budget, encoding)}
 </body></html>
 """
 
@@ -398,7 +437,8 @@ def write_report(
     encoding = Encoding.of(rows, table.rows)  # one for the page: the run's combinations first, then its history's
     figures = [*decision_plots(rows, encoding), *run_plots(rows, encoding),
                *history_plots(table, runs, marks, current, changes, encoding)]  # fmt: skip
-    page = build_page(current, runs, rows, figures, verdict, budget, root, [path.name for path in paths], per_item)
+    names = [path.name for path in paths]
+    page = build_page(current, runs, rows, figures, verdict, budget, root, names, per_item, encoding)
     index = output / "index.html"
     index.write_text(page, encoding="utf-8")
     markdown = output / "report.md"
