@@ -48,6 +48,8 @@ def test_rows_use_human_units_and_na() -> None:
     assert second.split()[:6] == ["old-model", "fp32", "cpu", "bs1", "12.5", "s"]
     assert second.split()[6:] == ["n/a"] * 9
     assert all(len(line) <= 120 for line in rows)
+    # "same" is against the reference, which may be another model, precision or device (docs/quality.md).
+    assert rows[-1].endswith("same: share of outputs identical to the reference's")
 
 
 def test_benchmarks_without_llm_figures_are_left_out() -> None:

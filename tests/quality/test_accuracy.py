@@ -1,5 +1,5 @@
 """Accuracy checks as data: the checks read from data files (and their errors), each match kind's scoring,
-the share correct with its interval, its share of the reference precision's, and the gate on it."""
+the share correct with its interval, its share of the reference's, and the gate on it."""
 
 from __future__ import annotations
 
@@ -395,6 +395,7 @@ def test_accuracy_is_shown_in_the_terminal_table_with_its_interval() -> None:
         "gemma3-270m", "q4_k_m", "cpu", "bs1", "75.0%", f"{low * 100:.1f}%-{high * 100:.1f}%", "90.0%", "n/a", "n/a"
     ]  # fmt: skip
     assert all(len(line) <= 120 for line in lines)
+    assert "of ref.: accuracy as a share of the reference's (docs/quality.md)" in lines
     summaries_only = [{**b, "extra_info": {**b["extra_info"], "metrics": {"latency_s": b["extra_info"]["metrics"]
                        ["latency_s"]}}} for b in run.benchmarks.values()]  # fmt: skip
     assert not any("accuracy" in line for line in terminal_table.render(summaries_only))

@@ -351,7 +351,7 @@ def test_the_page_renders_the_verdicts_objects(tmp_path: Path) -> None:
     assert verdict is not None
     page = write_report(current, history, tmp_path, verdict=verdict).index.read_text(encoding="utf-8")
     rows = re.findall(r'<tr class="regressed">(.*?)</tr>', page)
-    # The verdict's table row of the regression, and the key table's row of its combination.
+    # The verdict's table row of the regression, and the decision table's row of its combination.
     assert any("<td>gemma3-270m q4_k_m cpu bs4</td><td>peak_rss_bytes</td>" in row for row in rows)
     # 30% slower latency against one earlier run: beyond the threshold plus the first-baseline allowance.
     assert any("<td>gemma3-270m q4_k_m cpu bs4</td><td>latency_s</td>" in row for row in rows)

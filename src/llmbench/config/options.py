@@ -297,7 +297,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--llmbench-quality-target",
         "SHARE",
-        "Share of the reference precision's ROUGE a precision must keep (MLPerf asks 0.99 of FP32). "
+        "Share of the reference's ROUGE (and accuracy) a combination must keep; the reference is its model's "
+        "reference_precision on the same device unless the matrix file names another model, precision or device "
+        "(MLPerf asks 0.99 of FP32). "
         "Default: %(default)r",
         "0.99",
         parse=parse_share,

@@ -53,7 +53,8 @@ DEVICE_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("host RSS", "peak_rss_bytes", 9),
 )
 #: The fourth table, where a run has accuracy checks: the share correct with its bootstrap interval, its share of
-#: the reference precision's, and the outputs identical to it (docs/quality.md, "Accuracy checks").
+#: the reference's (another model, precision or device where the matrix file says so; docs/quality.md,
+#: "References and comparisons"), and the outputs identical to the reference's ("Accuracy checks").
 QUALITY_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("accuracy", "accuracy", 8),
     ("95% CI", ACCURACY_CI, 13),
@@ -134,7 +135,7 @@ def render(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
     if not out:
         return []
     out.append("decode/s: tokens/s per sequence after the first token; batch/s: the whole batch's tokens/s;")
-    out.append("MBU: share of the peak memory bandwidth; same: share of outputs identical to the reference precision")
+    out.append("MBU: share of the peak memory bandwidth; same: share of outputs identical to the reference's")
     names = {name for _, name, _ in DISTRIBUTION_COLUMNS}
     if any(names & set(metrics_of(bench)) for bench in benchmarks):
         out.append("")
@@ -152,7 +153,7 @@ def render(benchmarks: Iterable[Mapping[str, Any]]) -> list[str]:
         out.append("")
         out.extend(_table(benchmarks, QUALITY_COLUMNS))
         out.append("accuracy: share of the items answered correctly under their checks, 95% bootstrap interval;")
-        out.append("of ref.: accuracy as a share of the reference precision's (docs/quality.md)")
+        out.append("of ref.: accuracy as a share of the reference's (docs/quality.md)")
     out.extend(_rouge_reasons(benchmarks))
     for bench in benchmarks:
         extra = bench.get("extra_info") or {}
