@@ -26,7 +26,7 @@ test: $(STAMP)
 
 # ruff, and the layer contracts of docs/design.md (import-linter, [tool.importlinter] in pyproject.toml).
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff check src tests benchmarks scripts fixtures conftest.py
 	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
