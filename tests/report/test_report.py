@@ -429,7 +429,10 @@ def test_the_suite_writes_the_report_of_its_saved_run(suite: pytest.Pytester, ti
     assert all(row.outputs for row in rows)
     assert rows[0].outputs_file is not None
     assert "reference summary" in page
-    assert "(reference for differences)" in page
+    # Each output says what it is marked against: bf16 against its reference fp32 (this session), fp32 itself.
+    assert "marked against its reference, tiny fp32 cpu" in page
+    assert "the reference of: tiny bf16 cpu" in page
+    assert "not marked: it is its own reference" in page
 
     # Without --benchmark-autosave nothing is saved: the report is built from the session's benchmarks,
     # with the saved run as its history.

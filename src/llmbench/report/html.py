@@ -4,7 +4,8 @@ The page needs no network and no other file: plots are embedded as base64 PNG ``
 style is inline, links point only inside the page. Sections: summary (the gate's verdict, rendered
 from its objects, the machine fingerprint, the matrix), which one to pick (the decision table and the
 quality-against-speed and memory-against-speed plots, :mod:`llmbench.report.decision`), plots, history,
-side-by-side outputs (words that differ from the full-precision output marked), and hardware guidance.
+side-by-side outputs (words that differ from the output of each combination's reference marked), and hardware
+guidance.
 """
 
 from __future__ import annotations
@@ -232,9 +233,11 @@ def _outputs_html(items: Sequence[ItemOutputs], encoding: Encoding) -> str:
     parts = [
         '<p class="muted">For each item of the quality set: the reference summary and each model, precision '
         "and device's output, after its mark in the plots (the model's colour, the precision's marker). "
-        "<mark>Marked</mark> words differ from the full-precision output of the same model "
-        'and device (the row marked "reference for differences"); <mark class="gap">&#8230;</mark> stands for '
-        "missing words (hover to see them).</p>"
+        "<mark>Marked</mark> words differ from the output of that combination's reference (the one its run "
+        "compared it with: another model, precision or device, from this run or a named reference run), as "
+        "named under each source; in a run saved before references per comparison, from the full-precision "
+        'output of the same model and device. <mark class="gap">&#8230;</mark> stands for missing words (hover '
+        "to see them).</p>"
     ]
     for index, item in enumerate(items):
         reference = (
@@ -245,12 +248,14 @@ def _outputs_html(items: Sequence[ItemOutputs], encoding: Encoding) -> str:
             else '<span class="na">n/a (the outputs file with the references is not on this machine)</span>'
         )
         rows = [["<td><b>reference summary</b></td>", f"<td>{reference}</td>"]]
-        for label, _, marked, is_base in item.outputs:
-            model, precision, device = label.rsplit(" ", 2)  # side_by_side's label: "model precision device"
+        for output in item.outputs:
+            model, precision, device = output.key
             swatch = _swatch(encoding.style(model, precision, device), f"model {model} (colour), precision "
                              f"{precision} (marker)")  # fmt: skip
-            note = ' <span class="muted">(reference for differences)</span>' if is_base else ""
-            rows.append([f"<td>{swatch}{_esc(label)}{note}</td>", f"<td>{marked}</td>"])
+            note = f'<br><span class="muted">{_esc(output.against)}</span>'
+            if output.reference_for:
+                note += f'<br><span class="muted">the reference of: {_esc(", ".join(output.reference_for))}</span>'
+            rows.append([f"<td>{swatch}{_esc(output.label)}{note}</td>", f"<td>{output.marked}</td>"])
         opened = " open" if index < 3 else ""
         parts.append(
             f"<details{opened}><summary>{_esc(_item_label(item))}</summary>"
@@ -390,7 +395,7 @@ says on which plot's front below a combination is: nothing else is as fast and a
 <h2 id="history">History</h2>
 {history_html}
 <h2 id="outputs">Side by side</h2>
-{_outputs_html(side_by_side(rows, root), encoding)}
+{_outputs_html(side_by_side(rows, root, history), encoding)}
 <h2 id="per-item">Per prompt</h2>
 {(per_item or PerItemView.of(current, rows)).html()}
 <h2 id="guidance">Hardware guidance</h2>
@@ -417,8 +422,8 @@ def write_report(
     output.mkdir(parents=True, exist_ok=True)
     outputs = [
         {"dataset": item.dataset, "item": item.id, "source": label, "text": text}
-        for item in side_by_side(rows, root)
-        for label, text in ([("reference", item.reference or "")] + [(o[0], o[1]) for o in item.outputs])
+        for item in side_by_side(rows, root, runs)
+        for label, text in ([("reference", item.reference or "")] + [(o.label, o.text) for o in item.outputs])
     ]
     paths = [
         write_csv(output / "results.csv", table.wide()),
