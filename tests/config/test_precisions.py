@@ -16,7 +16,6 @@ from llmbench.config.precisions import (
     bnb_4bit_setting_error,
     cost_factor,
     is_gguf,
-    precision_color,
     precision_rank,
 )
 
@@ -41,10 +40,7 @@ def test_cost_factor(precision: str, factor: float) -> None:
     assert cost_factor(precision) == factor
 
 
-def test_colours_are_fixed_for_known_precisions_only() -> None:
-    assert precision_color("fp32") == "#0072B2"
-    assert precision_color("q4_k_m") == "#56B4E9"
-    assert precision_color("unknown-precision") is None
+def test_bytes_per_weight_shrink_with_the_quantization() -> None:
     assert (
         PRECISIONS["nf4"].bytes_per_weight < PRECISIONS["int8"].bytes_per_weight < PRECISIONS["bf16"].bytes_per_weight
     )

@@ -1,9 +1,9 @@
 """The one table of precision facts: which backend runs a precision, its weights' dtype or quantization (and
 how bitsandbytes applies it, with the 4-bit settings a model entry may change), bytes per weight, shard
-cost factor, report rank and plot colour.
+cost factor and report rank.
 
 Names outside the table (a saved run of a newer version, a typo) get neutral answers from the functions
-below: rank after every known precision, cost factor 1, no colour. See docs/matrix-and-models.md.
+below: rank after every known precision, cost factor 1. See docs/matrix-and-models.md.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ __all__ = [
     "cost_factor",
     "is_gguf",
     "is_known_precision",
-    "precision_color",
     "precision_facts",
     "precision_rank",
 ]
@@ -156,8 +155,6 @@ class PrecisionFacts:
     bytes_per_weight: float
     #: Time per generated token relative to fp32, for shard balancing (see docs/ci-and-security.md).
     cost_factor: float
-    #: Plot colour, the same in every plot (Okabe-Ito and tab10 shades, colour-blind safe first).
-    color: str
     #: How bitsandbytes quantizes it at load (int8, nf4, fp4), by default; None where it does not.
     bitsandbytes: BitsAndBytes | None = None
 
@@ -177,44 +174,43 @@ def _torch(
     quantization: str | None,
     size: float,
     cost: float,
-    color: str,
     bitsandbytes: BitsAndBytes | None = None,
 ) -> PrecisionFacts:
-    return PrecisionFacts(name, "transformers", dtype, quantization, size, cost, color, bitsandbytes)
+    return PrecisionFacts(name, "transformers", dtype, quantization, size, cost, bitsandbytes)
 
 
-def _gguf(name: Precision, bits_per_weight: float, color: str) -> PrecisionFacts:
-    return PrecisionFacts(name, "llama_cpp", None, name.upper(), bits_per_weight / 8, 0.4, color)
+def _gguf(name: Precision, bits_per_weight: float) -> PrecisionFacts:
+    return PrecisionFacts(name, "llama_cpp", None, name.upper(), bits_per_weight / 8, 0.4)
 
 
 _ORDER: tuple[Precision, ...] = get_args(Precision)
 
 _FACTS = (
-    _torch("fp32", "float32", None, 4.0, 1.0, "#0072B2"),
-    _torch("bf16", "bfloat16", None, 2.0, 1.0, "#E69F00"),
-    _torch("fp16", "float16", None, 2.0, 1.0, "#009E73"),
+    _torch("fp32", "float32", None, 4.0, 1.0),
+    _torch("bf16", "bfloat16", None, 2.0, 1.0),
+    _torch("fp16", "float16", None, 2.0, 1.0),
     # int8 casts each matmul input to fp16 and measured about half the speed of fp32 on CPU.
-    _torch("int8", "bfloat16", "bitsandbytes int8", 1.0, 2.0, "#CC79A7", BitsAndBytes(8)),
+    _torch("int8", "bfloat16", "bitsandbytes int8", 1.0, 2.0, BitsAndBytes(8)),
     # nf4: 4-bit weights plus one absmax per 64-weight block.
-    _torch("nf4", "bfloat16", "bitsandbytes nf4", 0.5625, 1.0, "#D55E00", BitsAndBytes(4, "nf4", "bfloat16")),
+    _torch("nf4", "bfloat16", "bitsandbytes nf4", 0.5625, 1.0, BitsAndBytes(4, "nf4", "bfloat16")),
     # fp4 (bitsandbytes' 4-bit default, what load_in_4bit=True alone gives): nf4's layout, block size and
     # kernels with another table of 16 values; computes in bf16 like nf4 unless a model entry says
     # otherwise (docs/matrix-and-models.md).
-    _torch("fp4", "bfloat16", "bitsandbytes fp4", 0.5625, 1.0, "#2ca02c", BitsAndBytes(4, "fp4", "bfloat16")),
-    _gguf("f32", 32, "#0072B2"),
-    _gguf("f16", 16, "#009E73"),
-    _gguf("bf16-gguf", 16, "#E69F00"),
-    _gguf("q8_0", 8.5, "#CC79A7"),
-    _gguf("q6_k", 6.5625, "#7f7f7f"),
-    _gguf("q5_k_m", 5.5, "#8c564b"),
-    _gguf("q5_k_s", 5.5, "#ff7f0e"),
-    _gguf("q5_0", 5.5, "#ff7f0e"),
-    _gguf("q4_k_m", 4.5, "#56B4E9"),
-    _gguf("q4_k_s", 4.5, "#56B4E9"),
-    _gguf("q4_0", 4.5, "#17becf"),
-    _gguf("iq4_xs", 4.25, "#8c564b"),
-    _gguf("q3_k_m", 3.4375, "#bcbd22"),
-    _gguf("q2_k", 2.625, "#9467bd"),
+    _torch("fp4", "bfloat16", "bitsandbytes fp4", 0.5625, 1.0, BitsAndBytes(4, "fp4", "bfloat16")),
+    _gguf("f32", 32),
+    _gguf("f16", 16),
+    _gguf("bf16-gguf", 16),
+    _gguf("q8_0", 8.5),
+    _gguf("q6_k", 6.5625),
+    _gguf("q5_k_m", 5.5),
+    _gguf("q5_k_s", 5.5),
+    _gguf("q5_0", 5.5),
+    _gguf("q4_k_m", 4.5),
+    _gguf("q4_k_s", 4.5),
+    _gguf("q4_0", 4.5),
+    _gguf("iq4_xs", 4.25),
+    _gguf("q3_k_m", 3.4375),
+    _gguf("q2_k", 2.625),
 )
 #: Precision name -> facts, in report order.
 PRECISIONS: dict[Precision, PrecisionFacts] = {f.name: f for f in sorted(_FACTS, key=lambda f: f.rank)}
@@ -269,9 +265,3 @@ def cost_factor(name: str) -> float:
     """Time per generated token relative to fp32 (1 for an unknown precision)."""
     facts = precision_facts(name)
     return facts.cost_factor if facts is not None else 1.0
-
-
-def precision_color(name: str) -> str | None:
-    """The plot colour of a known precision; None for others (the plot picks one from its palette)."""
-    facts = precision_facts(name)
-    return facts.color if facts is not None else None
