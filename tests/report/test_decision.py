@@ -35,7 +35,7 @@ from llmbench.report.decision import (
 from llmbench.report.decision_plots import memory_speed_plot, point_label, quality_speed_plot
 from llmbench.report.frame import Table, rows_of
 from llmbench.report.html import write_report
-from llmbench.report.markdown import KeyTable, build_markdown
+from llmbench.report.markdown import DecisionTable, build_markdown
 from llmbench.runs import SavedRun, load_run, run_from_json
 from llmbench.units import GiB
 from tests.support.paths import DATA, REPO
@@ -251,7 +251,7 @@ def test_the_page_and_markdown_show_the_table_with_its_sources(tmp_path: Path) -
 
 def test_a_cpu_only_run_leaves_the_device_columns_out_and_says_so() -> None:
     rows = [row for row in rows_of(matrix_run()) if row.device == "cpu"]
-    key = KeyTable.of(rows)
+    key = DecisionTable.of(rows)
     assert "GPU memory peak (driver)" not in key.header
     assert "host RAM peak (RSS)" in key.header
     assert "GPU memory peak (driver)" in key.hidden_line()

@@ -1,5 +1,5 @@
-"""Drift of a combination from its reference (by default the reference precision of the same model on the
-same device; another model or device where the matrix file says so), on the same items.
+"""Drift of a combination from its reference (another precision, model or device: by default its model's
+``reference_precision`` on the same device, another where the matrix file says so), on the same items.
 
 ``drift_identical_share``: the share of items whose output text equals the reference's.
 ``drift_first_diff_token``: over the items whose tokens differ, the mean 0-based position of the first
@@ -28,7 +28,7 @@ __all__ = [
 Floats = npt.NDArray[np.float64]
 
 #: MLPerf Inference (inference_rules.adoc, benchmark table): a "99%" submission must reach 99% of the
-#: FP32 reference's accuracy, ROUGE for summarization; the default target against the reference precision.
+#: FP32 reference's accuracy, ROUGE for summarization; the default target against the reference.
 TARGET_SHARE: Final = 0.99
 
 
@@ -133,7 +133,8 @@ def share_metrics(
     reference_precision: str = "fp32",
 ) -> list[Metric]:
     """One ``<name>_share`` per score of ``scores`` (per-item scores: ROUGE F1, accuracy's 0/1): its mean as a
-    share of the reference precision's on the same items, with a paired bootstrap interval; then
+    share of the reference's on the same items (``reference_precision``: how the notes name the reference, a
+    precision or a model, precision and device), with a paired bootstrap interval; then
     ``quality_target_met`` (1.0 where every share reaches ``target_share``, 0.0 where one does not, None
     where a share cannot be computed)."""
     if not 0 < target_share <= 1:
@@ -194,7 +195,8 @@ def drift_metrics(
     target_share: float = TARGET_SHARE,
     reference_precision: str = "fp32",
 ) -> list[Metric]:
-    """How far this precision's outputs are from the reference precision's on the same items, for ROUGE.
+    """How far a combination's outputs are from its reference's on the same items, for ROUGE
+    (``reference_precision``: how the notes name the reference).
 
     All sequences are per item, in the same item order; ``scores`` and ``reference_scores`` are per-item
     F1 as :func:`rouge_scores` gives them. Returns :func:`agreement_metrics`, then :func:`share_metrics` of

@@ -32,7 +32,8 @@ class QualityRecord:
     rouge1: float | None
     rouge2: float | None
     rougeLsum: float | None  # the metric's name, as in the saved runs
-    #: Whether the output equals the reference precision's; None where that output is not known.
+    #: Whether the output equals the reference's (the combination's reference: another precision, model or
+    #: device; the field keeps its earlier name); None where that output is not known.
     identical_to_reference_precision: bool | None = None
     #: The item's accuracy check in words (``numeric 84``); None where it has none.
     check: str | None = None

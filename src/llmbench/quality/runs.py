@@ -166,8 +166,8 @@ class QualityRuns:
         with_reference = [i for i, item in enumerate(self.items) if item.reference]
         checks = [item.check for item in self.items]
         checked = [i for i, check in enumerate(checks) if check is not None]
-        # Per score, the per-item values over the items it applies to, in item order (the reference precision's
-        # run has the same items): what the shares and the gate pair item by item.
+        # Per score, the per-item values over the items it applies to, in item order (the reference's outputs
+        # have the same items): what the shares and the gate pair item by item.
         scores: dict[str, list[float]] = {}
         semantic: list[float] = []
         metrics: list[Metric] = []

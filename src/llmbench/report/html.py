@@ -32,8 +32,8 @@ from llmbench.report.frame import Row, Table, regressed
 from llmbench.report.history_plots import history_plots
 from llmbench.report.markdown import (
     GUIDANCE_COLUMNS,
+    DecisionTable,
     Guidance,
-    KeyTable,
     build_markdown,
     guidance,
     matrix_line,
@@ -305,7 +305,7 @@ def _decision_html(rows: Sequence[Row], regressed_combinations: set[str], encodi
     """The decision table (docs/reports.md, "Which one to pick"): a row per combination, each column's header
     naming the saved metric it shows (hover), each cell's saved note as its tooltip; rows the gate found
     regressed highlighted."""
-    key = KeyTable.of(rows)
+    key = DecisionTable.of(rows)
     header = [_esc(title) for title in key.header[: len(key.identity) + 1]]
     header += [f'<span title="{_esc(c.metric)}">{_esc(c.title)}</span>' for c in key.columns]
     header += [_esc(title) for title in key.header[len(header) :]]
@@ -427,7 +427,7 @@ def write_report(
     ]
     paths = [
         write_csv(output / "results.csv", table.wide()),
-        write_csv(output / "summary.csv", KeyTable.of(rows).frame),
+        write_csv(output / "summary.csv", DecisionTable.of(rows).frame),
         write_csv(output / "guidance.csv", [g.record() for g in guidance(rows, budget)], GUIDANCE_COLUMNS),
         write_csv(output / "outputs.csv", outputs, ["dataset", "item", "source", "text"]),
     ]

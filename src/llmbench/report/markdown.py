@@ -1,7 +1,7 @@
 """The report's tables and ``report.md``: the decision table, the hardware guidance, GitHub markdown.
 
 ``report.md`` is for a pull-request comment or a job summary: the gate's verdict, the machine, the
-matrix and the decision table (:class:`KeyTable`: which one to pick), kept under GitHub's 65,536-character
+matrix and the decision table (:class:`DecisionTable`: which one to pick), kept under GitHub's 65,536-character
 limit (regressed combinations first, then as many rows as fit, and a pointer to the full page).
 """
 
@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 __all__ = [
     "GITHUB_COMMENT_LIMIT",
     "MARKDOWN_BUDGET",
+    "DecisionTable",
     "Guidance",
-    "KeyTable",
     "build_markdown",
     "guidance",
     "matrix_line",
@@ -73,7 +73,7 @@ FRONT_TITLE = "Pareto front (against speed)"
 
 
 @dataclass(frozen=True)
-class KeyTable:
+class DecisionTable:
     """The decision table of some rows, laid out for people (docs/reports.md, "Which one to pick"): the
     identity columns, the figures of :data:`~llmbench.report.decision.DECISION_COLUMNS` some row has (the
     optional ones no row has are :attr:`hidden`), and which Pareto fronts each row is on."""
@@ -85,7 +85,7 @@ class KeyTable:
     hidden: tuple[DecisionColumn, ...]
 
     @classmethod
-    def of(cls, rows: Sequence[Row]) -> KeyTable:
+    def of(cls, rows: Sequence[Row]) -> DecisionTable:
         frame = decision_frame(rows)
         shown, hidden = shown_columns(frame)
         present = (any(r.named_dataset for r in rows), any(r.prompt_length for r in rows))
@@ -296,7 +296,7 @@ def build_markdown(
         f"Full report with plots, history and side-by-side outputs: `{page}` (in the report directory "
         "or the job's artifacts).",
     ]
-    key = KeyTable.of(rows)
+    key = DecisionTable.of(rows)
     fronts = "".join(f"\n\n{markdown_line(line)}" for line in key.front_sentences())
     hidden = f"\n\n{markdown_line(key.hidden_line())}." if key.hidden else ""
 
