@@ -78,7 +78,7 @@ mark.gap{background:#f7b3b3}.swatch{width:12px;height:12px;margin-right:5px;vert
 details{margin:6px 0}summary{cursor:pointer;font-weight:600}
 .muted{color:#666;font-size:14px}dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px}
 dt{font-weight:600}dd{margin:0}.warn{background:#fff4e0;padding:4px 8px}
-h4{margin:12px 0 4px}.out td:first-child{white-space:nowrap}
+h4{margin:12px 0 4px}.out td:first-child{white-space:nowrap}.out td:first-child .muted{white-space:normal}
 .wide{overflow-x:auto}.wide table{font-size:13px}.wide td:first-child{white-space:nowrap}
 .wide th,.wide td{padding:3px 6px}
 """
