@@ -92,7 +92,7 @@ def ab(repo: Path, commit: str, spec: str, pytest_args: Sequence[str], storage: 
         sys.executable, "-c", "import sys; from llmbench.cli import main; sys.exit(main())",
         "ab", commit, commit, f"--loads={loads}", f"--max-loads={loads}", f"--rounds={rounds}", f"--seed={seed}",
         *head_env, "--", "benchmarks", *pytest_args, f"--benchmark-storage={storage}", "--llmbench-quality-items=8",
-        "--llmbench-threads=2", "-p", "no:cacheprovider",
+        "--llmbench-threads=1", "-p", "no:cacheprovider",
     ]  # fmt: skip
     # The parent runs the clone's code too, not this working tree's.
     env = {**os.environ, "PYTHONPATH": str(repo / "src")}

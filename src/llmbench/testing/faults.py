@@ -525,10 +525,17 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 
 def _write_record(state: _State) -> None:
+    """Append this process's record to :data:`RECORD_ENV`'s file, where the faults did something here (not in
+    the helper processes that inherit the environment too, such as multiprocessing's resource tracker)."""
     path = os.environ.get(RECORD_ENV)
-    if path:
+    record = state.record()
+    if not path or not any(record[key] for key in ("prefill_steps", "decode_steps", "held_bytes", "items")):
+        return
+    try:
         with open(path, "a") as file:  # one short line per process: appends do not interleave
-            file.write(json.dumps(state.record()) + "\n")
+            file.write(json.dumps(record) + "\n")
+    except OSError as error:
+        print(f"llmbench.testing.faults: cannot write the record {RECORD_ENV}={path}: {error}", file=sys.stderr)
 
 
 def install(faults: Faults | None = None) -> Faults:
