@@ -20,7 +20,7 @@ import pytest
 from llmbench import benchmark_storage
 from llmbench.config.matrix import check_references
 from llmbench.config.settings import SETTINGS_KEY, raw_value, resolve_path
-from llmbench.quality.comparison import OutputKey, OutputSet, recompare, reference_run_outputs
+from llmbench.quality.comparison import SESSION_SOURCE, OutputKey, OutputSet, recompare, reference_run_outputs
 from llmbench.runs import RunError, find_run, parse_run_id
 
 __all__ = ["REFERENCE_FLAG", "REFERENCE_RUN_KEY", "llmbench_reference_outputs"]
@@ -99,5 +99,5 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
     if SETTINGS_KEY in config.stash:
         found = config.stash.get(REFERENCE_RUN_KEY, None)
         infos = [bench.extra_info for bench in benchmark_storage.session_benchmarks(config)]
-        recompare(infos, "this session", found[1] if found else None, _absent_note(config))
+        recompare(infos, SESSION_SOURCE, found[1] if found else None, _absent_note(config))
     return (yield)

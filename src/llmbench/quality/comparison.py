@@ -47,8 +47,11 @@ __all__ = [
     "DIFF_SCORES",
     "ITEMS_DIGEST_KEY",
     "ITEM_SCORES_KEY",
+    "MERGED_SOURCE",
     "OUTPUT_TOKEN_IDS_KEY",
     "REFERENCE_INFO_KEY",
+    "SAME_RUN_SOURCES",
+    "SESSION_SOURCE",
     "SHARE_SCORES",
     "OutputKey",
     "OutputSet",
@@ -71,6 +74,13 @@ ITEMS_DIGEST_KEY = "items_digest"
 #: ``{"model", "precision", "device", "target_share"}``: the reference wanted; ``source`` where the reference's
 #: outputs came from when compared ("this session", "the merged run", "run 0003").
 REFERENCE_INFO_KEY = "quality_reference"
+#: How the notes name where the reference's outputs were: the session that made them, or ``llmbench merge``'s
+#: merged run; any other source is a saved run ("run 0003").
+SESSION_SOURCE = "this session"
+MERGED_SOURCE = "the merged run"
+#: ``quality_reference["source"]`` values that mean the reference's outputs are in the run itself (None: the
+#: reference was not found when compared, or a reference compared with nothing).
+SAME_RUN_SOURCES: tuple[str | None, ...] = (None, "", SESSION_SOURCE, MERGED_SOURCE)
 
 #: Scores compared as a share of the reference's mean (MLPerf's rule) and as a difference of means.
 SHARE_SCORES: tuple[str, ...] = (*ROUGE_TYPES, "accuracy")
@@ -102,7 +112,7 @@ class OutputSet:
     #: :func:`items_digest` of the data set's items; None where not saved.
     digest: str | None = None
     #: Where the outputs are: "this session", "the merged run", "run 0003".
-    source: str = "this session"
+    source: str = SESSION_SOURCE
 
     @property
     def key(self) -> OutputKey:

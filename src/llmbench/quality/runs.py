@@ -31,6 +31,7 @@ from llmbench.quality.comparison import (
     ITEMS_DIGEST_KEY,
     OUTPUT_TOKEN_IDS_KEY,
     REFERENCE_INFO_KEY,
+    SESSION_SOURCE,
     OutputKey,
     OutputSet,
     compare,
@@ -90,7 +91,7 @@ class QualityRun:
     reference: LoadKey | None = None
     target_share: float = TARGET_SHARE
 
-    def output_set(self, source: str = "this session") -> OutputSet:
+    def output_set(self, source: str = SESSION_SOURCE) -> OutputSet:
         """These outputs as a comparison reads them."""
         return OutputSet(*self.key, self.dataset, self.ids, self.texts, self.token_ids, self.item_scores,
                          self.digest, source)  # fmt: skip

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd  # type: ignore[import-untyped]  # no stubs installed (pandas-stubs)
 
 from llmbench.metrics import METRIC_FACTS
+from llmbench.quality.comparison import REFERENCE_INFO_KEY, SAME_RUN_SOURCES
 from llmbench.report.frame import Row
 
 __all__ = [
@@ -138,14 +139,6 @@ FRONTS: tuple[Front, ...] = (
 )
 
 
-#: ``extra_info`` key of the reference a combination's drift is compared with: ``{"model", "precision", "device",
-#: "target_share", "source"}`` (``source``: where its outputs came from, "this session", "the merged run", "run
-#: 0003"); saved by runs of the reference per comparison (docs/quality.md, "References and comparisons").
-REFERENCE_INFO_KEY = "quality_reference"
-#: Sources that are the run itself (the reference column names any other).
-_OWN_SOURCES = (None, "", "this session", "the merged run")
-
-
 def _reference(row: Row) -> str | None:
     """The reference row's drift is against, where its run saved one: ``gemma3-4b bf16 cuda`` (with the run
     it came from where that is another, ``... (run 0003)``), ``itself`` for the reference; None for a run
@@ -157,7 +150,7 @@ def _reference(row: Row) -> str | None:
     if key == row.load_key:
         return "itself"
     source = saved.get("source")
-    return " ".join(key) + ("" if source in _OWN_SOURCES else f" ({source})")
+    return " ".join(key) + ("" if source in SAME_RUN_SOURCES else f" ({source})")
 
 
 def decision_frame(rows: Sequence[Row]) -> pd.DataFrame:

@@ -19,15 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmbench.config.precisions import precision_rank
-from llmbench.quality.comparison import ITEMS_DIGEST_KEY, REFERENCE_INFO_KEY
+from llmbench.quality.comparison import ITEMS_DIGEST_KEY, REFERENCE_INFO_KEY, SAME_RUN_SOURCES
 from llmbench.report.frame import Row, combination_sort_key, rows_of
 from llmbench.runs import SavedRun
 
 __all__ = ["ItemOutputs", "Output", "marked_differences", "side_by_side"]
 
-#: ``quality_reference["source"]`` values that mean the reference's outputs are in the run itself (None: the
-#: reference was not found when compared, or a reference compared with nothing).
-_OWN_SOURCES = (None, "", "this session", "the merged run")
 #: What an output of a run saved before references per comparison is marked against.
 _PREVIOUS = "(a run saved before references per comparison: its model's full precision on its device)"
 
@@ -199,12 +196,12 @@ def _against(row: Row, full: Mapping[tuple[str, str], Row], finder: _Finder) -> 
     named = " ".join(key)
     if key == row.load_key:
         return _Against(None, "not marked: it is its own reference")
-    if source in _OWN_SOURCES:
+    if source in SAME_RUN_SOURCES:
         found = finder.in_run(row.run, key, row.dataset)
         if found is None:
             return _Against(None, f"not marked: the reference's outputs ({named}) are not in this run")
         return _Against(found, f"marked against its reference, {named}")
-    assert source is not None  # not among _OWN_SOURCES
+    assert source is not None  # not among SAME_RUN_SOURCES
     found = finder.named(source, row.run, key, row.dataset)
     if found is None:
         return _Against(None, f"not marked: the reference's outputs ({named}) are in {source}, not in this report")

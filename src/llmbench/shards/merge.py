@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.gate.baseline import AB_MARK
-from llmbench.quality.comparison import REFERENCE_INFO_KEY, recompare
+from llmbench.quality.comparison import MERGED_SOURCE, REFERENCE_INFO_KEY, SESSION_SOURCE, recompare
 from llmbench.runs import FINGERPRINT_KEY, RunError, read_json, run_from_json
 from llmbench.shards.costs import DURATIONS_KEY, durations_of
 from llmbench.shards.plan import SHARD_INFO_KEY
@@ -35,8 +35,6 @@ __all__ = ["MERGED_SOURCE", "SHARDS_INFO_KEY", "TOP_LEVEL_KEYS", "MergeError", "
 #: The machine_info key of a merged run: shard file -> that shard's machine fingerprint.
 SHARDS_INFO_KEY = "llmbench_shards"
 TOP_LEVEL_KEYS = ("machine_info", "commit_info", "benchmarks", "datetime", "version")
-#: How the notes of a comparison made over the merged run name where the reference's outputs were.
-MERGED_SOURCE = "the merged run"
 
 
 class MergeError(Exception):
@@ -207,7 +205,7 @@ def compare_merged(benchmarks: Sequence[dict[str, Any]], runs: int) -> int:
 
     def absent(info: Mapping[str, Any], reference: str) -> str | None:
         saved = info.get(REFERENCE_INFO_KEY)
-        if not isinstance(saved, Mapping) or saved.get("source") not in (None, "this session"):
+        if not isinstance(saved, Mapping) or saved.get("source") not in (None, SESSION_SOURCE):
             return None  # a run of an earlier version, or compared with a named reference run: as saved
         return f"n/a: the reference {reference} is in none of the {runs} merged runs"
 
