@@ -107,6 +107,22 @@ def test_the_top_level_conftest_adds_fixtures_and_nothing_else(pytestconfig: pyt
         assert not re.search(r"^(import|from) (torch|transformers|llmbench)", source, re.MULTILINE), path
 
 
+def test_the_top_level_conftest_loads_from_the_pytest_script_in_importlib_mode() -> None:
+    """`llmbench ab` collects the head's suite with --import-mode=importlib from a console script, where no
+    conftest folder and no working directory is on sys.path: the conftest's `fixtures.examples` must still
+    import (pyproject's `pythonpath = ["."]`; without it: "Error importing plugin 'fixtures.examples'")."""
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("pytest")
+    done = subprocess.run(
+        [str(script), "benchmarks", "--collect-only", "-qq", "-p", "no:cacheprovider", "--import-mode=importlib"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "benchmarks/test_generate.py:" in done.stdout
+
+
 # ----------------------------------------------------------------------------- the examples, offline
 
 
