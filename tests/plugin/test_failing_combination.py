@@ -20,9 +20,11 @@ from tests.support.robustness_record import record
 
 MATRIX = tiny_matrix("{path}", precisions=("fp32", "bf16"), max_new_tokens=3)
 
+#: --llmbench-per-item=off: the quality pass's per-item timing sends 'timed_generate' requests too, and the fault
+#: here is for the timed rounds (the test's call); the quality pass still runs, untimed ('generate').
 ARGS = (
-    "benchmarks", "--llmbench-rounds=2", "--llmbench-quality-items=2", "--llmbench-threads=1",
-    "--llmbench-peak-bandwidth=10GB/s", "--benchmark-storage=runs", "--benchmark-autosave",
+    "benchmarks", "--llmbench-rounds=2", "--llmbench-quality-items=2", "--llmbench-per-item=off",
+    "--llmbench-threads=1", "--llmbench-peak-bandwidth=10GB/s", "--benchmark-storage=runs", "--benchmark-autosave",
 )  # fmt: skip
 FAILED_ID = "benchmarks/test_generate.py::test_generate[tiny-bf16-cpu-bs1]"
 

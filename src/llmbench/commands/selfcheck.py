@@ -50,7 +50,7 @@ def add_selfcheck_arguments(parser: argparse.ArgumentParser) -> None:
         "--torch-precision", default="fp32", metavar="PRECISION",
         help=(
             "the transformers precision checked against a bare generate ('none': skip); fp32 by default: bf16 on a "
-            "CPU without bf16 instructions reads within the rows' 3% by little (docs/metrics.md). Default: %(default)r"
+            "CPU without bf16 instructions reads within the rows' 3%% by little (docs/metrics.md). Default: %(default)r"
         ),
     )  # fmt: skip
     parser.add_argument(
