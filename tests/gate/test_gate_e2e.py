@@ -8,8 +8,9 @@ benchmark's clock (pytest-benchmark's timer, swapped for the rounds) by exactly 
 sentence of each article (a lead-1 summary, so ROUGE has something to lose) and step times from a fixed
 clock (so TTFT and decode rates are controlled too); ``LLMBENCH_INJECT`` then makes both clocks 20% slower
 (``slow``; 33% slower, ``slow33``, against the first saved run alone), allocates and touches a quarter of the
-process's RSS inside the call (``memory``) or returns empty texts (``quality``). On real round times a busy machine spread the saved runs' rounds beyond their
-threshold, which left their timed figures out of the drift history and made the slowdown only ``noisy``.
+process's RSS inside the call (``memory``) or returns empty texts (``quality``). On real round times a busy
+machine spread the saved runs' rounds beyond their threshold, which left their timed figures out of the drift
+history and made the slowdown only ``noisy``.
 """
 
 from __future__ import annotations
