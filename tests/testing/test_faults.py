@@ -298,3 +298,19 @@ def test_in_llama_cpp_a_decode_slowdown_is_in_the_engine_step_and_its_counters(
     assert slow["decode_tok_s"] == pytest.approx((base["decode_tok_s"] or 0) / 1.05)
     assert prefill["ttft_s"] == pytest.approx(1.05 * FIXED_PREFILL_S)
     assert prefill["decode_tok_s"] == pytest.approx(base["decode_tok_s"])
+
+
+def test_a_model_that_does_not_generate_loads_and_runs_under_a_slowdown(tmp_path: Path) -> None:
+    """An encoder loaded beside the benchmarked model (the semantic similarity's MiniLM, a BertModel) has no
+    ``generate``: the slowdown leaves it alone (it broke every session with quality under the faults before)."""
+    code = (
+        "import torch, transformers\n"
+        "config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,"
+        " intermediate_size=32)\n"
+        f"transformers.BertModel(config).save_pretrained({str(tmp_path / 'bert')!r})\n"
+        f"model = transformers.BertModel.from_pretrained({str(tmp_path / 'bert')!r})\n"
+        "print(model(input_ids=torch.tensor([[1, 2, 3]])).last_hidden_state.shape)\n"
+    )
+    done = _python(code, "decode_slow=0.05,prefill_slow=0.05")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "torch.Size([1, 3, 16])"

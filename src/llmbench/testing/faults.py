@@ -390,7 +390,11 @@ def _patch_transformers(state: _State, modeling_utils: ModuleType) -> None:
 
     def from_pretrained(cls: Any, *args: Any, **kwargs: Any) -> Any:
         model = original(cls, *args, **kwargs)
-        if state.faults.prefill_slow or state.faults.decode_slow or state.now is not None:
+        # Only a model that generates has an engine step to slow: an encoder loaded beside it (the MiniLM of the
+        # semantic similarity, a BertModel) has no ``generate`` to hook, and is left as it is.
+        can_generate = getattr(model, "can_generate", None)
+        generates = callable(can_generate) and bool(can_generate())
+        if generates and (state.faults.prefill_slow or state.faults.decode_slow or state.now is not None):
             _wrap_forward(state, model, first_is_prefill=True)
             encoder = model.get_encoder() if getattr(model.config, "is_encoder_decoder", False) else None
             if encoder is not None and encoder is not model:
