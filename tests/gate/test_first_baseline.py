@@ -24,6 +24,7 @@ from llmbench.gate.pooling import PooledMetric
 from llmbench.gate.rules import DEFAULT_RULES, FIRST_BASELINE_ALLOWANCE, Rule, rule_for
 from llmbench.gate.settings import parse_first_baseline_allowance
 from llmbench.metrics import Metric
+from tests.support.fixed_clock import FIXED_CLOCK
 from tests.support.paths import DATA
 
 TIMED = tuple(DEFAULT_RULES[name] for name in ("latency_s", "ttft_s", "prefill_tok_s", "decode_tok_s_per_seq"))
@@ -225,19 +226,7 @@ def test_llmbench_compare_uses_the_measured_drift_of_two_saved_runs(
 
 # ---------------------------------------------------------------------------- a pytest session
 
-#: pytest-benchmark's timer: a clock that moves only when the benchmark sleeps on it, so each round takes exactly
-#: what it asks for; the benchmark sleeps 1 ms times $SLOWER.
-FIXED_CLOCK = """
-NOW = [0.0]
-
-
-def now():
-    return NOW[0]
-
-
-def sleep(seconds):
-    NOW[0] += seconds
-"""
+#: The benchmark sleeps 1 ms times $SLOWER on the fixed clock (tests/support/fixed_clock.py).
 SESSION = """
 import os
 

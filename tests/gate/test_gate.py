@@ -19,6 +19,7 @@ from llmbench.gate.pooling import PooledMetric
 from llmbench.gate.rules import DEFAULT_RULES
 from llmbench.metrics import Metric
 from llmbench.runs import INTERRUPTED_KEY, load_run
+from tests.support.fixed_clock import FIXED_CLOCK
 from tests.support.paths import DATA as TEST_DATA
 
 DATA = TEST_DATA / "runs"
@@ -384,22 +385,6 @@ def test_bad_marker_is_a_usage_error(pytester: pytest.Pytester) -> None:
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: llmbench_fail: 'latency_s:-5%' has the wrong direction for latency_s, '-' "
                                  "(from the llmbench_fail marker of test_marked.py::test_x)*"])  # fmt: skip
-
-
-#: pytest-benchmark's timer for :func:`test_plain_benchmarks_are_gated_on_latency_and_compare_fail_still_works`:
-#: a clock that moves only when the benchmark sleeps on it, so each round takes exactly what it asks for
-#: (real sleeps on a busy machine spread, and an unchanged benchmark read "noisy").
-FIXED_CLOCK = """
-NOW = [0.0]
-
-
-def now():
-    return NOW[0]
-
-
-def sleep(seconds):
-    NOW[0] += seconds
-"""
 
 
 def test_plain_benchmarks_are_gated_on_latency_and_compare_fail_still_works(pytester: pytest.Pytester) -> None:
