@@ -8,8 +8,8 @@ Usage (from the repository root, the scale is a parameter)::
 
 A scratch clone of the repository's HEAD is measured against itself; each scenario gives the head side's
 workers a fault of llmbench.testing.faults through their environment (``llmbench ab --head-env``): the
-engine's decode or prompt step slowed by 2, 3, 5 or 10% of its own duration, memory held (+5% of RSS,
-+64 MiB), half the outputs damaged (quality, with quality items), or nothing (A/A). Scenarios run
+engine's decode or prompt step, or both (``steps``), slowed by 2, 3, 5 or 10% of its own duration, memory
+held (+5% of RSS, +64 MiB), half the outputs damaged (quality, with quality items), or nothing (A/A). Scenarios run
 round-robin (A/A, then each fault, then A/A again...) so slow drift of the machine spreads over all of them.
 Writes OUT/results.jsonl (one line per pair) and the saved pairs under OUT/runs.
 
@@ -47,6 +47,8 @@ SCENARIOS = {
     "aa": "",
     **{f"decode{p}": f"decode_slow={p / 100}" for p in (2, 3, 5, 10)},
     **{f"prefill{p}": f"prefill_slow={p / 100}" for p in (2, 3, 5, 10)},
+    # every engine step (prompt and generated tokens) slower: each timed figure moves by the share
+    **{f"steps{p}": f"slow={p / 100}" for p in (2, 3, 5, 10)},
     "mem5": "hold_share=0.05",
     "mem64": "hold_mib=64",
     "quality": "degrade=0.5",
@@ -75,7 +77,7 @@ def moved(scenario: str) -> tuple[str, ...]:
         out += ["latency_s", "decode_tok_s_total"]
     if faults.degrade:
         out += ["rougeLsum"]
-    return tuple(out)
+    return tuple(dict.fromkeys(out))
 
 
 def git(cwd: Path, *args: str) -> str:
