@@ -1,0 +1,208 @@
+"""What each lever of llmbench ab's power buys, re-decided from saved pairs of one fixed design (docs/ab.md).
+
+The pairs must have run a fixed number of load pairs and rounds (``scripts/ab/catch_rate.py --loads 6
+--max-loads 6 --rounds 3``: no extra load pairs). Each smaller design is a subset of what was measured, in
+the order it ran: the first ROUNDS timed rounds of each load pair and the first LOADS load pairs. Where
+the first LOADS leave latency, TTFT, prefill, decode or peak RSS ``noisy``, the next load pair is added, up
+to MAX, as llmbench ab does (it checks every paired figure; these five are the ones the tables show). The
+levers:
+
+- rounds per load pair (``--rounds``), load pairs (``--loads``, ``--max-loads``);
+- the per-load estimator: ``median`` of the load pair's rounds (llmbench ab's) or ``best`` (the fastest
+  round: the least latency or TTFT, the highest rate), which a slow burst in one round does not move;
+- the paired threshold on the speed figures (``--llmbench-fail``): 3% (``PAIRED_RULES``) or less. A
+  change exactly at the threshold reads below it in about half the pairs, so catching 3% every time needs
+  a lower threshold, and the A/A column shows what that costs in false alarms.
+
+Every verdict is ``decide_paired`` under ``PAIRED_RULES`` with only the threshold replaced. The cost: the
+seconds a pair of the design would take, from the saved pairs' own times: a load pair costs its two workers'
+start and load (the measured pair time over its load pairs, less its calls) plus a warm-up and the rounds per
+side, each call the median measured call; ``--one-sided-s`` (a one-sided run of the same combination, timed
+on the same machine) adds the ratio.
+
+    .venv/bin/python scripts/ab/levers.py --out scripts/ab/data/ab-catch-rate-2026-12-07.tar.xz --one-sided-s 9.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from catch_rate import base_of, saved_data
+
+from llmbench.ab.paired import decide_paired
+from llmbench.gate.pooling import benchmark_metrics
+from llmbench.gate.rules import PAIRED_RULES
+
+#: The figures the tables show (and whose noisy verdict adds a load pair).
+METRICS = ("latency_s", "ttft_s", "prefill_tok_s", "decode_tok_s_total", "peak_rss_bytes")
+SPEED = METRICS[:4]
+
+
+@dataclass(frozen=True)
+class Design:
+    loads: int
+    max_loads: int
+    rounds: int
+    estimator: str = "median"
+    threshold: float = 0.03
+
+    @property
+    def label(self) -> str:
+        loads = f"{self.loads}" if self.max_loads == self.loads else f"{self.loads}..{self.max_loads}"
+        return f"loads {loads}, rounds {self.rounds}, {self.estimator}, threshold {self.threshold:.1%}"
+
+
+def designs(loads: int, rounds: int) -> list[Design]:
+    """The designs a fixed run of ``loads`` load pairs of ``rounds`` rounds can stand for: llmbench ab's
+    defaults first, then one lever at a time, then the levers together."""
+    out = [Design(3, min(6, loads), min(2, rounds))]
+    out += [Design(3, min(6, loads), r) for r in range(min(2, rounds) + 1, rounds + 1)]
+    out += [Design(loads, loads, r) for r in (min(2, rounds), rounds)]
+    for estimator in ("median", "best"):
+        for threshold in (0.03, 0.02, 0.015, 0.01):
+            for design in (Design(3, min(6, loads), rounds), Design(loads, loads, rounds)):
+                out.append(replace(design, estimator=estimator, threshold=threshold))
+    return list(dict.fromkeys(out))
+
+
+def per_load(bench: Mapping[str, Any], metric: str, rounds: int, estimator: str) -> list[float]:
+    """``metric`` per load pair from the first ``rounds`` rounds of each (peak RSS: their peak)."""
+    extra = bench["extra_info"]
+    samples = extra["metrics"][metric]["samples"]
+    round_loads = extra["llmbench_ab"]["round_loads"]
+    direction = extra["metrics"][metric].get("direction", "lower")
+    loads: dict[int, list[float]] = {}
+    for value, load in zip(samples, round_loads, strict=True):
+        kept = loads.setdefault(load, [])
+        if len(kept) < rounds:
+            kept.append(float(value))
+    out = []
+    for load in sorted(loads):
+        values = loads[load]
+        if metric == "peak_rss_bytes":
+            out.append(max(values))
+        elif estimator == "best":
+            out.append(min(values) if direction == "lower" else max(values))
+        else:
+            out.append(statistics.median(values))
+    return out
+
+
+def decide(base: Mapping[str, Any], head: Mapping[str, Any], design: Design) -> tuple[dict[str, str], int]:
+    """The verdict per metric under ``design``, and the load pairs it used."""
+    base_metrics, _ = benchmark_metrics(base)
+    head_metrics, _ = benchmark_metrics(head)
+    values = {m: tuple(per_load(side, m, design.rounds, design.estimator) for side in (base, head)) for m in METRICS}
+    rules = {m: replace(PAIRED_RULES[m], relative=design.threshold) if m in SPEED else PAIRED_RULES[m] for m in METRICS}
+    available = min(len(b) for b, _ in values.values())
+    loads = min(design.loads, available)
+    while True:
+        verdicts: dict[str, str] = {
+            m: decide_paired(m, base_metrics[m], head_metrics[m], b[:loads], h[:loads], rules[m]).verdict
+            for m, (b, h) in values.items()
+        }
+        if "noisy" not in verdicts.values() or loads >= min(design.max_loads, available):
+            return verdicts, loads
+        loads += 1
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Seconds of a pair: per load pair, the two workers' start and load; per call, a generate call."""
+
+    load_pair_s: float
+    call_s: float
+
+    def seconds(self, loads: float, rounds: int) -> float:
+        return loads * (self.load_pair_s + 2 * (rounds + 1) * self.call_s)
+
+
+def pairs(folder: Path) -> tuple[list[tuple[str, Mapping[str, Any], Mapping[str, Any]]], Cost]:
+    """(scenario, base benchmark, head benchmark) of every saved pair (one benchmark per pair), and the cost
+    of a load pair and of a call, from the pairs' times and their calls' latency."""
+    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
+    heads = {path.name: path for path in (folder / "runs").rglob("*-head.json")}
+    out = []
+    calls: list[float] = []
+    overheads = []
+    for row in rows:
+        head = heads.get(str(row.get("head_run")))
+        if head is None:
+            continue
+        [b] = json.loads(base_of(head).read_text())["benchmarks"]
+        [h] = json.loads(head.read_text())["benchmarks"]
+        out.append((str(row["scenario"]), b, h))
+        latencies = [x for side in (b, h) for x in side["extra_info"]["metrics"]["latency_s"]["samples"]]
+        loads = len(b["extra_info"]["llmbench_ab"]["loads"])
+        rounds = len(b["extra_info"]["llmbench_ab"]["round_loads"]) // loads
+        calls += latencies
+        overheads.append(float(row["seconds"]) / loads - 2 * (rounds + 1) * statistics.median(latencies))
+    cost = Cost(statistics.median(overheads), statistics.median(calls)) if out else Cost(0.0, 0.0)
+    return out, cost
+
+
+def tables(folder: Path, one_sided_s: float | None = None, catch: int = 19) -> list[str]:
+    found, cost = pairs(folder)
+    if not found:
+        return ["no saved pairs"]
+    measured_loads = min(len(b["extra_info"]["llmbench_ab"]["loads"]) for _, b, _ in found)
+    measured_rounds = min(len(b["extra_info"]["llmbench_ab"]["round_loads"]) // measured_loads for _, b, _ in found)
+    scenarios = list(dict.fromkeys(name for name, _, _ in found))
+    faults = sorted((s for s in scenarios if s != "aa"), key=lambda s: (s.rstrip("0123456789"), int("0" + s.lstrip(
+        "abcdefghijklmnopqrstuvwxyz"))))  # fmt: skip
+    results: dict[Design, list[tuple[str, dict[str, str], int]]] = {}
+    for design in designs(measured_loads, measured_rounds):
+        results[design] = [(name, *decide(b, h, design)) for name, b, h in found]
+    lines = [f"{len(found)} pairs, each {measured_loads} load pairs of {measured_rounds} rounds per side; "
+             f"per scenario: {', '.join(f'{s} {sum(n == s for n, _, _ in found)}' for s in scenarios)}; a load pair's "
+             f"workers took {cost.load_pair_s:.1f} s, a call {cost.call_s:.2f} s"
+             + (f"; a one-sided run {one_sided_s:g} s" if one_sided_s else ""), ""]  # fmt: skip
+    for metric in METRICS:
+        lines += [f"#### {metric}", "",
+                  "| design | load pairs (mean) | seconds per pair" + (" (x one-sided)" if one_sided_s else "") + " "
+                  f"| A/A flagged | {' | '.join(faults)} | smallest caught {catch} of 20 |",
+                  f"|---|---:|---|---:|{'---:|' * len(faults)}---|"]  # fmt: skip
+        for design, rows in results.items():
+            mean_loads = statistics.mean(loads for _, _, loads in rows)
+            seconds = cost.seconds(mean_loads, design.rounds)
+            ratio = f" ({seconds / one_sided_s:.1f}x)" if one_sided_s else ""
+            cells = []
+            smallest = "none"
+            for name in ["aa", *faults]:
+                mine = [verdicts[metric] for n, verdicts, _ in rows if n == name]
+                flagged = sum(v == "regressed" for v in mine)
+                improved = sum(v == "improved" for v in mine)
+                extra = f" (+{improved} improved)" if name == "aa" and improved else ""
+                cells.append(f"{flagged} of {len(mine)}{extra}")
+                if name != "aa" and smallest == "none" and mine and flagged >= catch * len(mine) / 20:
+                    smallest = name
+            lines.append(f"| {design.label} | {mean_loads:.1f} | {seconds:.0f}{ratio} "
+                         f"| {' | '.join(cells)} | {smallest} |")  # fmt: skip
+        lines.append("")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True,
+                        help="the folder scripts/ab/catch_rate.py wrote, or a committed .tar.xz of one")  # fmt: skip
+    parser.add_argument("--one-sided-s", type=float, default=None,
+                        help="seconds of a one-sided run of the same combination on the same machine: adds the "
+                        "cost ratio")  # fmt: skip
+    args = parser.parse_args(argv)
+    with saved_data(args.out) as folder:
+        print("\n".join(tables(folder, args.one_sided_s)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
