@@ -13,6 +13,10 @@
     .venv/bin/python scripts/gate_validation/aa_and_slowdowns.py --rounds 20 --out gate-validation \\
         -- --llmbench-precision=q4_k_m --llmbench-batch-size=1 --llmbench-quality-items=8
     .venv/bin/python scripts/gate_validation/aa_and_slowdowns.py --replay-only --out gate-validation
+    .venv/bin/python scripts/gate_validation/aa_and_slowdowns.py --replay-only \\
+        --out scripts/gate_validation/data/gate-validation-2026-12-07.tar.xz
+
+``--replay-only`` reads OUT or a committed ``.tar.xz`` of it (unpacked for the duration).
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +47,8 @@ UNCHANGED = "unchanged"
 SCENARIOS = {
     **{f"decode{p}": f"decode_slow={p / 100}" for p in (2, 3, 5, 10)},
     **{f"prefill{p}": f"prefill_slow={p / 100}" for p in (2, 3, 5, 10)},
+    # every engine step (prompt and generated tokens) slower: every timed figure moves by the share
+    **{f"steps{p}": f"slow={p / 100}" for p in (5, 10, 15, 20)},
     "mem5": "hold_share=0.05",
     "mem64": "hold_mib=64",
     "quality": "degrade=0.5",
@@ -137,7 +145,19 @@ def after_history(unchanged: Sequence[Path], current: Path, scratch: Path) -> Pa
     return target
 
 
-def replay(out: Path, baselines: Sequence[str], histories: Sequence[int]) -> None:
+@contextmanager
+def saved_data(out: Path) -> Iterator[Path]:
+    """``out`` itself, or a committed ``.tar.xz`` of it unpacked for the duration."""
+    if out.is_dir():
+        yield out
+        return
+    with tempfile.TemporaryDirectory(prefix="gate-validation-") as tmp, tarfile.open(out) as archive:
+        archive.extractall(tmp, filter="data")
+        [manifest] = Path(tmp).rglob(MANIFEST)
+        yield manifest.parent
+
+
+def replay(out: Path, baselines: Sequence[str], histories: Sequence[int], log_path: Path) -> None:
     entries = [json.loads(line) for line in (out / MANIFEST).read_text().splitlines() if line.strip()]
     unchanged = [out / e["file"] for e in sorted(entries, key=lambda e: e["round"]) if kind_of(e) == UNCHANGED]
     scenarios = list(dict.fromkeys(kind_of(e) for e in entries if kind_of(e) != UNCHANGED))
@@ -145,7 +165,7 @@ def replay(out: Path, baselines: Sequence[str], histories: Sequence[int]) -> Non
     header = ["baseline", "drift history", "unchanged runs failed",
               *(f"{s}: failed (on {', '.join(moved(s))})" for s in scenarios)]  # fmt: skip
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, (out / "replay.log").open("w") as log:
+    with tempfile.TemporaryDirectory() as tmp, log_path.open("w") as log:
         for baseline in baselines:
             # A window is compared only once it is full (window:5: from the 6th unchanged run on).
             need = int(baseline.split(":")[1]) if baseline.startswith("window:") else 1
@@ -167,7 +187,7 @@ def replay(out: Path, baselines: Sequence[str], histories: Sequence[int]) -> Non
                 cells += [f"{counts[s][0]} ({counts[s][1]}) of {counts[s][2]}" for s in scenarios]
                 rows.append([f"`{baseline}`", str(history), *cells])
     print(markdown(header, rows))
-    print(f"\n(each line of every verdict: {out / 'replay.log'})\n")
+    print(f"\n(each line of every verdict: {log_path})\n")
     print(noise(unchanged, faulted, entries))
 
 
@@ -250,7 +270,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out.resolve()
     if not args.replay_only:
         measure(out, args.rounds, scenarios, args.pytest_args)
-    replay(out, [b.strip() for b in args.baselines.split(",")], [int(h) for h in args.histories.split(",")])
+    # each line of every verdict: beside the runs, or for an archive in the temporary folder
+    log_path = out / "replay.log" if out.is_dir() else Path(tempfile.gettempdir()) / "gate-validation-replay.log"
+    with saved_data(out) as folder:
+        baselines, histories = (
+            [b.strip() for b in args.baselines.split(",")],
+            [int(h) for h in args.histories.split(",")],
+        )
+        replay(folder, baselines, histories, log_path)
     return 0
 
 
