@@ -10,6 +10,8 @@ levers:
 - rounds per load pair (``--rounds``), load pairs (``--loads``, ``--max-loads``);
 - the per-load estimator: ``median`` of the load pair's rounds (llmbench ab's) or ``best`` (the fastest
   round: the least latency or TTFT, the highest rate), which a slow burst in one round does not move;
+  ``best+tokens``: ``best``, but decode from the median inter-token latency over all the load pair's
+  generated tokens (7 per round at 8 new tokens) instead of a rate per round;
 - the paired threshold on the speed figures (``--llmbench-fail``): 3% (``PAIRED_RULES``) or less. A
   change exactly at the threshold reads below it in about half the pairs, so catching 3% every time needs
   a lower threshold, and the A/A column shows what that costs in false alarms.
@@ -61,24 +63,35 @@ class Design:
         return f"loads {loads}, rounds {self.rounds}, {self.estimator}, threshold {self.threshold:.1%}"
 
 
+ESTIMATORS = ("median", "best", "best+tokens")
+
+
 def designs(loads: int, rounds: int) -> list[Design]:
     """The designs a fixed run of ``loads`` load pairs of ``rounds`` rounds can stand for: llmbench ab's
-    defaults first, then one lever at a time, then the levers together."""
+    defaults first, then the rounds, the load pairs (adaptive or fixed), the estimator and the threshold."""
     out = [Design(3, min(6, loads), min(2, rounds))]
-    out += [Design(3, min(6, loads), r) for r in range(min(2, rounds) + 1, rounds + 1)]
-    out += [Design(loads, loads, r) for r in (min(2, rounds), rounds)]
-    for estimator in ("median", "best"):
-        for threshold in (0.03, 0.02, 0.015, 0.01):
-            for design in (Design(3, min(6, loads), rounds), Design(loads, loads, rounds)):
-                out.append(replace(design, estimator=estimator, threshold=threshold))
+    for r in sorted({min(2, rounds), rounds}):
+        for estimator in ESTIMATORS:
+            for threshold in (0.03, 0.02, 0.015, 0.01):
+                for first in (3, loads):
+                    out.append(Design(min(first, loads), loads, r, estimator, threshold))
     return list(dict.fromkeys(out))
 
 
 def per_load(bench: Mapping[str, Any], metric: str, rounds: int, estimator: str) -> list[float]:
     """``metric`` per load pair from the first ``rounds`` rounds of each (peak RSS: their peak)."""
     extra = bench["extra_info"]
-    samples = extra["metrics"][metric]["samples"]
     round_loads = extra["llmbench_ab"]["round_loads"]
+    if metric == "decode_tok_s_total" and estimator == "best+tokens":
+        itl = extra["metrics"]["itl_p50_s"]["samples"]  # every inter-token latency of every round, in order
+        per_round = len(itl) // len(round_loads)
+        tokens: dict[int, list[float]] = {}
+        for index, load in enumerate(round_loads):
+            kept = tokens.setdefault(load, [])
+            if len(kept) < rounds * per_round:
+                kept += itl[index * per_round : (index + 1) * per_round]
+        return [1 / statistics.median(tokens[load]) for load in sorted(tokens)]
+    samples = extra["metrics"][metric]["samples"]
     direction = extra["metrics"][metric].get("direction", "lower")
     loads: dict[int, list[float]] = {}
     for value, load in zip(samples, round_loads, strict=True):
@@ -90,7 +103,7 @@ def per_load(bench: Mapping[str, Any], metric: str, rounds: int, estimator: str)
         values = loads[load]
         if metric == "peak_rss_bytes":
             out.append(max(values))
-        elif estimator == "best":
+        elif estimator.startswith("best"):
             out.append(min(values) if direction == "lower" else max(values))
         else:
             out.append(statistics.median(values))
