@@ -294,6 +294,50 @@ def test_interleaved_pair_saved_and_decided(
     assert out.read_text() == verdict.markdown()
 
 
+class Bursty(StandIn):
+    """A stand-in whose first timed round of each load pair is 30% slower on both sides (a burst of the machine);
+    the head's rounds are ``slow`` slower."""
+
+    def __init__(self, side: str, combination: Combination, slow: float, calls: list[str]) -> None:
+        super().__init__(side, combination, slow, calls)
+        self.timed = 0
+
+    def timed_generate(self, prompts: Sequence[str], max_new_tokens: int) -> TimedRound:
+        round_ = super().timed_generate(prompts, max_new_tokens)
+        self.timed += 1
+        burst = 1.3 if self.timed == 2 else 1.0  # the first timed round after the warm-up
+        return replace(round_, seconds=round_.seconds * burst)
+
+
+@pytest.mark.parametrize("per_load", ["median", "best"])
+def test_per_load_best_takes_each_load_pairs_best_round(
+    pytester: pytest.Pytester, tiny_gemma3_dir: Path, per_load: str
+) -> None:
+    """--per-load: the saved per-load latency is the median of the load pair's two rounds (a burst in one moves
+    it by half the burst) or its best round (the burst leaves it alone); the marks and the verdict say which."""
+    plan = replace(_plan(pytester.path, tiny_gemma3_dir, "--llmbench-quality-items=0"), quality_items={})
+    base, head = _side("base", pytester.path), _side("head", pytester.path)
+
+    def start(side: Side, combination: Combination) -> Bursty:
+        return Bursty(side.name, combination, 0.0, [])
+
+    schedule = Schedule(loads=3, rounds=2, warmup_rounds=1, seed=2, per_load=per_load)  # type: ignore[arg-type]
+    measured = measure_pair(plan, (base, head), schedule, start, Progress(io.StringIO()))  # type: ignore[arg-type]
+    head_json = side_json(head, base, plan, measured, schedule, "P3", {"cpu": None})
+    bench = head_json["benchmarks"][0]
+    loads = bench["extra_info"]["llmbench_ab"]["loads"]
+    expected = 0.2 if per_load == "best" else 0.2 * (1.3 + 1.0) / 2
+    assert [load["latency_s"] for load in loads] == pytest.approx([expected] * 3)
+    # the run's own figure stays the median of all its rounds, half of them bursts
+    assert bench["extra_info"]["metrics"]["latency_s"]["value"] == pytest.approx(0.23)
+    assert all(load["peak_rss_bytes"] == 100 * 2**20 for load in loads)  # memory keeps its peak
+    assert head_json["machine_info"]["llmbench_ab"]["per_load"] == per_load
+    base_json = side_json(base, head, plan, measured, schedule, "P3", {"cpu": None})
+    paths = save_pair(plan.storage, plan.machine_id, "P3", {"base": base_json, "head": head_json})
+    verdict = compare_pair(load_run(paths["base"]), load_run(paths["head"]))
+    assert f"each load pair's {per_load} round for timed figures" in "\n".join(verdict.notes)
+
+
 @pytest.mark.parametrize(("noisy_until", "max_loads", "expected"), [(0, 6, 3), (5, 6, 5), (9, 6, 6), (9, 3, 3)])
 def test_more_load_pairs_while_the_loads_disagree(
     pytester: pytest.Pytester, tiny_gemma3_dir: Path, noisy_until: int, max_loads: int, expected: int

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Literal, Protocol, TextIO
 
 from llmbench.ab.collect import Benchmark, Plan
 from llmbench.ab.sides import Side, SideName, side_environment
@@ -34,7 +34,8 @@ from llmbench.workers.launch import WorkerLauncher, load_in, prepare_in
 from llmbench.workers.protocol import TimedRound
 
 __all__ = [
-    "Measured", "ModelHandle", "Progress", "Schedule", "SideRecord", "Undecided", "measure_pair",
+    "PER_LOAD_CHOICES", "Measured", "ModelHandle", "PerLoad", "Progress", "Schedule", "SideRecord", "Undecided",
+    "measure_pair",
     "start_worker_model",
 ]  # fmt: skip
 
@@ -46,6 +47,10 @@ class ModelHandle(LoadedModel, Protocol):
 
     def timed_generate(self, prompts: Sequence[str], max_new_tokens: int) -> TimedRound: ...
 
+
+#: How a load pair's rounds make its figure of a timed metric (``llmbench ab --per-load``).
+PerLoad = Literal["median", "best"]
+PER_LOAD_CHOICES: tuple[PerLoad, ...] = ("median", "best")
 
 #: Starts and loads one side's model for a combination (a fresh worker each call).
 Starter = Callable[[Side, Combination], ModelHandle]
@@ -62,6 +67,9 @@ class Schedule:
     #: One side's worker resident at a time: in each load pair the first side (drawn) loads, runs all
     #: its rounds and exits before the other side loads; rounds alternate per load pair, not per round.
     one_side_at_a_time: bool = False
+    #: Each load pair's figure of a timed metric: the ``median`` of its rounds, or the ``best`` round (the
+    #: least latency or TTFT, the highest rate), which a slow burst in one round does not move (docs/ab.md).
+    per_load: PerLoad = "median"
 
     @property
     def load_limit(self) -> int:

@@ -28,7 +28,7 @@ from llmbench.measure.speed import load_s_metric
 from llmbench.metrics import Metric
 from llmbench.runs import list_runs, run_number, write_json_atomically
 
-__all__ = ["AB_KEY", "benchmark_json", "pair_id", "save_pair", "side_json"]
+__all__ = ["AB_KEY", "BEST_ROUND_METRICS", "benchmark_json", "load_value", "pair_id", "save_pair", "side_json"]
 
 
 @dataclass
@@ -56,6 +56,22 @@ def _figures(bench: Benchmark, record: SideRecord, load_s: float | None, bandwid
     return figures
 
 
+#: The timed figures whose per-load value ``--per-load=best`` takes from the load pair's best round (one value
+#: per round; percentiles, memory and sizes keep their own aggregation).
+BEST_ROUND_METRICS = frozenset({
+    "latency_s", "ttft_s", "prefill_tok_s", "decode_tok_s_per_seq", "decode_tok_s_total", "engine_decode_tok_s", "mbu",
+})  # fmt: skip
+
+
+def load_value(name: str, metric: Metric, rounds: int, per_load: str) -> float | None:
+    """One load pair's figure of ``metric`` over its ``rounds`` rounds: the metric's own value (the median of
+    the rounds for timed figures, the peak for memory), or under ``best`` the best round of a timed figure."""
+    samples = metric.samples
+    if per_load != "best" or name not in BEST_ROUND_METRICS or not samples or len(samples) != rounds:
+        return metric.value
+    return float(min(samples) if metric.direction == "lower" else max(samples))
+
+
 def benchmark_json(bench: Benchmark, record: SideRecord, side: Side, pair: str, schedule: Schedule,
                    bandwidth: Metric | None) -> dict[str, Any]:  # fmt: skip
     """One side's figures of ``bench`` as pytest-benchmark saves a benchmark, with the pair marks."""
@@ -67,7 +83,10 @@ def benchmark_json(bench: Benchmark, record: SideRecord, side: Side, pair: str, 
     per_load = []
     for load, seconds in enumerate(record.load_s):
         one = _figures(bench, record, seconds, bandwidth, schedule, load)
-        per_load.append({name: metric.value for name, metric in one.metrics.metrics.items()})
+        rounds = record.round_loads.count(load)
+        per_load.append({
+            name: load_value(name, metric, rounds, schedule.per_load) for name, metric in one.metrics.metrics.items()
+        })  # fmt: skip
     extra = figures.benchmark.extra_info
     extra[AB_KEY] = {"pair": pair, "side": side.name, "round_loads": list(record.round_loads), "loads": per_load}
     param = bench.combination.id
@@ -106,7 +125,7 @@ def side_json(
         "env": [key for key, _ in side.env],
         "loads": schedule.loads, "max_loads": schedule.load_limit, "rounds": schedule.rounds,
         "warmup_rounds": schedule.warmup_rounds, "seed": schedule.seed,
-        "one_side_at_a_time": schedule.one_side_at_a_time,
+        "one_side_at_a_time": schedule.one_side_at_a_time, "per_load": schedule.per_load,
     }  # fmt: skip
     return run_json(machine_info, _commit_info(side), benchmarks, datetime.now(UTC).isoformat())
 

@@ -102,10 +102,12 @@ def compare_pair(base: SavedRun, head: SavedRun, rules: Mapping[str, Rule] = PAI
         if marks.get("one_side_at_a_time") is True
         else "interleaved rounds per side"
     )
+    each = "each load pair's best round" if marks.get("per_load") == "best" else "each load pair's median round"
     how = (
         f"paired A/B run {marks.get('pair', '?')}: {marks.get('loads', '?')} load pairs{_extra(marks)} of "
         f"{marks.get('rounds', '?')} {rounds} (seed {marks.get('seed', '?')}); timed and memory "
-        "figures are decided on the per-load ratios head/base, the load pair as the unit (docs/ab.md)"
+        f"figures are decided on the per-load ratios head/base ({each} for timed figures), the load pair as the "
+        "unit (docs/ab.md)"
     )
     new = tuple(benchmark_label(b) for name, b in head.benchmarks.items() if name not in base.benchmarks)
     removed = tuple(benchmark_label(b) for name, b in base.benchmarks.items() if name not in head.benchmarks)

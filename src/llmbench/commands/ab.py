@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.ab.collect import CollectError, Plan, collect_plan
-from llmbench.ab.interleave import Measured, Progress, Schedule, measure_pair, start_worker_model
+from llmbench.ab.interleave import PER_LOAD_CHOICES, Measured, Progress, Schedule, measure_pair, start_worker_model
 from llmbench.ab.run import DEFAULT_LOADS, DEFAULT_MAX_LOADS, DEFAULT_ROUNDS, noisy_verdicts, timed_rounds
 from llmbench.ab.save import pair_id, save_pair, side_json
 from llmbench.ab.sides import AbError, Side, git, parse_env, prepare_sides, remove_worktrees
@@ -37,6 +37,7 @@ OPTION_FLAGS = (
     "--rounds",
     "--warmup-rounds",
     "--seed",
+    "--per-load",
     "--base-python",
     "--head-python",
     "--base-env",
@@ -59,6 +60,10 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup-rounds", metavar="N", type=non_negative_int, default=None,
                         help="untimed rounds per side before each load pair's timed ones. "
                         "Default: --llmbench-warmup-rounds (1)")  # fmt: skip
+    parser.add_argument("--per-load", choices=PER_LOAD_CHOICES, default="median",
+                        help="each load pair's figure of a timed metric (latency, TTFT, prefill and decode rates): "
+                        "the median of its rounds, or its best round, which a slow burst of the machine in one "
+                        "round does not move (docs/ab.md, Measured). Default: %(default)s")  # fmt: skip
     parser.add_argument("--seed", metavar="N", type=non_negative_int, default=0,
                         help="seed of the order of sides and rounds. Default: %(default)r")  # fmt: skip
     parser.add_argument("--base-python", metavar="PATH", default=None,
@@ -151,12 +156,14 @@ def run_ab(args: argparse.Namespace, base: Side, head: Side, scratch: Path, invo
         warmup_rounds=settings.warmup_rounds.value if args.warmup_rounds is None else args.warmup_rounds,
         seed=args.seed,
         one_side_at_a_time=args.one_side_at_a_time,
+        per_load=args.per_load,
     )
     progress = Progress()
     extra = f" (up to {schedule.load_limit} where they disagree)" if schedule.load_limit > schedule.loads else ""
     how = "one side's worker at a time" if schedule.one_side_at_a_time else "interleaved"
     progress.line(f"{base.label} against {head.label}: {len(plan.benchmarks)} benchmarks, {schedule.loads} load "
-                  f"pairs{extra} of {schedule.rounds} rounds per side, {how} (seed {schedule.seed})")  # fmt: skip
+                  f"pairs{extra} of {schedule.rounds} rounds per side, {how}, each load pair's {schedule.per_load} "
+                  f"round (seed {schedule.seed})")  # fmt: skip
     bandwidths = _bandwidths(plan)
     starter = partial(_start, settings.cache_dir, settings.threads, scratch / "logs")
     undecided = partial(noisy_verdicts, plan, (base, head), schedule, bandwidths)
