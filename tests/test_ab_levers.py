@@ -121,3 +121,15 @@ def test_the_tables_cover_every_metric_and_scenario(levers: ModuleType) -> None:
     # the pilot's pairs ran at least 3 load pairs of 2 rounds: its own design, decided as it ran
     assert "| loads 3, rounds 2, median, threshold 3.0% | 3.0 |" in lines
     assert "| A/A flagged | decode5 | prefill5 |" in lines
+
+
+def test_the_compact_table_has_each_design_and_the_spread_per_estimator(levers: ModuleType) -> None:
+    with levers.saved_data(PILOT) as folder:
+        lines = levers.compact(folder)
+        spread = levers.round_spread(folder)
+    assert lines[0].startswith("| design | seconds per pair | latency_s: A/A · decode5 · prefill5 |")
+    rows = [line for line in lines if line.startswith("| loads")]
+    assert [row.split(" | ")[0] for row in rows] == [f"| {design.label}" for design in levers.COMPACT]
+    assert "Pairs flagged `regressed`, of 6 aa, 6 decode5, 6 prefill5." in lines
+    assert [line.split(":")[0] for line in lines if line.startswith("- ")] == ["- median", "- best", "- best+tokens"]
+    assert spread.startswith("352 rounds: a median ")  # both sides of the 18 pairs, 3 to 6 load pairs of 2

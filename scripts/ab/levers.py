@@ -23,12 +23,17 @@ side, each call the median measured call; ``--one-sided-s`` (a one-sided run of 
 on the same machine) adds the ratio.
 
     .venv/bin/python scripts/ab/levers.py --out scripts/ab/data/ab-catch-rate-2026-12-07.tar.xz --one-sided-s 9.1
+    .venv/bin/python scripts/ab/levers.py --compact --out scripts/ab/data/ab-catch-rate-2026-12-07.tar.xz
+
+``--compact`` prints the one table docs/ab.md shows (a few designs, four figures); without it, a table per
+figure of every design the saved pairs can stand for.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from collections.abc import Mapping, Sequence
@@ -163,18 +168,95 @@ def pairs(folder: Path) -> tuple[list[tuple[str, Mapping[str, Any], Mapping[str,
     return out, cost
 
 
+#: The designs of the compact table (docs/ab.md): llmbench ab's defaults before and since 2026-12-07, then each
+#: lever alone or with the best round.
+COMPACT = (
+    Design(3, 6, 2, "median"), Design(3, 6, 2, "best"), Design(3, 6, 2, "best", 0.015), Design(6, 6, 2, "best"),
+    Design(3, 6, 3, "median"), Design(3, 6, 3, "best"), Design(3, 6, 3, "best+tokens"),
+)  # fmt: skip
+
+Decided = dict[Design, list[tuple[str, dict[str, str], int]]]
+
+
+def _scenarios(found: Sequence[tuple[str, Any, Any]]) -> tuple[list[str], list[str]]:
+    """Every scenario in the order the pairs ran, and the faults in order of kind and size."""
+    scenarios = list(dict.fromkeys(name for name, _, _ in found))
+    faults = sorted((s for s in scenarios if s != "aa"), key=lambda s: (s.rstrip("0123456789"), int("0" + s.lstrip(
+        "abcdefghijklmnopqrstuvwxyz"))))  # fmt: skip
+    return scenarios, faults
+
+
+def _decided(found: Sequence[tuple[str, Mapping[str, Any], Mapping[str, Any]]], chosen: Sequence[Design]) -> Decided:
+    return {design: [(name, *decide(b, h, design)) for name, b, h in found] for design in chosen}
+
+
+def compact(folder: Path, one_sided_s: float | None = None) -> list[str]:
+    """One table of the :data:`COMPACT` designs: per figure, the pairs flagged of A/A and of each fault."""
+    found, cost = pairs(folder)
+    if not found:
+        return ["no saved pairs"]
+    _, faults = _scenarios(found)
+    results = _decided(found, COMPACT)
+    shown = ("latency_s", "ttft_s", "prefill_tok_s", "decode_tok_s_total")
+    counts = " · ".join(["A/A", *faults])
+    lines = ["| design | seconds per pair" + (" (x one-sided)" if one_sided_s else "") + " | "
+             + " | ".join(f"{m}: {counts}" for m in shown) + " |",
+             "|---|---:|" + "---|" * len(shown)]  # fmt: skip
+    for design, rows in results.items():
+        mean_loads = statistics.mean(loads for _, _, loads in rows)
+        seconds = cost.seconds(mean_loads, design.rounds)
+        ratio = f" ({seconds / one_sided_s:.1f}x)" if one_sided_s else ""
+        cells = []
+        for metric in shown:
+            flagged = [sum(v[metric] == "regressed" for n, v, _ in rows if n == name) for name in ["aa", *faults]]
+            cells.append(" · ".join(map(str, flagged)))
+        lines.append(f"| {design.label} | {seconds:.0f}{ratio} | {' | '.join(cells)} |")
+    per = {name: sum(n == name for n, _, _ in found) for name in ["aa", *faults]}
+    lines += ["", "Pairs flagged `regressed`, of " + ", ".join(f"{n} {name}" for name, n in per.items()) + "."]
+    return [*lines, "", *spreads(found)]
+
+
+def round_spread(folder: Path) -> str:
+    """How far a side's rounds sit above its fastest round (latency; every saved pair, both sides): the median
+    and the 90th percentile of round / fastest - 1. Works on any catch_rate.py archive."""
+    above = []
+    for path in (folder / "runs").rglob("*.json"):
+        for bench in json.loads(path.read_text())["benchmarks"]:
+            rounds = bench["extra_info"]["metrics"]["latency_s"]["samples"]
+            above += [r / min(rounds) - 1 for r in rounds]
+    above.sort()
+    if not above:
+        return "no rounds"
+    return (f"{len(above)} rounds: a median {above[len(above) // 2]:.1%} and at the 90th percentile "
+            f"{above[int(0.9 * len(above))]:.1%} above their side's fastest round")  # fmt: skip
+
+
+def spreads(found: Sequence[tuple[str, Mapping[str, Any], Mapping[str, Any]]], rounds: int = 2) -> list[str]:
+    """How far unchanged load pairs disagree under each estimator: per A/A pair, the standard deviation of its
+    per-load log-ratios head/base (first ``rounds`` rounds of each load pair); the median over the pairs."""
+    lines = [f"Spread of the A/A pairs' per-load ratios ({rounds} rounds; the median over the pairs of each pair's "
+             "standard deviation of its per-load log-ratios):", ""]  # fmt: skip
+    for estimator in ESTIMATORS:
+        cells = []
+        for metric in ("latency_s", "ttft_s", "prefill_tok_s", "decode_tok_s_total"):
+            sds = []
+            for name, b, h in found:
+                if name == "aa":
+                    base, head = (per_load(side, metric, rounds, estimator) for side in (b, h))
+                    sds.append(statistics.stdev(math.log(y / x) for x, y in zip(base, head, strict=True)))
+            cells.append(f"{metric} {statistics.median(sds):.1%}" if sds else f"{metric} n/a")
+        lines.append(f"- {estimator}: {', '.join(cells)}")
+    return lines
+
+
 def tables(folder: Path, one_sided_s: float | None = None, catch: int = 19) -> list[str]:
     found, cost = pairs(folder)
     if not found:
         return ["no saved pairs"]
     measured_loads = min(len(b["extra_info"]["llmbench_ab"]["loads"]) for _, b, _ in found)
     measured_rounds = min(len(b["extra_info"]["llmbench_ab"]["round_loads"]) // measured_loads for _, b, _ in found)
-    scenarios = list(dict.fromkeys(name for name, _, _ in found))
-    faults = sorted((s for s in scenarios if s != "aa"), key=lambda s: (s.rstrip("0123456789"), int("0" + s.lstrip(
-        "abcdefghijklmnopqrstuvwxyz"))))  # fmt: skip
-    results: dict[Design, list[tuple[str, dict[str, str], int]]] = {}
-    for design in designs(measured_loads, measured_rounds):
-        results[design] = [(name, *decide(b, h, design)) for name, b, h in found]
+    scenarios, faults = _scenarios(found)
+    results = _decided(found, designs(measured_loads, measured_rounds))
     lines = [f"{len(found)} pairs, each {measured_loads} load pairs of {measured_rounds} rounds per side; "
              f"per scenario: {', '.join(f'{s} {sum(n == s for n, _, _ in found)}' for s in scenarios)}; a load pair's "
              f"workers took {cost.load_pair_s:.1f} s, a call {cost.call_s:.2f} s"
@@ -211,9 +293,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--one-sided-s", type=float, default=None,
                         help="seconds of a one-sided run of the same combination on the same machine: adds the "
                         "cost ratio")  # fmt: skip
+    parser.add_argument("--round-spread", action="store_true",
+                        help="only how far each side's rounds sit above its fastest round (any catch_rate.py "
+                        "archive)")  # fmt: skip
+    parser.add_argument("--compact", action="store_true",
+                        help="one table of a few designs (llmbench ab's defaults and each lever), as docs/ab.md "
+                        "shows")  # fmt: skip
     args = parser.parse_args(argv)
     with saved_data(args.out) as folder:
-        print("\n".join(tables(folder, args.one_sided_s)))
+        if args.round_spread:
+            print(round_spread(folder))
+            return 0
+        print("\n".join((compact if args.compact else tables)(folder, args.one_sided_s)))
     return 0
 
 

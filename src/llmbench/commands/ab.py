@@ -60,10 +60,10 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup-rounds", metavar="N", type=non_negative_int, default=None,
                         help="untimed rounds per side before each load pair's timed ones. "
                         "Default: --llmbench-warmup-rounds (1)")  # fmt: skip
-    parser.add_argument("--per-load", choices=PER_LOAD_CHOICES, default="median",
+    parser.add_argument("--per-load", choices=PER_LOAD_CHOICES, default="best",
                         help="each load pair's figure of a timed metric (latency, TTFT, prefill and decode rates): "
-                        "the median of its rounds, or its best round, which a slow burst of the machine in one "
-                        "round does not move (docs/ab.md, Measured). Default: %(default)s")  # fmt: skip
+                        "its best round, which a slow burst of the machine in one round does not move, or the "
+                        "median of its rounds (docs/ab.md, Measured). Default: %(default)s")  # fmt: skip
     parser.add_argument("--seed", metavar="N", type=non_negative_int, default=0,
                         help="seed of the order of sides and rounds. Default: %(default)r")  # fmt: skip
     parser.add_argument("--base-python", metavar="PATH", default=None,
