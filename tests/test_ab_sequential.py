@@ -244,7 +244,7 @@ def test_the_command_runs_one_side_at_a_time_and_marks_the_pair(
     out, err = capsys.readouterr()
     assert status == 1, out + err  # head 20% slower in both loads
     assert device.resident_at_load == [set()] * 4
-    assert "2 load pairs of 1 rounds per side, one side's worker at a time (seed 0)" in err
+    assert "2 load pairs of 1 rounds per side, one side's worker at a time, each load pair's best round (seed 0)" in err
     assert "alone (--one-side-at-a-time)" in err
     assert "tiny fp32 cpu bs1: latency 200 → 240 ms (+20.0%" in out
     saved = sorted((pytester.path / "runs").rglob("*-head.json"))
