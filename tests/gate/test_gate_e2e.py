@@ -42,6 +42,19 @@ def _faults(monkeypatch: pytest.MonkeyPatch, extra: str = "") -> None:
         monkeypatch.setenv(key, value)
 
 
+def _fails_with(suite: pytest.Pytester, args: tuple[str, ...], verdict: Path, sentence: str) -> None:
+    """A session compared with the saved runs fails the gate with ``sentence`` among its regressions, writes the
+    FAILED verdict to ``verdict`` and saves, changes or deletes no run."""
+    saved = _hashes(suite.path / "runs")
+    result = suite.runpytest_subprocess(*args, "--benchmark-compare", f"--llmbench-verdict={verdict}")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    result.stdout.fnmatch_lines(["regressions (*):", sentence], consecutive=False)
+    result.stdout.fnmatch_lines(["llmbench gate: FAILED: * in 1 of 1 combination"])
+    assert verdict.read_text().startswith("## llmbench regression gate: FAILED\n")
+    assert _hashes(suite.path / "runs") == saved
+
+
 def _hashes(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*.json")}
 
@@ -85,15 +98,7 @@ def test_unchanged_runs_pass_and_injected_regressions_fail(
 
     # the fixed memory figure (400 MiB) and 256 MiB held on top
     _faults(monkeypatch, "hold_mib=256")
-    verdict = tmp_path / "memory.md"
-    result = suite.runpytest_subprocess(*ARGS, "--benchmark-compare", f"--llmbench-verdict={verdict}")
-    result.assert_outcomes(passed=1)
-    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
-    result.stdout.fnmatch_lines(
-        ["regressions (*):", "  tiny fp32 cpu bs1: peak RSS 400 → 656 MiB (+64.0%, +256 MiB)"], consecutive=False
-    )
-    result.stdout.fnmatch_lines(["llmbench gate: FAILED: * in 1 of 1 combination"])
-    assert verdict.read_text().startswith("## llmbench regression gate: FAILED\n")
+    _fails_with(suite, ARGS, tmp_path / "memory.md", "  tiny fp32 cpu bs1: peak RSS 400 → 656 MiB (+64.0%, +256 MiB)")
     assert _hashes(suite.path / "runs") == saved  # nothing saved, changed or deleted
     # Speed against history (issue 12): on the fixed clocks the two saved runs show no drift, so the 20%
     # slower call and TTFT regress, exactly.
@@ -135,14 +140,6 @@ def test_damaged_outputs_fail_the_gate(
             "--llmbench-threads=1")  # fmt: skip
     _faults(monkeypatch)
     suite.runpytest_subprocess(*args, "--benchmark-autosave").assert_outcomes(passed=1)
-    saved = _hashes(suite.path / "runs")
     _faults(monkeypatch, "degrade=1")
-    verdict = tmp_path / "quality.md"
-    result = suite.runpytest_subprocess(*args, "--benchmark-compare", f"--llmbench-verdict={verdict}")
-    result.assert_outcomes(passed=1)
-    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
-    result.stdout.fnmatch_lines(
-        ["regressions (*):", "  gemma3-270m q4_k_m cpu bs1: ROUGE-1 * → 0 (-*, 95% CI -* to -*)"], consecutive=False
-    )
-    assert verdict.read_text().startswith("## llmbench regression gate: FAILED\n")
-    assert _hashes(suite.path / "runs") == saved  # nothing saved, changed or deleted
+    _fails_with(suite, args, tmp_path / "quality.md",
+                "  gemma3-270m q4_k_m cpu bs1: ROUGE-1 * → 0 (-*, 95% CI -* to -*)")  # fmt: skip
