@@ -231,6 +231,7 @@ def measure(args: argparse.Namespace, scenarios: Sequence[str]) -> None:
                 spec = SCENARIOS[name]
                 head_env = ["--head-env", f"{ENV}={spec}", "--head-env", f"PYTHONPATH={site}"] if spec else []
                 extra = [] if args.max_loads is None else [f"--max-loads={args.max_loads}"]
+                extra += args.ab_arg
                 # The parent runs the clone's code too (python -c: the clone's root is on sys.path, as the
                 # suite's conftest needs), not this working tree's.
                 command = [sys.executable, "-c", "import sys; from llmbench.cli import main; sys.exit(main())",
@@ -245,7 +246,7 @@ def measure(args: argparse.Namespace, scenarios: Sequence[str]) -> None:
                 heads = sorted(runs.rglob("*-head.json"), key=lambda p: p.name)
                 row: dict[str, object] = {"scenario": name, "faults": spec, "pair": index, "commit": commit,
                                           "exit": done.returncode, "seconds": round(seconds, 1),
-                                          "loads": args.loads}  # fmt: skip
+                                          "loads": args.loads, "ab_args": args.ab_arg}  # fmt: skip
                 if done.returncode in (0, 1) and heads:
                     row["head_run"] = heads[-1].name
                     row["loads_run"] = loads_run(heads[-1])
@@ -267,6 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--loads", type=int, default=3, help="llmbench ab --loads. Default: %(default)r")
     parser.add_argument("--max-loads", type=int, default=None,
                         help="llmbench ab --max-loads. Default: llmbench ab's own")  # fmt: skip
+    parser.add_argument("--ab-arg", action="append", default=[], metavar="OPTION",
+                        help="another option of each llmbench ab, e.g. --ab-arg=--duet (repeatable). "
+                        "Default: none")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=5, help="llmbench ab --rounds. Default: %(default)r")
     parser.add_argument("--out", type=Path, default=Path("results/ab-catch-rate"),
                         help="the results folder (with --summarize also a committed .tar.xz of one). "

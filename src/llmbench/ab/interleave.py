@@ -4,6 +4,8 @@ For each loaded model (model, precision, device) and each of ``loads`` load pair
 per side is started and loaded (the side that starts first is drawn), then for each batch size the
 warm-up rounds and the timed rounds run in pairs, A then B or B then A as a seeded draw decides.
 Quality (greedy, untimed) runs once per side, in the first load pair, after its timed rounds.
+With ``Schedule.duet_cpus`` (``llmbench ab --duet``) each round pair's two rounds run at the same moment,
+each side's worker pinned to its half of those CPUs (:mod:`llmbench.ab.duet`).
 Where the verdict on a timed or memory figure is still ``noisy`` after ``loads`` load pairs (the
 loads disagree), more load pairs follow, one at a time, up to ``max_loads``. Progress goes to
 stderr. See docs/ab.md.
@@ -17,14 +19,17 @@ verdict; only the rounds within it no longer alternate.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol, TextIO
 
 from llmbench.ab.collect import Benchmark, Plan
+from llmbench.ab.duet import at_once, pin, split_cpus
 from llmbench.ab.sides import Side, SideName, side_environment
 from llmbench.backends import BackendUnavailable, Generation, LoadedModel
 from llmbench.config.combination import Combination
@@ -71,6 +76,13 @@ class Schedule:
     #: rate), which a slow burst in one round does not move, or the ``median`` of its rounds. ``best`` caught
     #: more of the engine-step faults at the same cost and no more false alarms (docs/ab.md, Measured).
     per_load: PerLoad = "best"
+    #: Both sides' rounds at the same time, each side's worker pinned to its half of ``cpus`` (drawn per
+    #: load pair): a duet (:mod:`llmbench.ab.duet`). Empty: rounds alternate.
+    duet_cpus: frozenset[int] = frozenset()
+
+    @property
+    def duet(self) -> bool:
+        return bool(self.duet_cpus)
 
     @property
     def load_limit(self) -> int:
@@ -129,12 +141,21 @@ class Progress:
 def start_worker_model(side: Side, combination: Combination, cache_dir: Path, threads: int | None,
                        log_dir: Path) -> WorkerModel:  # fmt: skip
     """A fresh worker for ``combination`` running ``side``'s code on its interpreter, in its environment
-    (``side.env`` over this process's), prepared and loaded."""
+    (``side.env`` over this process's), prepared and loaded. With ``side.cpus`` (a duet) the worker is
+    pinned to them right after its process starts and again, every thread, after the load; it runs one
+    thread per CPU unless ``threads`` says otherwise."""
+    if side.cpus is not None and threads is None:
+        threads = len(side.cpus)
     launcher = WorkerLauncher(threads=threads, log_dir=log_dir, python=side.python, sys_path=side.sys_path)
     with side_environment(side.env):  # the worker inherits the environment it is started in
         worker = launcher.start(combination, cache_dir)
+    if side.cpus is not None and worker.pid is not None:
+        pin(worker.pid, side.cpus)
     prepare_in(worker)
-    return load_in(worker)
+    model = load_in(worker)
+    if side.cpus is not None and worker.pid is not None:
+        pin(worker.pid, side.cpus)  # again: any thread a library made before the first pin took effect
+    return model
 
 
 def measure_pair(
@@ -208,10 +229,13 @@ class _LoadPair:
     def together(self, load: int, of: str, order: list[SideName]) -> None:
         """Both sides' workers loaded (in ``order``), every round pair alternating in a drawn order."""
         models: dict[SideName, ModelHandle] = {}
+        sides = self._duet_sides() if self.schedule.duet else self.by_name
         try:
             for name in order:
-                models[name] = self.start(self.by_name[name], self.group[0].combination)
+                models[name] = self.start(sides[name], self.group[0].combination)
             loaded = ", ".join(f"{name} {models[name].load_s:.2f} s" for name in order)
+            if self.schedule.duet:
+                loaded += "; duet: " + ", ".join(f"{name} on CPUs {_cpu_list(sides[name].cpus)}" for name in order)
             self.progress.line(f"{self.what}: load {of}: loaded ({loaded})")
             for bench in self.group:
                 _rounds(bench, load, of, models, self.rng, self.schedule, self.measured, self.progress, self.what)
@@ -221,6 +245,13 @@ class _LoadPair:
         finally:
             for model in models.values():
                 model.close()
+
+    def _duet_sides(self) -> dict[SideName, Side]:
+        """Each side with its half of the duet's CPUs, which half drawn for this load pair."""
+        halves = split_cpus(self.schedule.duet_cpus)
+        first: SideName = self.rng.choice(["base", "head"])
+        cpus = {first: halves[0], _other(first): halves[1]}
+        return {name: dataclasses.replace(side, cpus=cpus[name]) for name, side in self.by_name.items()}
 
     def one_at_a_time(self, load: int, of: str, order: list[SideName]) -> None:
         """Each side in ``order`` alone: its worker loads, runs all its rounds and exits before the next."""
@@ -301,6 +332,9 @@ def _rounds(
     records = {name: _loaded(measured, name, bench, model) for name, model in models.items()}
     prompts, tokens = bench.prompts, bench.max_new_tokens
     for _ in range(schedule.warmup_rounds):
+        if schedule.duet:
+            at_once({name: partial(model.timed_generate, prompts, tokens) for name, model in models.items()})
+            continue
         for name in rng.sample(sorted(models), 2):
             models[name].timed_generate(prompts, tokens)
     label = f"{what} bs{bench.combination.batch_size}: load {of}"
@@ -308,10 +342,23 @@ def _rounds(
     for done in range(1, schedule.rounds + 1):
         pair: list[SideName] = rng.sample(["base", "head"], 2)
         orders.append((pair[0], pair[1]))
+        if schedule.duet:  # both at the same moment (the drawn order is only recorded)
+            calls = {name: partial(models[name].timed_generate, prompts, tokens) for name in pair}
+            rounds = at_once(calls)
+        else:
+            rounds = {name: models[name].timed_generate(prompts, tokens) for name in pair}
         for name in pair:
-            records[name].rounds.append(models[name].timed_generate(prompts, tokens))
+            records[name].rounds.append(rounds[name])
             records[name].round_loads.append(load)
         progress.rounds(label, done, schedule.rounds)
+
+
+def _other(name: SideName) -> SideName:
+    return "head" if name == "base" else "base"
+
+
+def _cpu_list(cpus: frozenset[int] | None) -> str:
+    return ",".join(map(str, sorted(cpus or ())))
 
 
 def generations(record: SideRecord, load: int | None = None) -> list[Generation]:

@@ -126,6 +126,7 @@ def side_json(
         "loads": schedule.loads, "max_loads": schedule.load_limit, "rounds": schedule.rounds,
         "warmup_rounds": schedule.warmup_rounds, "seed": schedule.seed,
         "one_side_at_a_time": schedule.one_side_at_a_time, "per_load": schedule.per_load,
+        "duet": schedule.duet, "duet_cpus": sorted(schedule.duet_cpus),
     }  # fmt: skip
     return run_json(machine_info, _commit_info(side), benchmarks, datetime.now(UTC).isoformat())
 

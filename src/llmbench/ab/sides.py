@@ -56,6 +56,9 @@ class Side:
     created: bool = False
     #: Variables set in this side's workers' environment (over this process's), in the order given.
     env: tuple[tuple[str, str], ...] = ()
+    #: The CPUs this side's workers are pinned to (``--duet``: a half of this process's, drawn per load pair);
+    #: None: not pinned.
+    cpus: frozenset[int] | None = None
 
     @property
     def label(self) -> str:

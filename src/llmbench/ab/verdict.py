@@ -97,11 +97,12 @@ def compare_pair(base: SavedRun, head: SavedRun, rules: Mapping[str, Rule] = PAI
         if other is not None:
             results.append(CombinationResult(fullname, benchmark_label(bench), tuple(_decisions(other, bench, rules))))
     marks = pair_marks(head) or {}
-    rounds = (
-        "rounds per side, one side's worker at a time (the sides' order drawn per load pair)"
-        if marks.get("one_side_at_a_time") is True
-        else "interleaved rounds per side"
-    )
+    if marks.get("one_side_at_a_time") is True:
+        rounds = "rounds per side, one side's worker at a time (the sides' order drawn per load pair)"
+    elif marks.get("duet") is True:
+        rounds = "rounds per side, each at the same time as the other side's, on CPUs of its own (duet)"
+    else:
+        rounds = "interleaved rounds per side"
     each = "each load pair's best round" if marks.get("per_load") == "best" else "each load pair's median round"
     how = (
         f"paired A/B run {marks.get('pair', '?')}: {marks.get('loads', '?')} load pairs{_extra(marks)} of "

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.ab.collect import CollectError, Plan, collect_plan
+from llmbench.ab.duet import DuetError, available_cpus, split_cpus
 from llmbench.ab.interleave import PER_LOAD_CHOICES, Measured, Progress, Schedule, measure_pair, start_worker_model
 from llmbench.ab.run import DEFAULT_LOADS, DEFAULT_MAX_LOADS, DEFAULT_ROUNDS, noisy_verdicts, timed_rounds
 from llmbench.ab.save import pair_id, save_pair, side_json
@@ -44,6 +45,7 @@ OPTION_FLAGS = (
     "--head-env",
     "--keep-worktrees",
     "--one-side-at-a-time",
+    "--duet",
 )
 
 
@@ -83,6 +85,11 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
                         "side loads (the same loads, but rounds alternate per load pair, not per round). "
                         "Default: off, both sides' workers resident together (memory for two copies of the "
                         "model)")  # fmt: skip
+    parser.add_argument("--duet", action="store_true",
+                        help="both sides' rounds at the same time, each side's worker pinned to its own half of this "
+                        "process's CPUs (which half is drawn per load pair), so a change of the machine's speed "
+                        "during a round hits both alike; CPU combinations only, not with --one-side-at-a-time "
+                        "(docs/ab.md, Duet). Default: off, rounds alternate")  # fmt: skip
     parser.add_argument("--keep-worktrees", action="store_true",
                         help="leave the checked-out worktrees in place (their paths are printed)")  # fmt: skip
     add_verbose_argument(parser)
@@ -148,6 +155,18 @@ def run_ab(args: argparse.Namespace, base: Side, head: Side, scratch: Path, invo
     if not plan.benchmarks:
         return _error("the pytest arguments select no generate benchmark that can run here")
     settings = plan.settings
+    duet_cpus: frozenset[int] = frozenset()
+    if args.duet:
+        devices = sorted({b.combination.device for b in plan.benchmarks} - {"cpu"})
+        if devices:
+            return _error(f"--duet runs both sides at once on separate CPU cores, so it measures CPU "
+                          f"combinations only; the pytest arguments select {', '.join(devices)} too "
+                          "(--llmbench-device=cpu)")  # fmt: skip
+        try:
+            split_cpus(available_cpus(), settings.threads)
+        except DuetError as error:
+            return _error(str(error))
+        duet_cpus = available_cpus()
     max_loads = max(DEFAULT_MAX_LOADS, args.loads) if args.max_loads is None else args.max_loads
     schedule = Schedule(
         loads=args.loads,
@@ -157,10 +176,14 @@ def run_ab(args: argparse.Namespace, base: Side, head: Side, scratch: Path, invo
         seed=args.seed,
         one_side_at_a_time=args.one_side_at_a_time,
         per_load=args.per_load,
+        duet_cpus=duet_cpus,
     )
     progress = Progress()
     extra = f" (up to {schedule.load_limit} where they disagree)" if schedule.load_limit > schedule.loads else ""
     how = "one side's worker at a time" if schedule.one_side_at_a_time else "interleaved"
+    if schedule.duet:
+        halves = " and ".join(",".join(map(str, sorted(h))) for h in split_cpus(duet_cpus))
+        how = f"duet (both sides' rounds at once, on CPUs {halves})"
     progress.line(f"{base.label} against {head.label}: {len(plan.benchmarks)} benchmarks, {schedule.loads} load "
                   f"pairs{extra} of {schedule.rounds} rounds per side, {how}, each load pair's {schedule.per_load} "
                   f"round (seed {schedule.seed})")  # fmt: skip
@@ -197,6 +220,9 @@ def ab_main(args: argparse.Namespace) -> int:
     """``llmbench ab``: see the module docstring."""
     invocation = Path.cwd()
     split_rest(args)  # our options given after HEAD, checked before anything is checked out
+    if args.duet and args.one_side_at_a_time:
+        return _error("--duet runs both sides' workers at once; --one-side-at-a-time keeps one at a time: "
+                      "choose one")  # fmt: skip
     if args.max_loads is not None and args.max_loads < args.loads:
         return _error(f"--max-loads {args.max_loads} is below --loads {args.loads}: it must be at least --loads "
                       "(equal to it turns extra load pairs off)")  # fmt: skip
