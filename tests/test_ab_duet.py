@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from llmbench.ab.collect import Plan, collect_plan
-from llmbench.ab.duet import DuetError, at_once, pin, split_cpus
+from llmbench.ab.duet import DuetError, Placement, at_once, split_cpus
 from llmbench.ab.interleave import Progress, Schedule, measure_pair, start_worker_model
 from llmbench.ab.sides import Side, SideName
 from llmbench.backends import Generation
@@ -29,6 +29,7 @@ from llmbench.commands import ab as ab_command
 from llmbench.config.combination import Combination, ModelSpec
 from llmbench.engine_types import KVLayout
 from llmbench.metrics import Metric
+from llmbench.workers.client import pin_threads
 from llmbench.workers.protocol import MemoryFigures, TimedRound
 from tests.support.matrices import tiny_matrix
 
@@ -55,6 +56,13 @@ def test_split_cpus_gives_two_disjoint_halves_of_one_size_and_refuses_what_canno
     with pytest.raises(DuetError, match=r"--llmbench-threads=2: --duet gives each side 1 of this process's 2 CPUs"):
         split_cpus(frozenset({0, 1}), threads=2)
     assert split_cpus(frozenset(range(4)), threads=2) == (frozenset({0, 1}), frozenset({2, 3}))
+
+
+def test_a_placement_swaps_the_halves_every_round_pair_starting_from_the_drawn_side() -> None:
+    lower, upper = frozenset({0, 1}), frozenset({2, 3})
+    placement = Placement((lower, upper), first="head")
+    assert [placement.cpus("head", k) for k in range(4)] == [lower, upper, lower, upper]
+    assert [placement.cpus("base", k) for k in range(4)] == [upper, lower, upper, lower]
 
 
 def test_at_once_runs_the_calls_together_and_hands_back_results_and_errors() -> None:
@@ -92,7 +100,7 @@ def test_pin_moves_every_thread_and_the_threads_started_later_inherit_it() -> No
             first = min(os.sched_getaffinity(0))
             assert len(_allowed(child.pid)) == 4
             assert set(_allowed(child.pid).values()) != {str(first)}
-            pin(child.pid, frozenset({first}))
+            pin_threads(child.pid, frozenset({first}))
             assert set(_allowed(child.pid).values()) == {str(first)}
             child.stdin.write("\n")
             child.stdin.flush()
@@ -110,11 +118,12 @@ class DuetModel:
     def __init__(self, device: DuetDevice, side: Side, load: int) -> None:
         self.device, self.side, self.load = device, side, load
         self.load_s = 0.5
+        self.cpus = side.cpus
         self.combination_key = ("tiny", "fp32", "cpu")
 
     def timed_generate(self, prompts: Sequence[str], max_new_tokens: int) -> TimedRound:
         self.device.meeting.wait()  # breaks (BrokenBarrierError) unless the other side's round runs now
-        self.device.rounds.append((self.side.name, threading.current_thread().name))
+        self.device.rounds.append((self.side.name, threading.current_thread().name, self.cpus))
         seconds = 0.2 * (1.2 if self.side.name == "head" else 1.0)
         steps = (0.05, 0.05, 0.05, 0.05)
         generation = Generation(tuple(p[:20] for p in prompts), (10,) * len(prompts), (4,) * len(prompts),
@@ -134,6 +143,9 @@ class DuetModel:
     def kv_cache_layout(self) -> KVLayout | None:
         return None
 
+    def pin(self, cpus: frozenset[int]) -> None:
+        self.cpus = cpus
+
     def close(self) -> None:
         pass
 
@@ -141,7 +153,8 @@ class DuetModel:
 class DuetDevice:
     def __init__(self) -> None:
         self.meeting = threading.Barrier(2, timeout=10)
-        self.rounds: list[tuple[str, str]] = []
+        #: Each round's (side, the thread it ran on, its CPUs).
+        self.rounds: list[tuple[str, str, frozenset[int] | None]] = []
         #: Each load's (side, its CPUs).
         self.cpus: list[tuple[str, frozenset[int] | None]] = []
 
@@ -169,7 +182,7 @@ def _plan(root: Path, model_dir: Path) -> Plan:
     return collect_plan(args, root, root)
 
 
-def test_a_duet_runs_each_round_pair_at_once_with_the_halves_drawn_per_load_pair(
+def test_a_duet_runs_each_round_pair_at_once_and_the_sides_swap_halves_every_round_pair(
     pytester: pytest.Pytester, tiny_gemma3_dir: Path
 ) -> None:
     plan = _plan(pytester.path, tiny_gemma3_dir)
@@ -179,15 +192,25 @@ def test_a_duet_runs_each_round_pair_at_once_with_the_halves_drawn_per_load_pair
     measured = measure_pair(plan, sides, schedule, device.start, Progress(stream))  # type: ignore[arg-type]
     # Every round (1 warm-up and 2 timed per load pair) met the other side's at the barrier, each on a thread.
     assert len(device.rounds) == 2 * 4 * 3
-    assert {thread for _, thread in device.rounds} == {"llmbench-duet-base", "llmbench-duet-head"}
-    # Each load pair gave the sides the two halves, one each, and the draw gave each side either half.
+    assert {thread for _, thread, _ in device.rounds} == {"llmbench-duet-base", "llmbench-duet-head"}
+    # Each worker started on its half (pinned before its load); which side starts on the lower half is
+    # drawn per load pair, and this seed draws both.
     by_load = [dict(device.cpus[i : i + 2]) for i in range(0, len(device.cpus), 2)]
     assert len(by_load) == 4
     assert all(sorted(sorted(cpus or ()) for cpus in d.values()) == [[0], [1]] for d in by_load)
     assert {d["base"] for d in by_load} == {frozenset({0}), frozenset({1})}
-    assert "duet: base on CPUs" in stream.getvalue() or "duet: head on CPUs" in stream.getvalue()
+    assert "swapped every round pair" in stream.getvalue()
+    # In each timed round pair the sides are on different halves, and each side swaps from one to the next.
     fullname = plan.benchmarks[0].fullname
-    assert measured.records["head"][fullname].round_loads == [0, 0, 1, 1, 2, 2, 3, 3]
+    base, head = (measured.records[name][fullname] for name in ("base", "head"))
+    assert head.round_loads == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert all(sorted([b, h]) == [[0], [1]] for b, h in zip(base.round_cpus, head.round_cpus, strict=True))
+    assert all(head.round_cpus[k] != head.round_cpus[k + 1] for k in range(0, 8, 2))
+    assert [cpus[0] for cpus in head.round_cpus[::2]] == [min(d["head"] or ()) for d in by_load]
+    # What the fake models ran on matches what was recorded: each side ran on both halves.
+    assert {(side, cpus) for side, _, cpus in device.rounds} == {
+        (side, frozenset({cpu})) for side in ("base", "head") for cpu in (0, 1)
+    }
 
 
 def test_alternating_rounds_never_run_at_once(pytester: pytest.Pytester, tiny_gemma3_dir: Path) -> None:
@@ -222,9 +245,10 @@ def test_the_command_runs_a_duet_and_marks_the_pair(
     assert "2 load pairs of 1 rounds per side, duet (both sides' rounds at once, on CPUs 2 and 5)" in err
     assert {cpus for _, cpus in device.cpus} == {frozenset({2}), frozenset({5})}
     assert "each at the same time as the other side's, on CPUs of its own (duet)" in " ".join(out.split())
-    saved = sorted((pytester.path / "runs").rglob("*-head.json"))
-    marks = json.loads(saved[0].read_text())["machine_info"]["llmbench_ab"]
+    saved = json.loads(sorted((pytester.path / "runs").rglob("*-head.json"))[0].read_text())
+    marks = saved["machine_info"]["llmbench_ab"]
     assert (marks["duet"], marks["duet_cpus"], marks["one_side_at_a_time"]) == (True, [2, 5], False)
+    assert sorted(map(tuple, saved["benchmarks"][0]["extra_info"]["llmbench_ab"]["round_cpus"])) == [(2,), (5,)]
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ Alternating rounds (the default) leave whatever the machine does between one sid
 other's in the pair's ratio. In a duet (Bulej et al., "Duet benchmarking", ICPE 2020) both sides'
 workers run their round of a pair at the same moment, each pinned to its own half of this process's
 CPUs, so a change of the machine's speed during the round hits both alike. The two halves still share
-the memory bus and the last-level cache; which side gets which half is drawn per load pair (seeded), so
-a faster half favours neither side. See docs/ab.md.
+the memory bus and the last-level cache; the sides swap halves from one round pair to the next (which
+side starts on which is drawn per load pair, seeded), so a faster half favours neither side. See docs/ab.md.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TypeVar
 
-__all__ = ["DuetError", "at_once", "available_cpus", "pin", "split_cpus"]
+__all__ = ["DuetError", "Placement", "at_once", "available_cpus", "split_cpus"]
 
 T = TypeVar("T")
 K = TypeVar("K", bound=str)
@@ -48,15 +48,18 @@ def split_cpus(cpus: frozenset[int], threads: int | None = None) -> tuple[frozen
     return frozenset(ordered[:half]), frozenset(ordered[half : 2 * half])
 
 
-def pin(pid: int, cpus: frozenset[int]) -> None:
-    """Every thread of process ``pid`` on ``cpus`` (threads it starts later inherit the mask)."""
-    tasks = Path(f"/proc/{pid}/task")
-    tids = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [pid]
-    for tid in tids:
-        try:
-            os.sched_setaffinity(tid, cpus)
-        except ProcessLookupError:  # a thread that ended meanwhile
-            continue
+@dataclass(frozen=True)
+class Placement:
+    """Which half of a duet's CPUs each side runs on in a load pair: ``first`` (drawn per load pair) on the
+    lower half in the load pair's even round pairs and on the upper half in its odd ones, the other side
+    on the other half, so with an even number of rounds each side has each half as often."""
+
+    halves: tuple[frozenset[int], frozenset[int]]
+    first: str
+
+    def cpus(self, side: str, round_pair: int) -> frozenset[int]:
+        lower = (side == self.first) == (round_pair % 2 == 0)
+        return self.halves[0] if lower else self.halves[1]
 
 
 def at_once(calls: Mapping[K, Callable[[], T]]) -> dict[K, T]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Literal, Protocol, TextIO
 
 from llmbench.ab.collect import Benchmark, Plan
-from llmbench.ab.duet import at_once, pin, split_cpus
+from llmbench.ab.duet import Placement, at_once, split_cpus
 from llmbench.ab.sides import Side, SideName, side_environment
 from llmbench.backends import BackendUnavailable, Generation, LoadedModel
 from llmbench.config.combination import Combination
@@ -51,6 +51,8 @@ class ModelHandle(LoadedModel, Protocol):
     load_s: float
 
     def timed_generate(self, prompts: Sequence[str], max_new_tokens: int) -> TimedRound: ...
+
+    def pin(self, cpus: frozenset[int]) -> None: ...
 
 
 #: How a load pair's rounds make its figure of a timed metric (``llmbench ab --per-load``).
@@ -96,6 +98,8 @@ class SideRecord:
     rounds: list[TimedRound] = field(default_factory=list)
     #: The load pair (0-based) of each timed round.
     round_loads: list[int] = field(default_factory=list)
+    #: The CPUs each timed round ran on (a duet; empty otherwise).
+    round_cpus: list[list[int]] = field(default_factory=list)
     #: The load of each load pair, in seconds (in the worker).
     load_s: list[float] = field(default_factory=list)
     quality: QualityRun | None = None
@@ -149,12 +153,12 @@ def start_worker_model(side: Side, combination: Combination, cache_dir: Path, th
     launcher = WorkerLauncher(threads=threads, log_dir=log_dir, python=side.python, sys_path=side.sys_path)
     with side_environment(side.env):  # the worker inherits the environment it is started in
         worker = launcher.start(combination, cache_dir)
-    if side.cpus is not None and worker.pid is not None:
-        pin(worker.pid, side.cpus)
+    if side.cpus is not None:
+        worker.pin(side.cpus)
     prepare_in(worker)
     model = load_in(worker)
-    if side.cpus is not None and worker.pid is not None:
-        pin(worker.pid, side.cpus)  # again: any thread a library made before the first pin took effect
+    if side.cpus is not None:
+        model.pin(side.cpus)  # again: any thread a library made before the first pin took effect
     return model
 
 
@@ -229,29 +233,32 @@ class _LoadPair:
     def together(self, load: int, of: str, order: list[SideName]) -> None:
         """Both sides' workers loaded (in ``order``), every round pair alternating in a drawn order."""
         models: dict[SideName, ModelHandle] = {}
-        sides = self._duet_sides() if self.schedule.duet else self.by_name
+        placement = None
+        if self.schedule.duet:
+            placement = Placement(split_cpus(self.schedule.duet_cpus), self.rng.choice(["base", "head"]))
         try:
             for name in order:
-                models[name] = self.start(sides[name], self.group[0].combination)
+                side = self.by_name[name]
+                if placement is not None:
+                    side = dataclasses.replace(side, cpus=placement.cpus(name, 0))
+                models[name] = self.start(side, self.group[0].combination)
             loaded = ", ".join(f"{name} {models[name].load_s:.2f} s" for name in order)
-            if self.schedule.duet:
-                loaded += "; duet: " + ", ".join(f"{name} on CPUs {_cpu_list(sides[name].cpus)}" for name in order)
+            if placement is not None:
+                loaded += (
+                    "; duet: "
+                    + ", ".join(f"{name} on CPUs {_cpu_list(placement.cpus(name, 0))}" for name in order)
+                    + ", swapped every round pair"
+                )
             self.progress.line(f"{self.what}: load {of}: loaded ({loaded})")
             for bench in self.group:
-                _rounds(bench, load, of, models, self.rng, self.schedule, self.measured, self.progress, self.what)
+                _rounds(bench, load, of, models, self.rng, self.schedule, self.measured, self.progress, self.what,
+                        placement)  # fmt: skip
             if load == 0:
                 for name in order:
                     self._quality(name, models[name])
         finally:
             for model in models.values():
                 model.close()
-
-    def _duet_sides(self) -> dict[SideName, Side]:
-        """Each side with its half of the duet's CPUs, which half drawn for this load pair."""
-        halves = split_cpus(self.schedule.duet_cpus)
-        first: SideName = self.rng.choice(["base", "head"])
-        cpus = {first: halves[0], _other(first): halves[1]}
-        return {name: dataclasses.replace(side, cpus=cpus[name]) for name, side in self.by_name.items()}
 
     def one_at_a_time(self, load: int, of: str, order: list[SideName]) -> None:
         """Each side in ``order`` alone: its worker loads, runs all its rounds and exits before the next."""
@@ -328,11 +335,15 @@ def _rounds(
     measured: Measured,
     progress: Progress,
     what: str,
+    placement: Placement | None = None,
 ) -> None:
+    """The warm-up and timed rounds of ``bench`` in one load pair: alternating, or with a ``placement`` (a
+    duet) each round pair's two rounds at once, the sides swapping CPUs before each timed round pair."""
     records = {name: _loaded(measured, name, bench, model) for name, model in models.items()}
     prompts, tokens = bench.prompts, bench.max_new_tokens
     for _ in range(schedule.warmup_rounds):
-        if schedule.duet:
+        if placement is not None:
+            _place(models, placement, 0)
             at_once({name: partial(model.timed_generate, prompts, tokens) for name, model in models.items()})
             continue
         for name in rng.sample(sorted(models), 2):
@@ -342,9 +353,11 @@ def _rounds(
     for done in range(1, schedule.rounds + 1):
         pair: list[SideName] = rng.sample(["base", "head"], 2)
         orders.append((pair[0], pair[1]))
-        if schedule.duet:  # both at the same moment (the drawn order is only recorded)
-            calls = {name: partial(models[name].timed_generate, prompts, tokens) for name in pair}
-            rounds = at_once(calls)
+        if placement is not None:  # both at the same moment (the drawn order is only recorded)
+            cpus = _place(models, placement, done - 1)
+            rounds = at_once({name: partial(models[name].timed_generate, prompts, tokens) for name in pair})
+            for name in pair:
+                records[name].round_cpus.append(sorted(cpus[name]))
         else:
             rounds = {name: models[name].timed_generate(prompts, tokens) for name in pair}
         for name in pair:
@@ -353,8 +366,14 @@ def _rounds(
         progress.rounds(label, done, schedule.rounds)
 
 
-def _other(name: SideName) -> SideName:
-    return "head" if name == "base" else "base"
+def _place(
+    models: dict[SideName, ModelHandle], placement: Placement, round_pair: int
+) -> dict[SideName, frozenset[int]]:
+    """Each side's worker on its half for ``round_pair``; the halves by side."""
+    cpus = {name: placement.cpus(name, round_pair) for name in models}
+    for name, model in models.items():
+        model.pin(cpus[name])
+    return cpus
 
 
 def _cpu_list(cpus: frozenset[int] | None) -> str:

@@ -89,6 +89,8 @@ def benchmark_json(bench: Benchmark, record: SideRecord, side: Side, pair: str, 
         })  # fmt: skip
     extra = figures.benchmark.extra_info
     extra[AB_KEY] = {"pair": pair, "side": side.name, "round_loads": list(record.round_loads), "loads": per_load}
+    if record.round_cpus:
+        extra[AB_KEY]["round_cpus"] = [list(cpus) for cpus in record.round_cpus]
     param = bench.combination.id
     return {
         "group": None, "name": bench.name, "fullname": bench.fullname, "params": {"llm_combination": param},

@@ -87,7 +87,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
                         "model)")  # fmt: skip
     parser.add_argument("--duet", action="store_true",
                         help="both sides' rounds at the same time, each side's worker pinned to its own half of this "
-                        "process's CPUs (which half is drawn per load pair), so a change of the machine's speed "
+                        "process's CPUs (the sides swap halves every round pair), so a change of the machine's speed "
                         "during a round hits both alike; CPU combinations only, not with --one-side-at-a-time "
                         "(docs/ab.md, Duet). Default: off, rounds alternate")  # fmt: skip
     parser.add_argument("--keep-worktrees", action="store_true",

@@ -99,6 +99,18 @@ def _signal_name(exitcode: int) -> str:
         return f"signal {-exitcode}"
 
 
+def pin_threads(pid: int, cpus: frozenset[int]) -> None:
+    """Every thread of process ``pid`` on ``cpus`` (Linux: each task under /proc/PID/task; elsewhere the
+    process's main thread, where the platform has CPU affinity at all)."""
+    tasks = Path(f"/proc/{pid}/task")
+    tids = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [pid]
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except ProcessLookupError:  # a thread that ended meanwhile
+            continue
+
+
 class Worker:
     """One worker process serving one (model, precision, device); one request at a time."""
 
@@ -216,6 +228,11 @@ class Worker:
             how = f"exited with status {code}"
         return self._fail(f"worker for {self.name} {how} during a {kind!r} request{hint}")
 
+    def pin(self, cpus: frozenset[int]) -> None:
+        """Every thread of the worker on ``cpus`` from now on (threads it starts later inherit the mask)."""
+        if self._process.pid is not None:
+            pin_threads(self._process.pid, cpus)
+
     def kill(self) -> None:
         """End the worker now (SIGKILL) and wait for it."""
         if self._process.is_alive():
@@ -332,6 +349,10 @@ class WorkerModel:
 
     def kv_cache_layout(self) -> KVLayout | None:
         return self.facts.kv_cache_layout
+
+    def pin(self, cpus: frozenset[int]) -> None:
+        """Every thread of the worker on ``cpus`` (``llmbench ab --duet``)."""
+        self.worker.pin(cpus)
 
     def close(self) -> None:
         self.worker.close()
