@@ -30,7 +30,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,9 @@ METRICS = ("latency_s", "ttft_s", "prefill_tok_s", "decode_tok_s_total", "peak_r
 #: Scenarios of the runs of 2026-11-30 and 2026-12-01 (scripts/ab/data), made with the injector of the time:
 #: a sleep after each generate call (latency only) and memory held by the worker. Read by --summarize only.
 LEGACY = {"slow3": "", "slow5": "", "slow10": "", "slow20": "", "mem5": "", "mem64": ""}
+#: How llmbench ab runs a pair (``--modes``): its options. ``alternate``: the rounds of a pair one after the
+#: other (the default); ``duet``: both at once on CPUs of their own (``--duet``).
+MODES = {"alternate": (), "duet": ("--duet",)}
 #: Quality items of a scenario's pairs: the quality pass runs only where quality is what the fault moves.
 QUALITY_ITEMS = {"quality": 8}
 
@@ -164,13 +167,20 @@ def saved_data(out: Path) -> Iterator[Path]:
         yield results.parent
 
 
-def summarize(out: Path, first_pair: int = 0) -> list[str]:
-    """Re-decide every saved pair (from index ``first_pair`` on) with the current code: one markdown table per
-    metric."""
+def mode_of(row: Mapping[str, Any]) -> str:
+    """The mode a saved row's pair ran in (rows from before ``--modes`` ran alternating)."""
+    return str(row.get("mode", "alternate"))
+
+
+def summarize(out: Path, first_pair: int = 0, mode: str = "alternate") -> list[str]:
+    """Re-decide every saved pair of ``mode`` (from index ``first_pair`` on) with the current code: one
+    markdown table per metric. The history gate's history: base runs of the same mode only."""
     with saved_data(out) as folder:
-        rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
+        every = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
+        rows = [row for row in every if mode_of(row) == mode]
         heads = {path.name: path for path in (folder / "runs").rglob("*-head.json")}
-        bases = sorted((folder / "runs").rglob("*-base.json"), key=lambda p: p.name)
+        same_mode = {base_of(heads[str(r["head_run"])]).name for r in rows if str(r.get("head_run")) in heads}
+        bases = sorted((p for p in (folder / "runs").rglob("*-base.json") if p.name in same_mode), key=lambda p: p.name)
         tallies: dict[str, dict[str, dict[str, Any]]] = {metric: {} for metric in METRICS}
         for row in rows:
             name = str(row["scenario"])
@@ -218,7 +228,7 @@ def table(metric: str, tallies: dict[str, dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def measure(args: argparse.Namespace, scenarios: Sequence[str]) -> None:
+def measure(args: argparse.Namespace, scenarios: Sequence[str], modes: Sequence[str]) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     runs = (args.out / "runs").resolve()
     with (args.out / "results.jsonl").open("a") as log, tempfile.TemporaryDirectory(prefix="ab-catch-rate-") as tmp:
@@ -226,36 +236,36 @@ def measure(args: argparse.Namespace, scenarios: Sequence[str]) -> None:
         git(REPO, "clone", "--quiet", "--local", str(REPO), str(repo))
         commit = git(repo, "rev-parse", "HEAD")
         site = repo / "src" / "llmbench" / "testing" / "faults_site"
-        for index in range(args.first_pair, args.first_pair + args.pairs):
-            for name in scenarios:
-                spec = SCENARIOS[name]
-                head_env = ["--head-env", f"{ENV}={spec}", "--head-env", f"PYTHONPATH={site}"] if spec else []
-                extra = [] if args.max_loads is None else [f"--max-loads={args.max_loads}"]
-                extra += args.ab_arg
-                # The parent runs the clone's code too (python -c: the clone's root is on sys.path, as the
-                # suite's conftest needs), not this working tree's.
-                command = [sys.executable, "-c", "import sys; from llmbench.cli import main; sys.exit(main())",
-                           "ab", commit, commit, f"--loads={args.loads}", *extra, f"--rounds={args.rounds}",
-                           f"--seed={index}", *head_env, "--", *args.pytest_args, f"--benchmark-storage={runs}",
-                           f"--llmbench-quality-items={QUALITY_ITEMS.get(name, 0)}"]  # fmt: skip
-                env = {key: value for key, value in os.environ.items() if key != ENV}
-                env["PYTHONPATH"] = str(repo / "src")
-                started = time.monotonic()
-                done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, check=False)
-                seconds = time.monotonic() - started
-                heads = sorted(runs.rglob("*-head.json"), key=lambda p: p.name)
-                row: dict[str, object] = {"scenario": name, "faults": spec, "pair": index, "commit": commit,
-                                          "exit": done.returncode, "seconds": round(seconds, 1),
-                                          "loads": args.loads, "ab_args": args.ab_arg}  # fmt: skip
-                if done.returncode in (0, 1) and heads:
-                    row["head_run"] = heads[-1].name
-                    row["loads_run"] = loads_run(heads[-1])
-                    row["ab"] = decisions(compare_pair(load_run(base_of(heads[-1])), load_run(heads[-1])))
-                else:
-                    row["error"] = done.stderr[-2000:]
-                log.write(json.dumps(row) + "\n")
-                log.flush()
-                print(json.dumps(row), flush=True)
+        for index, name, mode in ((i, n, m) for i in range(args.first_pair, args.first_pair + args.pairs)
+                                  for n in scenarios for m in modes):  # fmt: skip
+            spec = SCENARIOS[name]
+            head_env = ["--head-env", f"{ENV}={spec}", "--head-env", f"PYTHONPATH={site}"] if spec else []
+            extra = [] if args.max_loads is None else [f"--max-loads={args.max_loads}"]
+            extra += [*MODES[mode], *args.ab_arg]
+            # The parent runs the clone's code too (python -c: the clone's root is on sys.path, as the
+            # suite's conftest needs), not this working tree's.
+            command = [sys.executable, "-c", "import sys; from llmbench.cli import main; sys.exit(main())",
+                       "ab", commit, commit, f"--loads={args.loads}", *extra, f"--rounds={args.rounds}",
+                       f"--seed={index}", *head_env, "--", *args.pytest_args, f"--benchmark-storage={runs}",
+                       f"--llmbench-quality-items={QUALITY_ITEMS.get(name, 0)}"]  # fmt: skip
+            env = {key: value for key, value in os.environ.items() if key != ENV}
+            env["PYTHONPATH"] = str(repo / "src")
+            started = time.monotonic()
+            done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, check=False)
+            seconds = time.monotonic() - started
+            heads = sorted(runs.rglob("*-head.json"), key=lambda p: p.name)
+            row: dict[str, object] = {"scenario": name, "faults": spec, "pair": index, "commit": commit,
+                                      "exit": done.returncode, "seconds": round(seconds, 1),
+                                      "loads": args.loads, "mode": mode, "ab_args": args.ab_arg}  # fmt: skip
+            if done.returncode in (0, 1) and heads:
+                row["head_run"] = heads[-1].name
+                row["loads_run"] = loads_run(heads[-1])
+                row["ab"] = decisions(compare_pair(load_run(base_of(heads[-1])), load_run(heads[-1])))
+            else:
+                row["error"] = done.stderr[-2000:]
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            print(json.dumps(row), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -268,8 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--loads", type=int, default=3, help="llmbench ab --loads. Default: %(default)r")
     parser.add_argument("--max-loads", type=int, default=None,
                         help="llmbench ab --max-loads. Default: llmbench ab's own")  # fmt: skip
+    parser.add_argument("--modes", default="alternate",
+                        help=f"comma list of {', '.join(MODES)}: each pair index runs every scenario in every "
+                        "mode, interleaved (with --summarize: the one mode whose pairs are tabled). "
+                        "Default: %(default)s")  # fmt: skip
     parser.add_argument("--ab-arg", action="append", default=[], metavar="OPTION",
-                        help="another option of each llmbench ab, e.g. --ab-arg=--duet (repeatable). "
+                        help="another option of each llmbench ab, e.g. --ab-arg=--per-load=median (repeatable). "
                         "Default: none")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=5, help="llmbench ab --rounds. Default: %(default)r")
     parser.add_argument("--out", type=Path, default=Path("results/ab-catch-rate"),
@@ -278,14 +292,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--summarize", action="store_true", help="only re-decide the saved pairs and print the tables")
     parser.add_argument("pytest_args", nargs="*", help="after --: the pytest arguments of each llmbench ab")
     args = parser.parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if [m for m in modes if m not in MODES] or not modes or (args.summarize and len(modes) != 1):
+        parser.error(f"--modes {args.modes!r}: a comma list of {', '.join(MODES)} (one with --summarize)")
     if args.summarize:
-        print("\n".join(summarize(args.out, args.first_pair)))
+        print("\n".join(summarize(args.out, args.first_pair, modes[0])))
         return 0
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown:
         parser.error(f"--scenarios: unknown {unknown}; known: {', '.join(SCENARIOS)}")
-    measure(args, scenarios)
+    measure(args, scenarios, modes)
     return 0
 
 

@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from catch_rate import base_of, saved_data
+from catch_rate import MODES, base_of, mode_of, saved_data
 
 from llmbench.ab.paired import decide_paired
 from llmbench.gate.pooling import benchmark_metrics
@@ -135,19 +135,23 @@ def decide(base: Mapping[str, Any], head: Mapping[str, Any], design: Design) -> 
 
 @dataclass(frozen=True)
 class Cost:
-    """Seconds of a pair: per load pair, the two workers' start and load; per call, a generate call."""
+    """Seconds of a pair: per load pair, the two workers' start and load; per call, a generate call; a round
+    pair is two calls one after the other, or one call's time where both run at once (a duet)."""
 
     load_pair_s: float
     call_s: float
+    calls_per_round_pair: int = 2
 
     def seconds(self, loads: float, rounds: int) -> float:
-        return loads * (self.load_pair_s + 2 * (rounds + 1) * self.call_s)
+        return loads * (self.load_pair_s + self.calls_per_round_pair * (rounds + 1) * self.call_s)
 
 
-def pairs(folder: Path) -> tuple[list[tuple[str, Mapping[str, Any], Mapping[str, Any]]], Cost]:
-    """(scenario, base benchmark, head benchmark) of every saved pair (one benchmark per pair), and the cost
-    of a load pair and of a call, from the pairs' times and their calls' latency."""
+def pairs(folder: Path, mode: str = "alternate") -> tuple[list[tuple[str, Mapping[str, Any], Mapping[str, Any]]], Cost]:
+    """(scenario, base benchmark, head benchmark) of every saved pair of ``mode`` (one benchmark per pair), and
+    the cost of a load pair and of a call, from the pairs' times and their calls' latency."""
     rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
+    rows = [row for row in rows if mode_of(row) == mode]
+    per_round_pair = 1 if mode == "duet" else 2
     heads = {path.name: path for path in (folder / "runs").rglob("*-head.json")}
     out = []
     calls: list[float] = []
@@ -163,8 +167,8 @@ def pairs(folder: Path) -> tuple[list[tuple[str, Mapping[str, Any], Mapping[str,
         loads = len(b["extra_info"]["llmbench_ab"]["loads"])
         rounds = len(b["extra_info"]["llmbench_ab"]["round_loads"]) // loads
         calls += latencies
-        overheads.append(float(row["seconds"]) / loads - 2 * (rounds + 1) * statistics.median(latencies))
-    cost = Cost(statistics.median(overheads), statistics.median(calls)) if out else Cost(0.0, 0.0)
+        overheads.append(float(row["seconds"]) / loads - per_round_pair * (rounds + 1) * statistics.median(latencies))
+    cost = Cost(statistics.median(overheads), statistics.median(calls), per_round_pair) if out else Cost(0.0, 0.0)
     return out, cost
 
 
@@ -190,13 +194,16 @@ def _decided(found: Sequence[tuple[str, Mapping[str, Any], Mapping[str, Any]]], 
     return {design: [(name, *decide(b, h, design)) for name, b, h in found] for design in chosen}
 
 
-def compact(folder: Path, one_sided_s: float | None = None) -> list[str]:
+def compact(folder: Path, one_sided_s: float | None = None, mode: str = "alternate") -> list[str]:
     """One table of the :data:`COMPACT` designs: per figure, the pairs flagged of A/A and of each fault."""
-    found, cost = pairs(folder)
+    found, cost = pairs(folder, mode)
     if not found:
         return ["no saved pairs"]
     _, faults = _scenarios(found)
-    results = _decided(found, COMPACT)
+    # a design of more rounds than every pair measured would be the measured design under another name
+    marks = [b["extra_info"]["llmbench_ab"] for _, b, _ in found]
+    measured_rounds = min(len(mark["round_loads"]) // len(mark["loads"]) for mark in marks)
+    results = _decided(found, [design for design in COMPACT if design.rounds <= measured_rounds])
     shown = ("latency_s", "ttft_s", "prefill_tok_s", "decode_tok_s_total")
     counts = " · ".join(["A/A", *faults])
     lines = ["| design | seconds per pair" + (" (x one-sided)" if one_sided_s else "") + " | "
@@ -249,8 +256,8 @@ def spreads(found: Sequence[tuple[str, Mapping[str, Any], Mapping[str, Any]]], r
     return lines
 
 
-def tables(folder: Path, one_sided_s: float | None = None, catch: int = 19) -> list[str]:
-    found, cost = pairs(folder)
+def tables(folder: Path, one_sided_s: float | None = None, catch: int = 19, mode: str = "alternate") -> list[str]:
+    found, cost = pairs(folder, mode)
     if not found:
         return ["no saved pairs"]
     measured_loads = min(len(b["extra_info"]["llmbench_ab"]["loads"]) for _, b, _ in found)
@@ -299,12 +306,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--compact", action="store_true",
                         help="one table of a few designs (llmbench ab's defaults and each lever), as docs/ab.md "
                         "shows")  # fmt: skip
+    parser.add_argument("--mode", choices=MODES, default="alternate",
+                        help="the pairs of this mode of a catch_rate.py --modes run. Default: %(default)s")  # fmt: skip
     args = parser.parse_args(argv)
     with saved_data(args.out) as folder:
         if args.round_spread:
             print(round_spread(folder))
             return 0
-        print("\n".join((compact if args.compact else tables)(folder, args.one_sided_s)))
+        print("\n".join((compact if args.compact else tables)(folder, args.one_sided_s, mode=args.mode)))
     return 0
 
 
