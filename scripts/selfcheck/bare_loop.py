@@ -16,6 +16,11 @@ Per round, seven calls on the same prompt (the first shipped article), in an ord
   in the call), and ``forwards``: the model's forward in a bare loop from that cache, each call timed
   (the selfcheck's references now: src/llmbench/selfcheck/hf_bare.py).
 
+With ``--parts``, four more calls per round time the harness's attachments one at a time on the
+cached-prompt ``model.generate`` for g tokens: its streamer (the step clock), its stopping criterion
+(the blank-line stop), its forward hooks (the forward clock) and all three, each against the bare
+cached call of the same round: where the end-to-end row's difference from a bare ``generate`` comes from.
+
 It prints every round, then the reference rates: the per-round difference (g - 1) / (T(g) - T(1))
 with and without the prefill in the calls, the same from the medians of T(g) and T(1), the stamped
 bare call and the forward loop; the spread of each side says how much of a difference is noise.
@@ -24,6 +29,7 @@ bare call and the forward loop; the spread of each side says how much of a diffe
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import tempfile
@@ -32,8 +38,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from transformers import StoppingCriteriaList
 
-from llmbench.backends.hf_generation import StepClock
+from llmbench.backends.hf_generation import BlankLineStop, ForwardClock, StepClock
 from llmbench.backends.transformers_backend import TransformersBackend, TransformersModel
 from llmbench.config.combination import Combination, ModelSpec
 from llmbench.config.models import BUILTIN_MODELS
@@ -83,6 +90,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--parts", action="store_true", help="also time each of the harness's attachments")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"load average before: {os.getloadavg()}  torch threads: {torch.get_num_threads()}", flush=True)
@@ -116,6 +124,11 @@ def main() -> None:
         lambda: rows["cached_1"].append(prefilled.generate_s(1)),
         lambda: rows["fwd_rate"].append((g - 1) / prefilled.forward_decode_s(g)),
     ]
+    parts = ("stream", "stop", "hooks", "all")
+    if args.parts:
+        for part in parts:
+            rows[f"c_{part}"] = []
+            sides.append(functools.partial(lambda p: rows[f"c_{p}"].append(attached(model, prefilled, g, p)), part))
     for side in sides:  # warm-up
         side()
     for row in rows.values():
@@ -164,6 +177,25 @@ def main() -> None:
         print(f"paired per round, {name}: median {statistics.median(ratios):+.2%}, quartiles {q[0]:+.2%} {q[2]:+.2%}")
     walls = [h / b for h, b in zip(rows["h_wall"], rows["bare_g"], strict=True)]
     print(f"harness wall / bare(g) wall - 1, median over rounds: {statistics.median(walls) - 1:+.2%}")
+    if args.parts:
+        print("\neach attachment on the cached-prompt generate(g), against the bare one of the same round: the extra "
+              "seconds per call, and as a share of the bare call's g - 1 decode steps (T(g) - T(1))")
+        for part in parts:
+            extra = [a - b for a, b in zip(rows[f"c_{part}"], rows["cached_g"], strict=True)]
+            share = [e / (b - one) for e, b, one in zip(extra, rows["cached_g"], rows["cached_1"], strict=True)]
+            q = statistics.quantiles(share, n=4)
+            print(f"  {part:7s} {statistics.median(extra) * 1000:+8.2f} ms  {statistics.median(share):+.2%} of the "
+                  f"decode (quartiles {q[0]:+.2%} {q[2]:+.2%})")
+
+
+def attached(model: TransformersModel, prefilled: PrefilledPrompt, tokens: int, part: str) -> float:
+    """Seconds of the cached-prompt ``generate`` with one of the harness's attachments (or ``all``)."""
+    streamer = StepClock() if part in ("stream", "all") else None
+    stop = StoppingCriteriaList([BlankLineStop(model._tokenizer, 1)]) if part in ("stop", "all") else None
+    if part not in ("hooks", "all"):
+        return prefilled.generate_s(tokens, streamer=streamer, stopping_criteria=stop)
+    with ForwardClock(model.model, CpuTimer()).measure():
+        return prefilled.generate_s(tokens, streamer=streamer, stopping_criteria=stop)
 
 
 if __name__ == "__main__":

@@ -49,15 +49,18 @@ class PrefilledPrompt:
     def _fresh_cache(self) -> dict[str, Any]:
         return {self._keyword: copy.deepcopy(self._cache)}
 
-    def generate_s(self, new_tokens: int) -> float:
+    def generate_s(self, new_tokens: int, **attached: Any) -> float:
         """Seconds of one bare ``model.generate`` for ``new_tokens`` greedy tokens from the cached prompt:
         no streamer, no stopping criteria, no hooks. ``generate_s(g) - generate_s(1)`` is ``g - 1`` decode
-        steps with generate's loop around them (the logits copy, the argmax, the stop check)."""
+        steps with generate's loop around them (the logits copy, the argmax, the stop check). ``attached``:
+        more keywords of ``generate`` (a streamer, stopping criteria), to time one part of the harness's
+        call at a time (scripts/selfcheck/bare_loop.py)."""
         cache = self._fresh_cache()
         with torch.inference_mode(), self._timer.measure() as reading:
             self._hf.generate(
-                input_ids=self.input_ids, attention_mask=self.attention_mask, max_new_tokens=new_tokens, **cache
-            )
+                input_ids=self.input_ids, attention_mask=self.attention_mask, max_new_tokens=new_tokens, **cache,
+                **attached,
+            )  # fmt: skip
         return reading.seconds()
 
     def forward_decode_s(self, new_tokens: int) -> float:
