@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,11 +72,36 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
+#: The folder the transformers backend converts the real model into, inside a model cache.
+REAL_HF_DIR = Path("hf") / "gemma3-270m"
+
+
 @pytest.fixture(scope="session")
-def real_gguf_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model cache the real-model tests of a session share: the real model's packaged GGUF is assembled
-    into it once (``gguf/``, about 2 s), by the first test that loads it."""
-    return tmp_path_factory.mktemp("llmbench-cache")
+def real_gguf_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model cache the real-model tests of a run share, its xdist workers too (it lies in the run's base
+    temporary folder, the parent of each worker's): the real model's packaged GGUF is assembled into it once
+    (``gguf/``, about 2 s) and converted for transformers once (``hf/``, about 45 s), each by the first test
+    that needs it while the others wait on the cache's file lock (``llmbench.backends.model_files``).
+
+    It starts with a half-written conversion (a directory without its completion marker, as an interrupted
+    writer of an older version could leave it), so that the run's one conversion is a rebuild of it:
+    ``tests/backends/test_transformers_backend.py`` checks the result."""
+    from llmbench.backends.model_files import file_lock
+
+    root = tmp_path_factory.getbasetemp()
+    if hasattr(request.config, "workerinput"):  # an xdist worker: its base folder is one of the run's
+        root = root.parent
+    cache = root / "llmbench-cache"
+    with file_lock(root / "llmbench-cache.lock"):
+        if not cache.is_dir():
+            made = root / ".llmbench-cache.tmp"
+            shutil.rmtree(made, ignore_errors=True)
+            half = made / REAL_HF_DIR
+            half.mkdir(parents=True)
+            (half / "config.json").write_text("{")
+            (half / "model.safetensors").write_bytes(b"\0" * 1024)
+            os.replace(made, cache)
+    return cache
 
 
 @pytest.fixture

