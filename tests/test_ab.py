@@ -29,7 +29,6 @@ from llmbench.ab.save import save_pair, side_json
 from llmbench.ab.sides import Side, side_environment
 from llmbench.ab.verdict import compare_pair, is_pair
 from llmbench.backends import Generation
-from llmbench.backends.base import KVLayout
 from llmbench.cli import main as cli_main
 from llmbench.config.combination import Combination
 from llmbench.gate.rules import DEFAULT_RULES, PAIRED_RULES, PAIRED_THRESHOLD
@@ -38,6 +37,7 @@ from llmbench.metrics import Metric
 from llmbench.runs import load_run
 from llmbench.testing import faults
 from llmbench.workers.protocol import MemoryFigures, TimedRound
+from tests.support.fake_models import FakeModelFacts
 from tests.support.git_repos import git
 from tests.support.matrices import TINY_FP32_MATRIX
 from tests.support.paths import REPO
@@ -181,7 +181,7 @@ def test_paired_rules_catch_a_5_percent_change_the_one_sided_thresholds_let_thro
 MATRIX = TINY_FP32_MATRIX
 
 
-class StandIn:
+class StandIn(FakeModelFacts):
     """A loaded model whose rounds take a fixed time (longer for the head side by ``slow``)."""
 
     def __init__(self, side: str, combination: Combination, slow: float, calls: list[str]) -> None:
@@ -205,15 +205,6 @@ class StandIn:
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> Generation:
         return self._generation(prompts)
-
-    def weight_bytes(self) -> int:
-        return 1000
-
-    def file_bytes(self) -> int | None:
-        return 2000
-
-    def kv_cache_layout(self) -> KVLayout | None:
-        return None
 
     def close(self) -> None:
         self.closed = True

@@ -27,10 +27,10 @@ from llmbench.cli import build_parser
 from llmbench.cli import main as cli_main
 from llmbench.commands import ab as ab_command
 from llmbench.config.combination import Combination, ModelSpec
-from llmbench.engine_types import KVLayout
 from llmbench.metrics import Metric
 from llmbench.workers.client import pin_threads
 from llmbench.workers.protocol import MemoryFigures, TimedRound
+from tests.support.fake_models import FakeModelFacts
 from tests.support.matrices import tiny_matrix
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux's")
@@ -112,7 +112,7 @@ def test_pin_moves_every_thread_and_the_threads_started_later_inherit_it() -> No
             child.kill()
 
 
-class DuetModel:
+class DuetModel(FakeModelFacts):
     """A fake loaded model: its rounds meet the other side's at a barrier, so they must run together."""
 
     def __init__(self, device: DuetDevice, side: Side, load: int) -> None:
@@ -133,18 +133,6 @@ class DuetModel:
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> Generation:
         raise AssertionError("no quality pass in these tests")
-
-    def weight_bytes(self) -> int:
-        return 1000
-
-    def file_bytes(self) -> int | None:
-        return 2000
-
-    def kv_cache_layout(self) -> KVLayout | None:
-        return None
-
-    def pin(self, cpus: frozenset[int]) -> None:
-        self.cpus = cpus
 
     def close(self) -> None:
         pass

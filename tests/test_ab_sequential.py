@@ -30,12 +30,12 @@ from llmbench.cli import build_parser
 from llmbench.cli import main as cli_main
 from llmbench.commands import ab as ab_command
 from llmbench.config.combination import Combination
-from llmbench.engine_types import KVLayout
 from llmbench.gate.verdict import Verdict
 from llmbench.metrics import Metric
 from llmbench.quality import runs as quality_runs
 from llmbench.runs import load_run
 from llmbench.workers.protocol import MemoryFigures, TimedRound
+from tests.support.fake_models import FakeModelFacts
 from tests.support.matrices import TINY_FP32_MATRIX
 from tests.support.paths import REPO
 
@@ -44,7 +44,7 @@ from tests.support.paths import REPO
 HEAD_SLOWER = {1: 0.10, 2: 0.30, 3: 0.12, 4: 0.11}
 
 
-class FakeModel:
+class FakeModel(FakeModelFacts):
     """A fake loaded model (no worker, no weights): fixed round times, every call noted on its device."""
 
     def __init__(self, device: FakeDevice, side: SideName, load: int, combination: Combination) -> None:
@@ -68,15 +68,6 @@ class FakeModel:
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> Generation:
         self.device.note("quality", self.side)  # only the quality pass calls the untimed generate
         return self._generation(prompts)
-
-    def weight_bytes(self) -> int:
-        return 1000
-
-    def file_bytes(self) -> int | None:
-        return 2000
-
-    def kv_cache_layout(self) -> KVLayout | None:
-        return None
 
     def close(self) -> None:
         self.device.resident.discard(self.side)
