@@ -402,6 +402,7 @@ def test_chromium_renders_the_page_without_loading_anything_else(tmp_path: Path)
 # ----------------------------------------------------------------------------- from the suite, through pytest
 
 
+@pytest.mark.usefixtures("one_torch_thread")  # the models load in this process (tests/conftest.py)
 def test_the_suite_writes_the_report_of_its_saved_run(suite: pytest.Pytester, tiny_gemma3_dir: Path) -> None:
     (suite.path / "benchmarks").mkdir()
     (suite.path / "benchmarks" / "matrix.toml").write_text(TINY_MATRIX.format(path=tiny_gemma3_dir))
