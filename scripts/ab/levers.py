@@ -26,7 +26,8 @@ on the same machine) adds the ratio.
     .venv/bin/python scripts/ab/levers.py --compact --out scripts/ab/data/ab-catch-rate-2026-12-07.tar.xz
 
 ``--compact`` prints the one table docs/ab.md shows (a few designs, four figures); without it, a table per
-figure of every design the saved pairs can stand for.
+figure of every design the saved pairs can stand for. ``--mode duet`` takes the duet pairs of a
+``catch_rate.py --modes`` run; ``--modes`` compares the two modes on the pair indices that ran in both.
 """
 
 from __future__ import annotations
@@ -293,6 +294,48 @@ def tables(folder: Path, one_sided_s: float | None = None, catch: int = 19, mode
     return lines
 
 
+def modes(folder: Path) -> list[str]:
+    """Alternating rounds against a duet on the pair indices that ran in both (``catch_rate.py --modes
+    alternate,duet``: interleaved, so both modes met the same machine): per mode and scenario, the pairs
+    flagged per figure as run, the mean seconds and load pairs of a pair, the median over the pairs of the
+    standard deviation of their per-load latency log-ratios and of their median log-ratio (the change read),
+    and the median latency of a base round (a duet's rounds share the machine with the other side's)."""
+    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
+    heads = {path.name: path for path in (folder / "runs").rglob("*-head.json")}
+    by_mode = {mode: {int(r["pair"]) for r in rows if mode_of(r) == mode} for mode in MODES}
+    both = set.intersection(*by_mode.values())
+    if not both:
+        return ["no pair index ran in both modes"]
+    shown = ("latency_s", "ttft_s", "prefill_tok_s", "decode_tok_s_total")
+    lines = [f"Pair indices {min(both)}-{max(both)}, each run in both modes:", "",
+             "| mode | scenario | pairs | flagged: " + " · ".join(shown) + " | seconds per pair | load pairs "
+             "| per-load latency spread | change read | base round |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for mode in MODES:
+        for scenario in dict.fromkeys(str(r["scenario"]) for r in rows):
+            mine = [r for r in rows if mode_of(r) == mode and r["scenario"] == scenario and int(r["pair"]) in both
+                    and str(r.get("head_run")) in heads]  # fmt: skip
+            if not mine:
+                continue
+            spreads, changes, calls = [], [], []
+            for row in mine:
+                head = heads[str(row["head_run"])]
+                [b] = json.loads(base_of(head).read_text())["benchmarks"]
+                [h] = json.loads(head.read_text())["benchmarks"]
+                base, current = (side["extra_info"]["llmbench_ab"]["loads"] for side in (b, h))
+                logs = [math.log(y["latency_s"] / x["latency_s"]) for x, y in zip(base, current, strict=True)]
+                spreads.append(statistics.stdev(logs))
+                changes.append(statistics.median(logs))
+                calls += b["extra_info"]["metrics"]["latency_s"]["samples"]
+            flagged = " · ".join(str(sum(r["ab"][m] == "regressed" for r in mine)) for m in shown)
+            lines.append(
+                f"| {mode} | {scenario} | {len(mine)} | {flagged} | {statistics.mean(r['seconds'] for r in mine):.1f} "
+                f"| {statistics.mean(r['loads_run'] for r in mine):.1f} | {statistics.median(spreads):.1%} "
+                f"| {math.expm1(statistics.median(changes)):+.1%} | {statistics.median(calls):.3f} s |"
+            )
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--out", type=Path, required=True,
@@ -306,12 +349,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--compact", action="store_true",
                         help="one table of a few designs (llmbench ab's defaults and each lever), as docs/ab.md "
                         "shows")  # fmt: skip
+    parser.add_argument("--modes", action="store_true",
+                        help="only alternating rounds against a duet, on the pair indices run in both")  # fmt: skip
     parser.add_argument("--mode", choices=MODES, default="alternate",
                         help="the pairs of this mode of a catch_rate.py --modes run. Default: %(default)s")  # fmt: skip
     args = parser.parse_args(argv)
     with saved_data(args.out) as folder:
         if args.round_spread:
             print(round_spread(folder))
+            return 0
+        if args.modes:
+            print("\n".join(modes(folder)))
             return 0
         print("\n".join((compact if args.compact else tables)(folder, args.one_sided_s, mode=args.mode)))
     return 0
