@@ -122,3 +122,21 @@ def test_the_band_is_the_readings_that_agree() -> None:
     assert check.band() == f"{check.reference * (1 + low):.1f}..{check.reference * (1 + high):.1f}"
     tokens = token_count_check(279, 279)
     assert tokens.band() == "279.0..279.0"  # counts: exact
+
+
+#: The rounds of scripts/selfcheck/bare_loop.py on Gemma 3 270M fp32, 2026-12-08 (docs/metrics.md): the
+#: harness's step-clock decode rate and the cached-prompt bare generate's, tok/s, per round. Their ratios
+#: spread from -10.6% to +13.9% round to round on a quiet machine.
+STEP_CLOCK = (10.97, 10.73, 10.24, 10.41, 10.87, 10.20, 11.11, 11.16, 11.48)
+BARE_GENERATE = (10.83, 10.85, 10.65, 9.14, 10.44, 11.41, 11.26, 10.15, 11.40)
+
+
+@pytest.mark.parametrize(("scale", "status"), [(1.0, "ok"), (0.95, "noisy"), (0.85, "DISAGREES"), (1.15, "DISAGREES")])
+def test_a_paired_row_decides_by_the_interval_of_its_rounds(scale: float, status: str) -> None:
+    # Rounds that spread this far put the median of 9 ratios beyond 3% by noise alone: a reading 5% low
+    # (as a -4.3% reading on a quiet machine was) whose interval reaches back within 3% is noisy; 15%
+    # off, wholly beyond, still disagrees.
+    check = paired_check("end-to-end decode vs bare generate", [h * scale for h in STEP_CLOCK], BARE_GENERATE, how="")
+    assert check.interval is not None
+    assert check.status == status, (check.difference, check.interval)
+    assert "95% interval of the median ratio" in check.how

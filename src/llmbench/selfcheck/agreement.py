@@ -309,14 +309,22 @@ def paired_check(
 ) -> Check:  # fmt: skip
     """A figure against its reference, round by round: a busy moment slows both calls of a round alike,
     so the ratio within a round is steadier than either side over the rounds. The check's harness figure
-    is the reference's median times the median of the ratios. ``harness`` and ``reference`` are the
-    rounds' readings as they are (the seam the tests put a reading off through)."""
+    is the reference's median times the median of the ratios, with the 95% bootstrap interval of that
+    median: a reading beyond the tolerance whose interval reaches back within it is ``noisy`` (the rounds
+    cannot tell), ``DISAGREES`` only wholly beyond it. The rounds of a shared machine spread by several
+    percent, so a median of 9 ratios lands beyond a 3% tolerance by noise alone (docs/metrics.md).
+    ``harness`` and ``reference`` are the rounds' readings as they are (the seam the tests put a reading off
+    through)."""
     pairs = [(h, r) for h, r in zip(harness, reference, strict=True) if math.isfinite(h) and math.isfinite(r)]
     if not pairs:
         return Check(name, None, None, unit, tolerance, bound, how=how, fix=fix, basis=basis, allowed=allowed)
     middle = statistics.median(r for _, r in pairs)
-    ratio = statistics.median(h / r for h, r in pairs)
-    return Check(name, middle * ratio, middle, unit, tolerance, bound, how=how, fix=fix, basis=basis, allowed=allowed)
+    ratios = [h / r for h, r in pairs]
+    ratio = statistics.median(ratios)
+    low, high = bootstrap_ci(ratios, statistic="median")
+    how = f"{how}; 95% interval of the median ratio {(low - 1) * 100:+.2f}%..{(high - 1) * 100:+.2f}%"
+    return Check(name, middle * ratio, middle, unit, tolerance, bound, how=how, fix=fix, basis=basis, allowed=allowed,
+                 interval=(middle * low, middle * high))  # fmt: skip
 
 
 class Overhead:
