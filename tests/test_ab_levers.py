@@ -113,6 +113,24 @@ def test_the_threshold_lever_decides_a_change_between_thresholds(levers: ModuleT
     assert levers.decide(base, head, levers.Design(3, 6, 3, threshold=0.02))[0]["latency_s"] == "regressed"
 
 
+def test_leaving_out_a_load_in_a_mode_of_its_own_decides_the_change_the_other_loads_agree_on(
+    levers: ModuleType,
+) -> None:
+    """The head 5% slower in every load, but its fourth load in a mode 30% faster (a load-long mode, as
+    the duet campaign's saved pairs show): its ratio, 0.735, keeps six loads from deciding; left out (it lies
+    26% off the head's median load), the five others decide the regression. A change in every load is no
+    load's own deviation, so it is never left out."""
+    base, head = _pair(1.05, 1.0)
+    samples = head["extra_info"]["metrics"]["latency_s"]["samples"]
+    for i in range(9, 12):  # load pair 3's three rounds
+        samples[i] *= 0.7
+    assert levers.decide(base, head, levers.Design(6, 6, 2, "best"))[0]["latency_s"] != "regressed"
+    found, loads = levers.decide(base, head, levers.Design(6, 6, 2, "best", reject=0.05))
+    assert (found["latency_s"], loads) == ("regressed", 6)
+    assert levers._kept(([1.0] * 6, [1.05] * 6), 6, 0.05) == list(range(6))
+    assert levers._kept(([1.0] * 6, [1.05, 1.05, 1.05, 0.735, 1.05, 1.05]), 6, 0.05) == [0, 1, 2, 4, 5]
+
+
 def test_the_tables_cover_every_metric_and_scenario(levers: ModuleType) -> None:
     with levers.saved_data(PILOT) as folder:
         lines = "\n".join(levers.tables(folder, one_sided_s=10.0))

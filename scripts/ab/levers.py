@@ -62,14 +62,20 @@ class Design:
     rounds: int
     estimator: str = "median"
     threshold: float = 0.03
+    #: Leave out a load pair in which either side's load runs more than this share off that side's median
+    #: load (latency, by the estimator) over the load pairs so far: a load in a mode of its own. 0: keep all.
+    reject: float = 0.0
 
     @property
     def label(self) -> str:
         loads = f"{self.loads}" if self.max_loads == self.loads else f"{self.loads}..{self.max_loads}"
-        return f"loads {loads}, rounds {self.rounds}, {self.estimator}, threshold {self.threshold:.1%}"
+        rejected = f", loads off their side by over {self.reject:.0%} left out" if self.reject else ""
+        return f"loads {loads}, rounds {self.rounds}, {self.estimator}, threshold {self.threshold:.1%}{rejected}"
 
 
 ESTIMATORS = ("median", "best", "best+tokens")
+#: The shares beyond which a load is left out as a load in a mode of its own (``Design.reject``).
+REJECT = (0.05, 0.08)
 
 
 def designs(loads: int, rounds: int) -> list[Design]:
@@ -81,6 +87,10 @@ def designs(loads: int, rounds: int) -> list[Design]:
             for threshold in (0.03, 0.02, 0.015, 0.01):
                 for first in (3, loads):
                     out.append(Design(min(first, loads), loads, r, estimator, threshold))
+    for threshold in (0.03, 0.02, 0.015):
+        for reject in REJECT:
+            for first in (3, loads):
+                out.append(Design(min(first, loads), loads, min(2, rounds), "best", threshold, reject))
     return list(dict.fromkeys(out))
 
 
@@ -125,13 +135,25 @@ def decide(base: Mapping[str, Any], head: Mapping[str, Any], design: Design) -> 
     available = min(len(b) for b, _ in values.values())
     loads = min(design.loads, available)
     while True:
+        kept = _kept(values["latency_s"], loads, design.reject)
         verdicts: dict[str, str] = {
-            m: decide_paired(m, base_metrics[m], head_metrics[m], b[:loads], h[:loads], rules[m]).verdict
+            m: decide_paired(m, base_metrics[m], head_metrics[m], [b[k] for k in kept], [h[k] for k in kept],
+                             rules[m]).verdict
             for m, (b, h) in values.items()
-        }
+        }  # fmt: skip
         if "noisy" not in verdicts.values() or loads >= min(design.max_loads, available):
             return verdicts, loads
         loads += 1
+
+
+def _kept(latency: Sequence[list[float]], loads: int, reject: float) -> list[int]:
+    """The first ``loads`` load pairs but those in which either side's latency lies more than ``reject`` off
+    that side's median over them (all of them where ``reject`` is 0)."""
+    if not reject:
+        return list(range(loads))
+    middles = [statistics.median(side[:loads]) for side in latency]
+    sides = list(zip(latency, middles, strict=True))
+    return [k for k in range(loads) if all(abs(side[k] / middle - 1) <= reject for side, middle in sides)]
 
 
 @dataclass(frozen=True)
