@@ -78,8 +78,8 @@ class Schedule:
     #: rate), which a slow burst in one round does not move, or the ``median`` of its rounds. ``best`` caught
     #: more of the engine-step faults at the same cost and no more false alarms (docs/ab.md, Measured).
     per_load: PerLoad = "best"
-    #: Both sides' rounds at the same time, each side's worker pinned to its half of ``cpus`` (drawn per
-    #: load pair): a duet (:mod:`llmbench.ab.duet`). Empty: rounds alternate.
+    #: Both sides' rounds at the same time, each side's worker pinned to a half of these CPUs, the halves
+    #: swapped every round pair: a duet (:mod:`llmbench.ab.duet`). Empty: rounds alternate.
     duet_cpus: frozenset[int] = frozenset()
 
     @property
